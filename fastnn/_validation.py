@@ -1,0 +1,189 @@
+"""Checks at the public boundary.
+
+Everything a user passes in is validated here, once, and converted to
+C-contiguous arrays of the computation dtype.  The kernels behind the boundary
+assume valid input (compiled kernels do not check bounds).
+"""
+
+import numbers
+
+import numpy as np
+
+from .errors import FastnnTypeError, FastnnValueError
+
+FLOAT_DTYPES = (np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64))
+
+
+def check_dtype(dtype, name="dtype"):
+    """Return ``np.dtype(dtype)`` if it is float16/32/64, else raise TypeError."""
+    try:
+        dt = np.dtype(dtype)
+    except TypeError as exc:
+        raise FastnnTypeError(f"{name}: expected a floating dtype, got {dtype!r}") from exc
+    if dt not in FLOAT_DTYPES:
+        raise FastnnTypeError(f"{name}: expected float16, float32 or float64, got {dt}")
+    return dt
+
+
+def _as_numeric(x, name):
+    if isinstance(x, np.ndarray):
+        arr = x
+    else:
+        try:
+            arr = np.asarray(x)
+        except (ValueError, TypeError) as exc:
+            raise FastnnTypeError(f"{name}: expected a numeric array, got {type(x).__name__}") from exc
+    kind = arr.dtype.kind
+    if kind == "c":
+        raise FastnnTypeError(f"{name}: complex dtype {arr.dtype} is not supported; expected real numbers")
+    if kind not in "biuf":
+        raise FastnnTypeError(f"{name}: expected a numeric (real) array, got dtype {arr.dtype}")
+    return arr
+
+
+def as_array(x, name, dtype, ndim=2):
+    """``x`` as a C-contiguous, finite array of ``dtype`` with ``ndim`` dimensions.
+
+    Never modifies ``x``; copies only when a conversion is needed.
+    """
+    arr = _as_numeric(x, name)
+    if arr.ndim != ndim:
+        raise FastnnValueError(f"{name}: expected a {ndim}-D array, got shape {arr.shape}")
+    if arr.dtype.kind == "f" and arr.size and not np.isfinite(arr).all():
+        raise FastnnValueError(f"{name}: contains NaN or Inf; expected finite values")
+    with np.errstate(over="ignore"):
+        out = np.ascontiguousarray(arr, dtype=dtype)
+    if out.dtype.kind == "f" and arr.dtype.kind != "f" or out.dtype.itemsize < arr.dtype.itemsize:
+        # A value can overflow to inf in the conversion (1e300 -> float32).
+        if out.size and not np.isfinite(out).all():
+            raise FastnnValueError(f"{name}: has values too large for {np.dtype(dtype)}")
+    return out
+
+
+def check_params(params, name="params"):
+    """Validate a parameter dict ``{"W1", "b1", ..., "WL", "bL"}``.
+
+    Returns ``(Ws, bs, dtype)``: lists of C-contiguous arrays (the originals when
+    already contiguous) and their common floating dtype.
+    """
+    if not isinstance(params, dict):
+        raise FastnnTypeError(f"{name}: expected a dict with keys 'W1', 'b1', ...; got {type(params).__name__}")
+    L = 0
+    while f"W{L + 1}" in params:
+        L += 1
+    if L == 0:
+        raise FastnnValueError(f"{name}: expected keys 'W1', 'b1', ..., found {sorted(params)[:6]}")
+    expected = {f"{p}{l}" for l in range(1, L + 1) for p in "Wb"}
+    extra = set(params) - expected
+    missing = expected - set(params)
+    if missing or extra:
+        raise FastnnValueError(f"{name}: expected exactly the keys W1..W{L}, b1..b{L}; "
+                               f"missing {sorted(missing)}, unexpected {sorted(extra)}")
+    dtype = None
+    Ws, bs = [], []
+    for l in range(1, L + 1):
+        for key in (f"W{l}", f"b{l}"):
+            arr = _as_numeric(params[key], f"{name}[{key!r}]")
+            if arr.dtype not in FLOAT_DTYPES:
+                raise FastnnTypeError(f"{name}[{key!r}]: expected float16, float32 or float64, got {arr.dtype}")
+            if dtype is None:
+                dtype = arr.dtype
+            elif arr.dtype != dtype:
+                raise FastnnTypeError(f"{name}[{key!r}]: dtype {arr.dtype} differs from W1's {dtype}")
+        W = as_array(params[f"W{l}"], f"{name}['W{l}']", dtype)
+        b = as_array(params[f"b{l}"], f"{name}['b{l}']", dtype)
+        if W.shape[0] == 0 or W.shape[1] == 0:
+            raise FastnnValueError(f"{name}['W{l}']: expected a non-empty (n_l, n_l-1) matrix, got {W.shape}")
+        if l > 1 and W.shape[1] != Ws[-1].shape[0]:
+            raise FastnnValueError(f"{name}['W{l}']: expected {Ws[-1].shape[0]} columns "
+                                   f"(n_{l - 1}), got shape {W.shape}")
+        if b.shape != (W.shape[0], 1):
+            raise FastnnValueError(f"{name}['b{l}']: expected shape {(W.shape[0], 1)}, got {b.shape}")
+        Ws.append(W)
+        bs.append(b)
+    return Ws, bs, dtype
+
+
+def check_X(X, n0, dtype, name="X"):
+    """X as an ``(n0, m)`` array of ``dtype`` with m >= 1."""
+    X = as_array(X, name, dtype)
+    if X.shape[0] != n0:
+        raise FastnnValueError(f"{name}: expected {n0} rows (n_0, one feature per row, one "
+                               f"example per column), got shape {X.shape}")
+    if X.shape[1] == 0:
+        raise FastnnValueError(f"{name}: has no examples (m == 0); expected shape ({n0}, m) with m >= 1")
+    return X
+
+
+def check_Y(Y, output, n_L, m, dtype, name="Y"):
+    """Labels/targets as an ``(n_L, m)`` array of ``dtype`` for the given output layer.
+
+    sigmoid: 0/1 labels of shape ``(n_L, m)`` (``(m,)`` allowed when n_L == 1).
+    softmax: one-hot ``(n_L, m)`` or integer class labels ``(m,)`` / ``(1, m)``.
+    identity: real targets ``(n_L, m)`` (``(m,)`` allowed when n_L == 1).
+    """
+    arr = _as_numeric(Y, name)
+    if arr.dtype.kind == "f" and arr.size and not np.isfinite(arr).all():
+        raise FastnnValueError(f"{name}: contains NaN or Inf; expected finite values")
+    if output == "softmax":
+        if n_L < 2:
+            raise FastnnValueError("output: softmax needs at least 2 output units, the last layer has 1")
+        if arr.ndim == 1 or (arr.ndim == 2 and arr.shape[0] == 1):
+            labels = arr.reshape(-1)
+            if labels.shape[0] != m:
+                raise FastnnValueError(f"{name}: expected {m} labels (one per column of X), got shape {arr.shape}")
+            if labels.dtype.kind == "f" and not np.array_equal(labels, np.round(labels)):
+                raise FastnnValueError(f"{name}: class labels must be integers in [0, {n_L})")
+            if labels.size and (labels.min() < 0 or labels.max() >= n_L):
+                raise FastnnValueError(f"{name}: class labels must be in [0, {n_L}); got values "
+                                       f"from {labels.min()} to {labels.max()}")
+            out = np.zeros((n_L, m), dtype=dtype)
+            out[labels.astype(np.intp), np.arange(m)] = 1
+            return out
+        if arr.shape != (n_L, m):
+            raise FastnnValueError(f"{name}: expected one-hot shape {(n_L, m)} or {m} integer labels, "
+                                   f"got shape {arr.shape}")
+        if not np.isin(arr, (0, 1)).all() or not (arr.sum(axis=0) == 1).all():
+            raise FastnnValueError(f"{name}: a {(n_L, m)} array must be one-hot (0/1, one 1 per column)")
+        return np.ascontiguousarray(arr, dtype=dtype)
+    if arr.ndim == 1 and n_L == 1:
+        arr = arr.reshape(1, -1)
+    if arr.shape != (n_L, m):
+        raise FastnnValueError(f"{name}: expected shape {(n_L, m)} (n_L, m), got {arr.shape}")
+    if output == "sigmoid" and not np.isin(arr, (0, 1)).all():
+        raise FastnnValueError(f"{name}: binary cross-entropy labels must be 0 or 1")
+    return as_array(arr, name, dtype)
+
+
+def check_choice(value, name, choices):
+    """Return ``value`` if it is one of ``choices``, else raise ValueError naming ``name``."""
+    if not isinstance(value, str) or value not in choices:
+        raise FastnnValueError(f"{name}: expected one of {tuple(choices)}, got {value!r}")
+    return value
+
+
+def check_nonneg_float(value, name):
+    """A finite real number >= 0, as a Python float."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise FastnnTypeError(f"{name}: expected a real number, got {type(value).__name__}")
+    value = float(value)
+    if not np.isfinite(value) or value < 0:
+        raise FastnnValueError(f"{name}: expected a finite number >= 0, got {value}")
+    return value
+
+
+def check_positive_float(value, name):
+    """A finite real number > 0, as a Python float."""
+    value = check_nonneg_float(value, name)
+    if value == 0:
+        raise FastnnValueError(f"{name}: expected a number > 0, got 0")
+    return value
+
+
+def check_positive_int(value, name):
+    """An integer >= 1."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise FastnnTypeError(f"{name}: expected an integer, got {type(value).__name__}")
+    if value < 1:
+        raise FastnnValueError(f"{name}: expected an integer >= 1, got {value}")
+    return int(value)

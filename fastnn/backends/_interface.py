@@ -1,0 +1,38 @@
+"""The kernel interface every backend module implements.
+
+The network and trainer code call only these names, through the module that the
+registry returns, and never branch on which backend it is.  Arrays passed in are
+C-contiguous, of one floating dtype listed in the module's ``DTYPES``, already
+validated at the public boundary; kernels may assume so.
+
+Shapes use the course's notation: ``W`` is ``(n_l, n_{l-1})``, ``b`` is
+``(n_l, 1)``, activations ``A`` are ``(n_l, m)`` with one example per column.
+"""
+
+#: Kernel names every backend module must export.
+KERNELS = (
+    # moving data
+    "to_device",          # (x) -> backend array (no copy when already usable)
+    "to_host",            # (x) -> numpy.ndarray
+    # forward
+    "forward_hidden",     # (W, A_prev, b, activation) -> A = g(W @ A_prev + b)
+    "forward_output",     # (W, A_prev, b, output) -> (Z, A)
+    # output layer: gradient and summed loss, fused
+    "output_delta",       # (Z, A, Y, output, dz_scale, db_scale) -> (dZ, db, loss_sum)
+    "output_delta_chain", # same, through the course's dA[L] and g'(Z[L])
+    "output_loss",        # (Z, A, Y, output) -> loss_sum
+    # backward
+    "backward_hidden",    # (dA, A, activation, db_scale) -> (dZ, db); may reuse dA
+    "weight_grad",        # (dZ, A_prev, W, scale, l2_scale) -> scale*dZ@A_prev.T + l2_scale*W
+    "input_grad",         # (W, dZ) -> W.T @ dZ
+    # optimizers, in place
+    "sgd_update",         # (P, G, lr)
+    "momentum_update",    # (P, G, V, lr, beta)
+    "adam_update",        # (P, G, M, V, lr, beta1, beta2, eps, t)
+    # utilities
+    "all_finite",         # (x) -> bool
+    "zeros_like",         # (x) -> backend array of zeros
+)
+
+#: Module-level constants every backend module must define.
+CONSTANTS = ("NAME", "DTYPES")

@@ -1,0 +1,161 @@
+"""NumPy backend: the reference implementation of every kernel.
+
+It is the fallback when Numba is missing and the oracle the compiled backends
+are tested against.  Reductions over the ``m`` examples run along the
+contiguous axis of C-ordered ``(n, m)`` arrays, where NumPy sums pairwise
+(error growing like ``log2(m) * eps`` instead of ``m * eps``).
+"""
+
+import numpy as np
+
+from ..activations import ACTIVATIONS, DERIVATIVES
+from ..errors import SaturationError
+
+NAME = "numpy"
+DTYPES = (np.float16, np.float32, np.float64)
+
+
+def to_device(x):
+    """Return ``x`` as a C-contiguous ndarray (no copy when it already is one)."""
+    return np.ascontiguousarray(x)
+
+
+def to_host(x):
+    """Return ``x`` as a NumPy array."""
+    return np.asarray(x)
+
+
+def zeros_like(x):
+    """Zeros with the shape and dtype of ``x``."""
+    return np.zeros_like(x)
+
+
+def all_finite(x):
+    """True when every entry of ``x`` is finite."""
+    return bool(np.isfinite(x).all())
+
+
+def _affine(W, A_prev, b):
+    Z = W @ A_prev
+    Z += b
+    return Z
+
+
+def forward_hidden(W, A_prev, b, activation):
+    """A = g(W @ A_prev + b), computed in one buffer; A is (n_l, m)."""
+    Z = _affine(W, A_prev, b)
+    return ACTIVATIONS[activation](Z, Z)
+
+
+def forward_output(W, A_prev, b, output):
+    """(Z, A) of the output layer; Z (the logits) is kept for a stable loss."""
+    Z = _affine(W, A_prev, b)
+    return Z, ACTIVATIONS[output](Z, np.empty_like(Z))
+
+
+def _loss_terms(Z, A, Y, output):
+    if output == "sigmoid":
+        # -[y log a + (1-y) log(1-a)] written from the logit: softplus(z) - y z.
+        return np.maximum(Z, 0) - Y * Z + np.log1p(np.exp(-np.abs(Z)))
+    if output == "softmax":
+        zmax = Z.max(axis=0, keepdims=True)
+        lse = zmax + np.log(np.exp(Z - zmax).sum(axis=0, keepdims=True))
+        return Y * (lse - Z)
+    D = A - Y
+    return D * D * Z.dtype.type(0.5)
+
+
+def output_loss(Z, A, Y, output):
+    """Sum over all examples of the per-example loss, from the logits Z (float)."""
+    return float(np.sum(_loss_terms(Z, A, Y, output)))
+
+
+def _scaled_row_sum(dZ, scale):
+    db = dZ.sum(axis=1, keepdims=True)
+    if scale != 1:
+        db *= scale
+    return db
+
+
+def output_delta(Z, A, Y, output, dz_scale, db_scale):
+    """Fused output layer: dZ = dz_scale * (A - Y), db, and the summed loss."""
+    dZ = A - Y
+    if dz_scale != 1:
+        dZ *= dz_scale
+    return dZ, _scaled_row_sum(dZ, db_scale), output_loss(Z, A, Y, output)
+
+
+def output_delta_chain(Z, A, Y, output, dz_scale, db_scale):
+    """The course's route: dA[L] from the loss, then dZ[L] = dA[L] * g'(Z[L]).
+
+    Raises SaturationError when an output that rounded to 0 or 1 made the
+    division by A or 1 - A non-finite.
+    """
+    one = A.dtype.type(1)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        if output == "sigmoid":
+            dA = -(Y / A - (one - Y) / (one - A))
+            if dz_scale != 1:
+                dA *= dz_scale
+            dZ = dA * A * (one - A)
+        elif output == "softmax":
+            dA = -(Y / A)
+            if dz_scale != 1:
+                dA *= dz_scale
+            # Softmax couples the rows: dZ = A * (dA - sum_k A_k dA_k).
+            dZ = A * (dA - (A * dA).sum(axis=0, keepdims=True))
+        else:
+            dA = A - Y
+            if dz_scale != 1:
+                dA *= dz_scale
+            dZ = dA
+    if not np.isfinite(dZ).all():
+        raise SaturationError(
+            f"output_grad='chain': the {output} output saturated (A rounded to 0 or 1 in "
+            f"{A.dtype}), so dA[L] = -(Y/A - (1-Y)/(1-A)) is not finite; "
+            "use output_grad='fused' (dZ[L] = A - Y), which has no division")
+    return dZ, _scaled_row_sum(dZ, db_scale), output_loss(Z, A, Y, output)
+
+
+def backward_hidden(dA, A, activation, db_scale):
+    """Fused hidden-layer backward: dZ = dA * g'(Z) (from A), db = db_scale * sum(dZ, axis=1)."""
+    dZ = DERIVATIVES[activation](A, dA)
+    return dZ, _scaled_row_sum(dZ, db_scale)
+
+
+def weight_grad(dZ, A_prev, W, scale, l2_scale):
+    """dW = scale * (dZ @ A_prev.T) + l2_scale * W, shape of W."""
+    dW = dZ @ A_prev.T
+    if scale != 1:
+        dW *= scale
+    if l2_scale:
+        dW += l2_scale * W
+    return dW
+
+
+def input_grad(W, dZ):
+    """dA_prev = W.T @ dZ, shape (n_{l-1}, m)."""
+    return W.T @ dZ
+
+
+def sgd_update(P, G, lr):
+    """P -= lr * G, in place."""
+    P -= lr * G
+
+
+def momentum_update(P, G, V, lr, beta):
+    """V = beta V + (1 - beta) G; P -= lr V, in place."""
+    V *= beta
+    V += (1 - beta) * G
+    P -= lr * V
+
+
+def adam_update(P, G, M, V, lr, beta1, beta2, eps, t):
+    """Bias-corrected Adam step t (t >= 1), in place."""
+    M *= beta1
+    M += (1 - beta1) * G
+    V *= beta2
+    V += (1 - beta2) * (G * G)
+    m_hat = M / (1 - beta1 ** t)
+    v_hat = V / (1 - beta2 ** t)
+    P -= lr * m_hat / (np.sqrt(v_hat) + eps)

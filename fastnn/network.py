@@ -1,0 +1,381 @@
+"""The functional core: init, forward, backward, cost, gradients, gradcheck.
+
+Notation is the course's, column-major: ``X`` is ``(n_0, m)`` with one example
+per column, ``W[l]`` is ``(n_l, n_{l-1})``, ``b[l]`` is ``(n_l, 1)``.
+
+Where the cost's ``1/m`` goes is chosen by ``scaling``:
+
+``"deferred"`` (the course's)
+    ``dZ[L] = A[L] - Y``; ``dW[l] = (1/m) dZ[l] @ A[l-1].T``, ``db[l] = (1/m) sum(dZ[l])``.
+``"absorbed"``
+    ``dZ[L] = (1/m)(A[L] - Y) = dJ/dZ[L]``; ``dW = dZ @ A.T``, ``db = sum(dZ)``.
+``"sum"``
+    no ``1/m``: the gradient of the summed loss.
+
+L2 regularisation ``(l2/(2m)) sum ||W||^2`` adds ``(l2/m) W`` to ``dW`` under all three.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import _validation as V
+from .activations import check_hidden, check_output
+from .backends import get_backend
+from .errors import FastnnValueError
+
+SCALINGS = ("deferred", "absorbed", "sum")
+OUTPUT_GRADS = ("fused", "chain")
+INITS = ("he", "xavier", "small")
+
+
+def init_params(layer_dims, *, init="he", dtype=np.float64, seed=None):
+    """Random weights and zero biases for a network of the given layer sizes.
+
+    Parameters
+    ----------
+    layer_dims : sequence of int
+        ``[n_0, n_1, ..., n_L]``: input size, hidden sizes, output size.
+    init : {"he", "xavier", "small"}
+        ``"he"``: ``randn * sqrt(2 / n_{l-1})`` (for ReLU);
+        ``"xavier"``: ``randn * sqrt(2 / (n_{l-1} + n_l))`` (Glorot normal);
+        ``"small"``: ``randn * 0.01`` (the course's first examples).
+    dtype : float16, float32 or float64
+    seed : int, numpy.random.Generator or None
+        Draws are made in float64 and then cast, so float32 and float64
+        initialisations with the same seed agree to float32 rounding.
+
+    Returns
+    -------
+    dict
+        ``"W1", "b1", ..., "WL", "bL"`` with ``W[l]`` of shape ``(n_l, n_{l-1})``
+        and ``b[l]`` of shape ``(n_l, 1)``, all of ``dtype``.
+    """
+    dims = _check_layer_dims(layer_dims)
+    dtype = V.check_dtype(dtype)
+    V.check_choice(init, "init", INITS)
+    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+    params = {}
+    for l in range(1, len(dims)):
+        n_in, n_out = dims[l - 1], dims[l]
+        scale = {"he": np.sqrt(2.0 / n_in), "xavier": np.sqrt(2.0 / (n_in + n_out)), "small": 0.01}[init]
+        params[f"W{l}"] = (rng.standard_normal((n_out, n_in)) * scale).astype(dtype)
+        params[f"b{l}"] = np.zeros((n_out, 1), dtype=dtype)
+    return params
+
+
+def _check_layer_dims(layer_dims):
+    try:
+        dims = [int(d) for d in layer_dims]
+    except (TypeError, ValueError) as exc:
+        raise V.FastnnTypeError(f"layer_dims: expected a sequence of integers, got {layer_dims!r}") from exc
+    if len(dims) < 2 or any(d < 1 for d in dims) or any(int(d) != d for d in layer_dims):
+        raise FastnnValueError(f"layer_dims: expected at least two positive integers [n_0, ..., n_L], got {list(layer_dims)!r}")
+    return dims
+
+
+@dataclass
+class ForwardCache:
+    """What :func:`forward` keeps for :func:`backward`.
+
+    ``As`` holds ``A[0] = X, A[1], ..., A[L]`` (``(n_l, m)`` each) and ``ZL`` the
+    output logits ``(n_L, m)``, as arrays of ``backend``.  Hidden ``Z[l]`` are
+    not kept: every derivative is computed from ``A[l]``.
+    """
+    As: list
+    ZL: object
+    hidden: str
+    output: str
+    backend: str
+
+    @property
+    def m(self):
+        return self.As[0].shape[1]
+
+
+def _scales(scaling, m, dtype):
+    """(dz_scale, w_scale) for the output dZ and for every dW, db."""
+    one, inv_m = dtype.type(1), dtype.type(1.0 / m)
+    return {"deferred": (one, inv_m), "absorbed": (inv_m, one), "sum": (one, one)}[scaling]
+
+
+def _forward(bk, Ws, bs, X, hidden, output):
+    As = [X]
+    for W, b in zip(Ws[:-1], bs[:-1]):
+        As.append(bk.forward_hidden(W, As[-1], b, hidden))
+    ZL, AL = bk.forward_output(Ws[-1], As[-1], bs[-1], output)
+    As.append(AL)
+    return As, ZL
+
+
+def _backward(bk, Ws, As, ZL, Y, hidden, output, scaling, output_grad, l2):
+    """Gradient lists (dWs, dbs) and the summed loss, all on the backend."""
+    m, dtype = Y.shape[1], Y.dtype
+    dz_scale, w_scale = _scales(scaling, m, dtype)
+    l2_scale = dtype.type(l2 / m)
+    delta = bk.output_delta_chain if output_grad == "chain" else bk.output_delta
+    dZ, db, loss_sum = delta(ZL, As[-1], Y, output, dz_scale, w_scale)
+    L = len(Ws)
+    dWs, dbs = [None] * L, [None] * L
+    for l in range(L - 1, -1, -1):
+        dWs[l] = bk.weight_grad(dZ, As[l], Ws[l], w_scale, l2_scale)
+        dbs[l] = db
+        if l:  # dA[0] = W[1].T @ dZ[1] is never used: skip it
+            dA = bk.input_grad(Ws[l], dZ)
+            dZ, db = bk.backward_hidden(dA, As[l], hidden, w_scale)
+    return dWs, dbs, loss_sum
+
+
+def _objective(loss_sum, Ws, m, scaling, l2):
+    """The scalar whose gradient the chosen scaling computes."""
+    reg = 0.0
+    if l2:
+        reg = l2 / (2 * m) * sum(float(np.sum(np.square(np.asarray(W, dtype=np.float64)))) for W in Ws)
+    data = loss_sum if scaling == "sum" else loss_sum / m
+    return data + reg
+
+
+def _resolve(params, hidden, output, backend):
+    Ws, bs, dtype = V.check_params(params)
+    check_hidden(hidden)
+    check_output(output)
+    bk = get_backend(backend)
+    if dtype.type not in bk.DTYPES:
+        raise V.FastnnTypeError(f"params: dtype {dtype} is not supported by backend {bk.NAME!r} "
+                                f"(supported: {[np.dtype(t).name for t in bk.DTYPES]})")
+    return Ws, bs, dtype, bk
+
+
+def forward(params, X, *, hidden="relu", output="sigmoid", backend=None):
+    """Forward pass through all L layers.
+
+    Parameters
+    ----------
+    params : dict
+        ``"W1", "b1", ...`` as from :func:`init_params`.
+    X : array_like, shape (n_0, m)
+        One example per column; converted once to the parameters' dtype.
+    hidden : {"identity", "sigmoid", "tanh", "relu", "leaky_relu"}
+        Activation of layers 1..L-1.
+    output : {"sigmoid", "softmax", "identity"}
+        Activation of layer L.
+    backend : str or None
+        Backend name; ``None`` uses the default (see :func:`fastnn.set_backend`).
+
+    Returns
+    -------
+    AL : numpy.ndarray, shape (n_L, m)
+        Output activations, in the parameters' dtype.
+    cache : ForwardCache
+        Input of :func:`backward`.
+    """
+    Ws, bs, dtype, bk = _resolve(params, hidden, output, backend)
+    X = V.check_X(X, Ws[0].shape[1], dtype)
+    Ws = [bk.to_device(W) for W in Ws]
+    bs = [bk.to_device(b) for b in bs]
+    As, ZL = _forward(bk, Ws, bs, bk.to_device(X), hidden, output)
+    return bk.to_host(As[-1]), ForwardCache(As, ZL, hidden, output, bk.NAME)
+
+
+def _check_options(scaling, output_grad, l2):
+    V.check_choice(scaling, "scaling", SCALINGS)
+    V.check_choice(output_grad, "output_grad", OUTPUT_GRADS)
+    return V.check_nonneg_float(l2, "l2")
+
+
+def backward(params, cache, Y, *, hidden=None, output=None, scaling="deferred",
+             output_grad="fused", l2=0.0, backend=None):
+    """Backward pass: gradients of the cost for every layer.
+
+    Parameters
+    ----------
+    params : dict
+        The parameters :func:`forward` was called with.
+    cache : ForwardCache
+        From :func:`forward`.
+    Y : array_like
+        Labels: ``(n_L, m)``; for softmax also integer labels ``(m,)``/``(1, m)``.
+    hidden, output : str or None
+        Must match the cache when given (``None``: taken from the cache).
+    scaling : {"deferred", "absorbed", "sum"}
+        Where the ``1/m`` goes (module docstring).  deferred and absorbed give
+        the same ``dW``, ``db`` up to rounding; sum gives ``m`` times them.
+    output_grad : {"fused", "chain"}
+        ``"fused"``: ``dZ[L] = A - Y``; ``"chain"``: the course's
+        ``dA[L] = -(Y/A - (1-Y)/(1-A))`` times ``g'(Z[L])``, which raises
+        :class:`~fastnn.errors.SaturationError` when the output saturates.
+    l2 : float
+        L2 strength: adds ``(l2/m) W[l]`` to every ``dW[l]``.
+    backend : str or None
+        Must be the cache's backend when given.
+
+    Returns
+    -------
+    dict
+        ``"dW1", "db1", ..., "dWL", "dbL"``, shapes of ``W[l]``, ``b[l]``, in the parameters' dtype.
+    """
+    if not isinstance(cache, ForwardCache):
+        raise V.FastnnTypeError(f"cache: expected the ForwardCache returned by forward(), got {type(cache).__name__}")
+    for name, given, cached in (("hidden", hidden, cache.hidden), ("output", output, cache.output),
+                                ("backend", backend, cache.backend)):
+        if given is not None and given != cached:
+            raise FastnnValueError(f"{name}: {given!r} differs from the forward pass's {cached!r}")
+    l2 = _check_options(scaling, output_grad, l2)
+    Ws, bs, dtype, bk = _resolve(params, cache.hidden, cache.output, cache.backend)
+    if Ws[0].shape[1] != cache.As[0].shape[0] or len(Ws) != len(cache.As) - 1 or \
+            cache.As[-1].dtype != dtype:
+        raise FastnnValueError("cache: does not come from a forward pass with these params")
+    Y = V.check_Y(Y, cache.output, Ws[-1].shape[0], cache.m, dtype)
+    Ws = [bk.to_device(W) for W in Ws]
+    dWs, dbs, _ = _backward(bk, Ws, cache.As, cache.ZL, bk.to_device(Y), cache.hidden, cache.output,
+                            scaling, output_grad, l2)
+    return _grads_dict(bk, dWs, dbs)
+
+
+def _grads_dict(bk, dWs, dbs):
+    grads = {}
+    for l, (dW, db) in enumerate(zip(dWs, dbs), start=1):
+        grads[f"dW{l}"] = bk.to_host(dW)
+        grads[f"db{l}"] = bk.to_host(db)
+    return grads
+
+
+def gradients(params, X, Y, *, hidden="relu", output="sigmoid", scaling="deferred",
+              output_grad="fused", l2=0.0, backend=None):
+    """Forward pass, cost and backward pass in one call.
+
+    Parameters are those of :func:`forward` and :func:`backward`.  ``X`` is
+    ``(n_0, m)`` and ``Y`` the labels for its ``m`` columns.
+
+    Returns
+    -------
+    cost : float
+        ``J = (1/m) sum_i L_i + (l2/(2m)) sum_l ||W[l]||^2``, computed from the
+        logits (finite even when the output saturates).  With ``scaling="sum"``
+        it is still ``J``, the cost, not the summed loss.
+    grads : dict
+        As :func:`backward`.
+    """
+    l2 = _check_options(scaling, output_grad, l2)
+    Ws, bs, dtype, bk = _resolve(params, hidden, output, backend)
+    X = V.check_X(X, Ws[0].shape[1], dtype)
+    Y = V.check_Y(Y, output, Ws[-1].shape[0], X.shape[1], dtype)
+    Ws = [bk.to_device(W) for W in Ws]
+    bs = [bk.to_device(b) for b in bs]
+    As, ZL = _forward(bk, Ws, bs, bk.to_device(X), hidden, output)
+    dWs, dbs, loss_sum = _backward(bk, Ws, As, ZL, bk.to_device(Y), hidden, output,
+                                   scaling, output_grad, l2)
+    J = _objective(loss_sum, Ws, X.shape[1], "deferred", l2)
+    return J, _grads_dict(bk, dWs, dbs)
+
+
+def _loss_from_probabilities(AL, Y, output):
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if output == "sigmoid":
+            return -(Y * np.log(AL) + (1 - Y) * np.log1p(-AL))
+        if output == "softmax":
+            return -np.where(Y > 0, Y * np.log(AL), 0)
+    D = AL - Y
+    return 0.5 * D * D
+
+
+def cost(AL, Y, *, output="sigmoid", params=None, l2=0.0, logits=None):
+    """The cost ``J = (1/m) sum_i L(a_i, y_i) [+ (l2/(2m)) sum ||W||^2]``.
+
+    Parameters
+    ----------
+    AL : array_like, shape (n_L, m)
+        Output activations.
+    Y : array_like
+        Labels as in :func:`backward`.
+    output : {"sigmoid", "softmax", "identity"}
+        Selects the loss: binary cross-entropy, categorical cross-entropy, or
+        ``1/2 (a - y)^2`` summed over output units.
+    params : dict, optional
+        Needed when ``l2 > 0``.
+    l2 : float
+    logits : array_like, shape (n_L, m), optional
+        ``Z[L]``.  When given the loss is computed from it (log-sum-exp,
+        ``log1p``), which stays finite when ``AL`` has saturated to 0 or 1;
+        from ``AL`` alone a saturated wrong output gives ``inf``.
+
+    Returns
+    -------
+    float
+    """
+    check_output(output)
+    l2 = V.check_nonneg_float(l2, "l2")
+    arr = V._as_numeric(AL, "AL")
+    dtype = arr.dtype if arr.dtype in V.FLOAT_DTYPES else np.dtype(np.float64)
+    AL = V.as_array(arr, "AL", dtype)
+    n_L, m = AL.shape
+    if m == 0:
+        raise FastnnValueError("AL: has no examples (m == 0)")
+    Y = V.check_Y(Y, output, n_L, m, dtype)
+    if logits is not None:
+        Z = V.as_array(logits, "logits", dtype)
+        if Z.shape != AL.shape:
+            raise FastnnValueError(f"logits: expected shape {AL.shape} (that of AL), got {Z.shape}")
+        loss_sum = get_backend("numpy").output_loss(Z, AL, Y, output)
+    else:
+        loss_sum = float(np.sum(_loss_from_probabilities(AL, Y, output)))
+    Ws = []
+    if l2:
+        if params is None:
+            raise FastnnValueError("params: needed to compute the L2 term when l2 > 0")
+        Ws = V.check_params(params)[0]
+    return _objective(loss_sum, Ws, m, "deferred", l2)
+
+
+def gradcheck(params, X, Y, *, hidden="relu", output="sigmoid", scaling="deferred",
+              output_grad="fused", l2=0.0, backend=None, eps=1e-6):
+    """Compare analytic gradients with central differences, in float64.
+
+    The analytic gradient comes from :func:`gradients` on ``backend`` with the
+    given options (parameters and data cast to float64).  The numerical one
+    perturbs every parameter by ``+-eps`` and evaluates the objective the
+    chosen ``scaling`` differentiates: ``J`` for deferred/absorbed, the summed
+    loss plus ``(l2/(2m)) sum ||W||^2`` for ``"sum"``.
+
+    Returns
+    -------
+    float
+        ``||g - g_num|| / (||g|| + ||g_num||)`` over all parameters; below about
+        ``1e-7`` for correct gradients of a smooth network.
+    """
+    Ws, bs, _ = V.check_params(params)
+    p64 = {}
+    for l, (W, b) in enumerate(zip(Ws, bs), start=1):
+        p64[f"W{l}"] = W.astype(np.float64)
+        p64[f"b{l}"] = b.astype(np.float64)
+    X = V.check_X(X, Ws[0].shape[1], np.float64)
+    Y = V.check_Y(Y, output, Ws[-1].shape[0], X.shape[1], np.float64)
+    _, grads = gradients(p64, X, Y, hidden=hidden, output=output, scaling=scaling,
+                         output_grad=output_grad, l2=l2, backend=backend)
+    l2 = float(l2)
+    ref = get_backend("numpy")
+    m = X.shape[1]
+
+    def objective():
+        Wl = [p64[f"W{l}"] for l in range(1, len(Ws) + 1)]
+        bl = [p64[f"b{l}"] for l in range(1, len(Ws) + 1)]
+        As, ZL = _forward(ref, Wl, bl, X, hidden, output)
+        return _objective(ref.output_loss(ZL, As[-1], Y, output), Wl, m, scaling, l2)
+
+    analytic, numeric = [], []
+    for key in p64:
+        P = p64[key]
+        G = np.empty_like(P)
+        for idx in np.ndindex(P.shape):
+            saved = P[idx]
+            P[idx] = saved + eps
+            plus = objective()
+            P[idx] = saved - eps
+            minus = objective()
+            P[idx] = saved
+            G[idx] = (plus - minus) / (2 * eps)
+        numeric.append(G.ravel())
+        analytic.append(grads["d" + key].ravel())
+    g, gn = np.concatenate(analytic), np.concatenate(numeric)
+    denom = np.linalg.norm(g) + np.linalg.norm(gn)
+    return float(np.linalg.norm(g - gn) / denom) if denom else 0.0
