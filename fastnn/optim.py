@@ -1,0 +1,99 @@
+"""Optimizers: SGD, momentum and Adam, updating parameters in place through
+the backend's update kernels.
+
+Each optimizer keeps its state as backend arrays, one per parameter, in the
+order ``W1, b1, ..., WL, bL``; :meth:`state_dict` and :meth:`load_state_dict`
+move it to and from plain NumPy arrays (for checkpoints).
+"""
+
+import numpy as np
+
+from . import _validation as V
+
+OPTIMIZERS = ("sgd", "momentum", "adam")
+
+
+class SGD:
+    """Plain gradient descent: ``P -= lr * G``."""
+
+    name = "sgd"
+    slots = ()
+
+    def __init__(self, lr=0.01):
+        self.lr = V.check_positive_float(lr, "lr")
+        self.t = 0
+        self.state = {}
+
+    def _init_state(self, bk, params):
+        for slot in self.slots:
+            if slot not in self.state:
+                self.state[slot] = [bk.zeros_like(P) for P in params]
+
+    def step(self, bk, params, grads):
+        """Apply one update to the backend arrays ``params`` given ``grads`` (same order)."""
+        self._init_state(bk, params)
+        self.t += 1
+        for i, (P, G) in enumerate(zip(params, grads)):
+            self._update(bk, i, P, G)
+
+    def _update(self, bk, i, P, G):
+        bk.sgd_update(P, G, P.dtype.type(self.lr))
+
+    def state_dict(self, bk):
+        """Optimizer state as NumPy arrays: ``{"t": int, slot: [arrays]}``."""
+        out = {"t": self.t}
+        for slot, arrays in self.state.items():
+            out[slot] = [np.array(bk.to_host(a)) for a in arrays]
+        return out
+
+    def load_state_dict(self, bk, state):
+        """Restore what :meth:`state_dict` returned."""
+        self.t = int(state["t"])
+        self.state = {slot: [bk.to_device(np.array(a)) for a in state[slot]]
+                      for slot in self.slots if slot in state}
+
+
+class Momentum(SGD):
+    """The course's momentum: ``V = beta V + (1 - beta) G``; ``P -= lr V``."""
+
+    name = "momentum"
+    slots = ("v",)
+
+    def __init__(self, lr=0.01, beta=0.9):
+        super().__init__(lr)
+        self.beta = V.check_nonneg_float(beta, "beta")
+        if self.beta >= 1:
+            raise V.FastnnValueError(f"beta: expected a number in [0, 1), got {beta}")
+
+    def _update(self, bk, i, P, G):
+        t = P.dtype.type
+        bk.momentum_update(P, G, self.state["v"][i], t(self.lr), t(self.beta))
+
+
+class Adam(SGD):
+    """Adam with bias correction (Kingma & Ba), step counter ``t`` from 1."""
+
+    name = "adam"
+    slots = ("m", "v")
+
+    def __init__(self, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-8):
+        super().__init__(lr)
+        for name, value in (("beta1", beta1), ("beta2", beta2)):
+            if not 0 <= V.check_nonneg_float(value, name) < 1:
+                raise V.FastnnValueError(f"{name}: expected a number in [0, 1), got {value}")
+        self.beta1, self.beta2 = float(beta1), float(beta2)
+        self.eps = V.check_positive_float(eps, "eps")
+
+    def _update(self, bk, i, P, G):
+        t = P.dtype.type
+        bk.adam_update(P, G, self.state["m"][i], self.state["v"][i], t(self.lr),
+                       t(self.beta1), t(self.beta2), t(self.eps), self.t)
+
+
+_CLASSES = {"sgd": SGD, "momentum": Momentum, "adam": Adam}
+
+
+def make_optimizer(name, lr, **options):
+    """Build the optimizer called ``name`` with learning rate ``lr`` and its options."""
+    V.check_choice(name, "optimizer", OPTIMIZERS)
+    return _CLASSES[name](lr, **options)
