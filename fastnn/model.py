@@ -291,4 +291,5 @@ def _progress(total, enabled):
         from tqdm.auto import tqdm
     except ImportError:
         return None
-    return tqdm(total=total, unit="epoch", leave=False, dynamic_ncols=True)
+    # disable=None: no bar when stderr is not a terminal (logs, CI).
+    return tqdm(total=total, unit="epoch", leave=False, dynamic_ncols=True, disable=None)
