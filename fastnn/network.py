@@ -260,10 +260,10 @@ def gradients(params, X, Y, *, hidden="relu", output="sigmoid", scaling="deferre
     Ws, bs, dtype, bk = _resolve(params, hidden, output, backend)
     X = V.check_X(X, Ws[0].shape[1], dtype)
     Y = V.check_Y(Y, output, Ws[-1].shape[0], X.shape[1], dtype)
-    Ws = [bk.to_device(W) for W in Ws]
-    bs = [bk.to_device(b) for b in bs]
-    As, ZL = _forward(bk, Ws, bs, bk.to_device(X), hidden, output)
-    dWs, dbs, loss_sum = _backward(bk, Ws, As, ZL, bk.to_device(Y), hidden, output,
+    Wd = [bk.to_device(W) for W in Ws]
+    bd = [bk.to_device(b) for b in bs]
+    As, ZL = _forward(bk, Wd, bd, bk.to_device(X), hidden, output)
+    dWs, dbs, loss_sum = _backward(bk, Wd, As, ZL, bk.to_device(Y), hidden, output,
                                    scaling, output_grad, l2)
     J = _objective(loss_sum, Ws, X.shape[1], "deferred", l2)
     return J, _grads_dict(bk, dWs, dbs)
