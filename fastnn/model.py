@@ -17,7 +17,8 @@ from . import _validation as V
 from .activations import check_hidden, check_output
 from .backends import get_backend
 from .errors import DivergenceError, FastnnValueError
-from .network import OUTPUT_GRADS, SCALINGS, _backward, _check_layer_dims, _forward, init_params
+from ._passes import _backward, _forward
+from .network import OUTPUT_GRADS, SCALINGS, _check_layer_dims, init_params
 from .optim import make_optimizer
 
 FORMAT_VERSION = 1

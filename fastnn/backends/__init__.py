@@ -13,6 +13,8 @@ from ..errors import BackendUnavailableError, FastnnValueError
 #: backend name -> module that implements it.
 REGISTRY = {
     "numpy": "fastnn.backends.numpy_backend",
+    "numba": "fastnn.backends.numba_serial",
+    "numba-parallel": "fastnn.backends.numba_parallel",
 }
 
 #: Order in which "auto" tries backends (fastest first).

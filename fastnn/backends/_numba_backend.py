@@ -1,0 +1,139 @@
+"""The Python side of the Numba backends: compiles the kernel sources of
+:mod:`._numba_kernels` (serially or with ``parallel=True``) and wraps them in
+the kernel interface of :mod:`._interface`.
+
+Matrix products go to NumPy's BLAS (``@``): Numba's ``np.dot`` calls SciPy's
+BLAS, which measured about 2x slower for float32 GEMM on the reference
+machine.  Exp/tanh-based forward activations go to NumPy's vectorised ufuncs
+for the same reason (no SVML for Numba's scalar calls).  Everything else -- the
+fused bias+activation, the fused backward with its reduction, the output delta,
+the dW epilogue and the optimizer updates -- runs in compiled kernels.
+"""
+
+import numpy as np
+
+from ..activations import ACTIVATIONS, LEAKY_SLOPE
+from ..errors import SaturationError
+from . import numpy_backend as _np_backend
+from ._numba_config import BLOCK, compile_variant
+from ._numba_kernels import backward, forward, output, reduce, update
+from ._numba_kernels.activation import CHEAP_FORWARD, CODES
+
+DTYPES = (np.float32, np.float64)
+
+
+def build(parallel):
+    """Return the kernel-interface functions for the serial or parallel variant."""
+    def c(func):
+        return compile_variant(func, parallel)
+
+    k_bias_act, k_bias_add = c(forward.bias_act), c(forward.bias_add)
+    k_backward = c(backward.backward_fused)
+    k_delta, k_loss, k_loss_softmax = (c(output.output_delta), c(output.loss_elementwise),
+                                       c(output.loss_softmax))
+    k_finish, k_total = c(reduce.finish_rows), c(reduce.total)
+    k_scale_add, k_scale = c(update.scale_add), c(update.scale)
+    k_sgd, k_momentum, k_adam, k_finite = (c(update.sgd), c(update.momentum), c(update.adam),
+                                           c(update.all_finite))
+
+    def _partials(n, m):
+        return np.empty((n, (m + BLOCK - 1) // BLOCK), dtype=np.float64)
+
+    def _row_sums(partial, scale, dtype):
+        db = np.empty((partial.shape[0], 1), dtype=dtype)
+        k_finish(partial, scale, db)
+        return db
+
+    def _affine_act(W, A_prev, b, name):
+        Z = W @ A_prev
+        code = CODES[name]
+        if code in CHEAP_FORWARD:
+            k_bias_act(Z, b, code, Z.dtype.type(LEAKY_SLOPE))
+        else:
+            k_bias_add(Z, b)
+            ACTIVATIONS[name](Z, Z)
+        return Z
+
+    def forward_hidden(W, A_prev, b, activation):
+        """A = g(W @ A_prev + b), (n_l, m), in one buffer."""
+        return _affine_act(W, A_prev, b, activation)
+
+    def forward_output(W, A_prev, b, output_name):
+        """(Z, A) of the output layer, both (n_L, m)."""
+        Z = W @ A_prev
+        k_bias_add(Z, b)
+        return Z, ACTIVATIONS[output_name](Z, np.empty_like(Z))
+
+    def output_loss(Z, A, Y, output_name):
+        """Summed loss over all examples, from the logits (float)."""
+        if output_name == "softmax":
+            partial = _partials(1, Z.shape[1])
+            k_loss_softmax(Z, Y, partial)
+        else:
+            partial = _partials(*Z.shape)
+            k_loss(Z, A, Y, CODES[output_name], partial)
+        return float(k_total(partial))
+
+    def output_delta(Z, A, Y, output_name, dz_scale, db_scale):
+        """Fused: dZ = dz_scale (A - Y), db = db_scale * row sums, summed loss."""
+        dZ = np.empty_like(A)
+        partial = _partials(*A.shape)
+        k_delta(A, Y, dz_scale, dZ, partial)
+        return dZ, _row_sums(partial, db_scale, A.dtype), output_loss(Z, A, Y, output_name)
+
+    def output_delta_chain(Z, A, Y, output_name, dz_scale, db_scale):
+        """The course's dA[L] route (not a hot path: the NumPy kernel, same arrays)."""
+        return _np_backend.output_delta_chain(Z, A, Y, output_name, dz_scale, db_scale)
+
+    def backward_hidden(dA, A, activation, db_scale):
+        """dZ = dA * g'(Z) written into dA, and db = db_scale * sum(dZ, axis=1), in one pass."""
+        partial = _partials(*dA.shape)
+        one = dA.dtype.type(1)
+        k_backward(dA, A, CODES[activation], one, dA.dtype.type(LEAKY_SLOPE), partial)
+        return dA, _row_sums(partial, db_scale, dA.dtype)
+
+    def weight_grad(dZ, A_prev, W, scale, l2_scale):
+        """dW = scale * (dZ @ A_prev.T) + l2_scale * W."""
+        dW = dZ @ A_prev.T
+        if l2_scale:
+            k_scale_add(dW.reshape(-1), scale, W.reshape(-1), l2_scale)
+        elif scale != 1:
+            k_scale(dW.reshape(-1), scale)
+        return dW
+
+    def sgd_update(P, G, lr):
+        """P -= lr G, in place."""
+        k_sgd(P.reshape(-1), G.reshape(-1), lr)
+
+    def momentum_update(P, G, V, lr, beta):
+        """V = beta V + (1 - beta) G; P -= lr V, in place."""
+        k_momentum(P.reshape(-1), G.reshape(-1), V.reshape(-1), lr, beta, P.dtype.type(1) - beta)
+
+    def adam_update(P, G, M, V, lr, beta1, beta2, eps, t):
+        """Bias-corrected Adam step t, in place."""
+        one = P.dtype.type(1)
+        k_adam(P.reshape(-1), G.reshape(-1), M.reshape(-1), V.reshape(-1), lr,
+               beta1, one - beta1, beta2, one - beta2, one - beta1 ** t, one - beta2 ** t, eps)
+
+    def all_finite(x):
+        """True when every entry of x is finite."""
+        return bool(k_finite(x.reshape(-1)))
+
+    return {
+        "DTYPES": DTYPES,
+        "to_device": _np_backend.to_device,
+        "to_host": _np_backend.to_host,
+        "zeros_like": _np_backend.zeros_like,
+        "input_grad": _np_backend.input_grad,
+        "forward_hidden": forward_hidden,
+        "forward_output": forward_output,
+        "output_loss": output_loss,
+        "output_delta": output_delta,
+        "output_delta_chain": output_delta_chain,
+        "backward_hidden": backward_hidden,
+        "weight_grad": weight_grad,
+        "sgd_update": sgd_update,
+        "momentum_update": momentum_update,
+        "adam_update": adam_update,
+        "all_finite": all_finite,
+    }

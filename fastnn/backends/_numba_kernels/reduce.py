@@ -1,0 +1,40 @@
+"""Row sums from per-block partials, in a fixed order."""
+
+import numpy as np
+
+from .._numba_config import jit
+
+
+@jit
+def pairwise(x):
+    """Pairwise sum of a 1-D float64 array (error ~ log2(n) eps), without recursion."""
+    n = x.size
+    if n == 0:
+        return 0.0
+    buf = x.copy()
+    while n > 1:
+        half = n // 2
+        for i in range(half):
+            buf[i] = buf[2 * i] + buf[2 * i + 1]
+        if n % 2:
+            buf[half] = buf[n - 1]
+            n = half + 1
+        else:
+            n = half
+    return buf[0]
+
+
+def finish_rows(partial, scale, out):
+    """out[i, 0] = scale * dtype(pairwise(partial[i, :])): db from its block partials."""
+    for i in range(partial.shape[0]):
+        out[i, 0] = pairwise(partial[i])
+        out[i, 0] *= scale
+
+
+def total(partial):
+    """Sum of all block partials, row by row then pairwise."""
+    n = partial.shape[0]
+    rows = np.empty(n, np.float64)
+    for i in range(n):
+        rows[i] = pairwise(partial[i])
+    return pairwise(rows)
