@@ -31,7 +31,7 @@ def build(parallel):
     k_backward = c(backward.backward_fused)
     k_delta, k_loss, k_loss_softmax = (c(output.output_delta), c(output.loss_elementwise),
                                        c(output.loss_softmax))
-    k_finish, k_total = c(reduce.finish_rows), c(reduce.total)
+    k_finish, k_total = reduce.finish_rows, reduce.total
     k_scale_add, k_scale = c(update.scale_add), c(update.scale)
     k_sgd, k_momentum, k_adam, k_finite = (c(update.sgd), c(update.momentum), c(update.adam),
                                            c(update.all_finite))

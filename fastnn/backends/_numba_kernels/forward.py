@@ -3,7 +3,7 @@
 from numba import prange
 
 from .._numba_config import BLOCK
-from .activation import act
+from .activation import IDENTITY, bias_act_slice
 
 
 def bias_act(Z, b, code, slope):
@@ -13,10 +13,7 @@ def bias_act(Z, b, code, slope):
     for t in prange(n * nb):
         i = t // nb
         j0 = (t - i * nb) * BLOCK
-        j1 = min(j0 + BLOCK, m)
-        bi = b[i, 0]
-        for j in range(j0, j1):
-            Z[i, j] = act(Z[i, j] + bi, code, slope)
+        bias_act_slice(Z[i, j0:min(j0 + BLOCK, m)], b[i, 0], code, slope)
 
 
 def bias_add(Z, b):
@@ -26,7 +23,4 @@ def bias_add(Z, b):
     for t in prange(n * nb):
         i = t // nb
         j0 = (t - i * nb) * BLOCK
-        j1 = min(j0 + BLOCK, m)
-        bi = b[i, 0]
-        for j in range(j0, j1):
-            Z[i, j] += bi
+        bias_act_slice(Z[i, j0:min(j0 + BLOCK, m)], b[i, 0], IDENTITY, b[i, 0])

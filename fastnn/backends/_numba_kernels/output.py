@@ -6,7 +6,7 @@ import math
 from numba import prange
 
 from .._numba_config import BLOCK
-from .activation import SIGMOID
+from .activation import SIGMOID, sum_slice
 
 
 def output_delta(A, Y, dz_scale, dZ, partial):
@@ -18,22 +18,10 @@ def output_delta(A, Y, dz_scale, dZ, partial):
         k = t - i * nb
         j0 = k * BLOCK
         j1 = min(j0 + BLOCK, m)
-        s0 = 0.0
-        s1 = 0.0
-        j = j0
-        while j + 2 <= j1:
-            d0 = (A[i, j] - Y[i, j]) * dz_scale
-            d1 = (A[i, j + 1] - Y[i, j + 1]) * dz_scale
-            dZ[i, j] = d0
-            dZ[i, j + 1] = d1
-            s0 += d0
-            s1 += d1
-            j += 2
-        if j < j1:
-            d0 = (A[i, j] - Y[i, j]) * dz_scale
-            dZ[i, j] = d0
-            s0 += d0
-        partial[i, k] = s0 + s1
+        d, a, y = dZ[i, j0:j1], A[i, j0:j1], Y[i, j0:j1]
+        for j in range(d.size):
+            d[j] = (a[j] - y[j]) * dz_scale
+        partial[i, k] = sum_slice(d)
 
 
 def loss_elementwise(Z, A, Y, code, partial):

@@ -1,0 +1,814 @@
+"""CUDA backend: every kernel of :mod:`fastnn.backends._interface` as numba.cuda kernels.
+
+Parameters, activations and gradients stay on the GPU as numba.cuda device
+arrays for a whole ``fit``; only ``to_host`` and the scalar results
+(``loss_sum``, ``all_finite``, the chain route's saturation check) copy back.
+
+Running
+-------
+On a machine with an NVIDIA GPU and driver::
+
+    pip install -e ".[test,cuda]"
+    python -m pytest -m cuda tests/cuda
+
+(without ``NUMBA_ENABLE_CUDASIM``).  Without a GPU the same tests run under
+Numba's CUDA simulator, which must be switched on before numba is imported::
+
+    NUMBA_ENABLE_CUDASIM=1 python -m pytest -m cuda tests/cuda
+
+Numerics
+--------
+Every kernel reads its inputs, computes in float64 and rounds once when it
+stores, for float32 and float64 arrays alike: dot products and sums get float64
+accumulators, and an activation is evaluated once per output.  Where the NumPy
+reference rounds an intermediate that changes *behaviour* (the course's
+``dA[L]`` in the chain route, which overflows or divides by zero in float32,
+and the optimizer state ``M``, ``V``), the value is rounded to the array dtype
+at the same point.  Reductions (row sums for ``db``, the loss, the non-finite
+counts) are shared-memory trees: each block writes a partial, a second launch
+folds the partials of a row; no float atomics, so results are bitwise
+reproducible for a given ``TPB``.
+
+Launch configuration
+--------------------
+``TPB`` (threads per block of 1-D launches) and ``TILE`` (the side of a
+matmul tile) are read at every launch, so tests can set them small to run the
+multi-block paths on tiny arrays.  Shared-memory sizes must be compile-time
+constants, so kernels that use shared memory are built by factories and kept
+in ``_CACHE``, keyed by kind, size and dtype.
+"""
+
+import math
+
+import numpy as np
+from numba import cuda, float64, from_dtype
+
+from ..activations import LEAKY_SLOPE
+from ..errors import SaturationError
+
+if not cuda.is_available():
+    # The registry turns this into BackendUnavailableError with this message.
+    raise ImportError(
+        "numba.cuda found no usable CUDA GPU/driver and the simulator is off "
+        "(set NUMBA_ENABLE_CUDASIM=1 before numba is imported to simulate)")
+
+NAME = "cuda"
+DTYPES = (np.float32, np.float64)
+
+#: Threads per block of the 1-D launches (elementwise, column and reduction kernels).
+TPB = 128
+#: Side of the square matmul tiles; a matmul block has TILE * TILE threads.
+TILE = 16
+
+# Activation and output names -> the int codes the kernels branch on.
+_IDENTITY, _SIGMOID, _TANH, _RELU, _LEAKY_RELU, _SOFTMAX = range(6)
+_ACT_CODES = {
+    "identity": _IDENTITY,
+    "sigmoid": _SIGMOID,
+    "tanh": _TANH,
+    "relu": _RELU,
+    "leaky_relu": _LEAKY_RELU,
+    "softmax": _SOFTMAX,
+}
+
+# What the output kernel computes besides the loss.
+_LOSS_ONLY, _FUSED, _CHAIN = range(3)
+
+# Matmul epilogues (compile-time, one kernel each).
+_EPI_PLAIN, _EPI_BIAS_ACT, _EPI_AXPBY = range(3)
+
+#: Kernels built by the factories, keyed by (kind, size, dtype name, flags...).
+_CACHE = {}
+
+
+# --------------------------------------------------------------- device functions
+
+@cuda.jit(device=True)
+def _g(z, code):
+    """Elementwise activation ``code`` of a float64 ``z`` (softmax is not elementwise)."""
+    if code == _SIGMOID:
+        # exp(-|z|) <= 1 never overflows; the branches are the same function.
+        e = math.exp(-abs(z))
+        if z >= 0.0:
+            return 1.0 / (1.0 + e)
+        return e / (1.0 + e)
+    if code == _TANH:
+        return math.tanh(z)
+    if code == _RELU:
+        # Written so that a NaN passes through, as with np.maximum.
+        return 0.0 if z < 0.0 else z
+    if code == _LEAKY_RELU:
+        return z if z > 0.0 else z * LEAKY_SLOPE
+    return z
+
+
+@cuda.jit(device=True)
+def _dz(da, a, code):
+    """dA * g'(Z) with g' written through A = g(Z), as in activations.DERIVATIVES."""
+    if code == _SIGMOID:
+        return da * a * (1.0 - a)
+    if code == _TANH:
+        return da * (1.0 - a * a)
+    if code == _RELU:
+        # A select, not a product: an inf/NaN dA where A <= 0 still gives 0.
+        return 0.0 if a <= 0.0 else da
+    if code == _LEAKY_RELU:
+        return da * LEAKY_SLOPE if a <= 0.0 else da
+    return da
+
+
+@cuda.jit(device=True)
+def _column_loss(Z, A, Y, j, code):
+    """Summed loss of column j, from the logits as numpy_backend._loss_terms."""
+    n = Z.shape[0]
+    loss = 0.0
+    if code == _SOFTMAX:
+        zmax = float64(Z[0, j])
+        for i in range(1, n):
+            zmax = max(zmax, float64(Z[i, j]))
+        s = 0.0
+        for i in range(n):
+            s += math.exp(float64(Z[i, j]) - zmax)
+        lse = zmax + math.log(s)
+        for i in range(n):
+            loss += float64(Y[i, j]) * (lse - float64(Z[i, j]))
+    elif code == _SIGMOID:
+        for i in range(n):
+            z = float64(Z[i, j])
+            loss += max(z, 0.0) - float64(Y[i, j]) * z + math.log1p(math.exp(-abs(z)))
+    else:
+        for i in range(n):
+            d = float64(A[i, j]) - float64(Y[i, j])
+            loss += 0.5 * d * d
+    return loss
+
+
+@cuda.jit(device=True)
+def _tree_sum(s, t, size):
+    """Fold s[0:size] into s[0] pairwise in a fixed order; every thread of the block calls it."""
+    half = 1
+    while half * 2 < size:
+        half *= 2
+    while half > 0:
+        if t < half and t + half < size:
+            s[t] += s[t + half]
+        cuda.syncthreads()
+        half //= 2
+
+
+# --------------------------------------------------------------- kernel factories
+
+def _make_matmul(dtype, tile, trans_a, trans_b, epilogue):
+    nbtype = from_dtype(dtype)
+    # One padding column keeps the transposed stores into shared memory free of
+    # bank conflicts.
+    pad = tile + 1
+
+    @cuda.jit
+    def matmul(A, B, bias, E, alpha, beta, act, out):
+        """out = epilogue(op(A) @ op(B)) for one tile x tile block of out, through shared-memory tiles."""
+        sa = cuda.shared.array((tile, pad), nbtype)
+        sb = cuda.shared.array((tile, pad), nbtype)
+        tx = cuda.threadIdx.x
+        ty = cuda.threadIdx.y
+        row0 = cuda.blockIdx.y * tile
+        col0 = cuda.blockIdx.x * tile
+        M = out.shape[0]
+        N = out.shape[1]
+        if trans_a:
+            K = A.shape[0]
+        else:
+            K = A.shape[1]
+        acc = 0.0
+        for k0 in range(0, K, tile):
+            # sa[r, c] = op(A)[row0 + r, k0 + c]; sb[r, c] = op(B)[k0 + r, col0 + c].
+            # For a transposed operand threadIdx.x walks its contiguous axis, so
+            # the global loads stay coalesced and the transpose happens in the
+            # shared-memory store instead of in a copy.
+            if trans_a:
+                if row0 + tx < M and k0 + ty < K:
+                    sa[tx, ty] = A[k0 + ty, row0 + tx]
+                else:
+                    sa[tx, ty] = 0
+            else:
+                if row0 + ty < M and k0 + tx < K:
+                    sa[ty, tx] = A[row0 + ty, k0 + tx]
+                else:
+                    sa[ty, tx] = 0
+            if trans_b:
+                if col0 + ty < N and k0 + tx < K:
+                    sb[tx, ty] = B[col0 + ty, k0 + tx]
+                else:
+                    sb[tx, ty] = 0
+            else:
+                if k0 + ty < K and col0 + tx < N:
+                    sb[ty, tx] = B[k0 + ty, col0 + tx]
+                else:
+                    sb[ty, tx] = 0
+            cuda.syncthreads()
+            for kk in range(tile):
+                acc += float64(sa[ty, kk]) * float64(sb[kk, tx])
+            # The next iteration overwrites the tiles other threads may still read.
+            cuda.syncthreads()
+        i = row0 + ty
+        j = col0 + tx
+        if i < M and j < N:
+            if epilogue == _EPI_BIAS_ACT:
+                out[i, j] = _g(acc + float64(bias[i, 0]), act)
+            elif epilogue == _EPI_AXPBY:
+                v = alpha * acc
+                if beta != 0.0:
+                    v += beta * float64(E[i, j])
+                out[i, j] = v
+            else:
+                out[i, j] = acc
+
+    return matmul
+
+
+def _make_activate(dtype):
+    @cuda.jit
+    def activate(Z, code, A):
+        """A = g(Z) for one column per thread; softmax subtracts the column max before exp."""
+        j = cuda.grid(1)
+        n = Z.shape[0]
+        if j < Z.shape[1]:
+            if code == _SOFTMAX:
+                zmax = float64(Z[0, j])
+                for i in range(1, n):
+                    zmax = max(zmax, float64(Z[i, j]))
+                s = 0.0
+                for i in range(n):
+                    s += math.exp(float64(Z[i, j]) - zmax)
+                for i in range(n):
+                    A[i, j] = math.exp(float64(Z[i, j]) - zmax) / s
+            else:
+                for i in range(n):
+                    A[i, j] = _g(float64(Z[i, j]), code)
+
+    return activate
+
+
+def _make_output(dtype, tpb):
+    cast = from_dtype(dtype)
+
+    @cuda.jit(device=True)
+    def chain_da(a, y, code, scale):
+        """The course's dA[L] (times scale), rounded to the array dtype where NumPy rounds it."""
+        if code == _SIGMOID:
+            da = cast(-(y / a - (1.0 - y) / (1.0 - a)))
+        elif code == _SOFTMAX:
+            da = cast(-(y / a))
+        else:
+            da = cast(a - y)
+        if scale != 1.0:
+            da = cast(da * scale)
+        return float64(da)
+
+    @cuda.jit
+    def output(Z, A, Y, code, mode, dz_scale, dZ, partial):
+        """Per block of columns: dZ[L] (fused or chain) and partial sums of each dZ row, the loss and the non-finite dZ count."""
+        s = cuda.shared.array(tpb, float64)
+        t = cuda.threadIdx.x
+        b = cuda.blockIdx.x
+        j = b * tpb + t
+        n = Z.shape[0]
+        live = j < Z.shape[1]
+        loss = 0.0
+        if live:
+            loss = _column_loss(Z, A, Y, j, code)
+        # Softmax couples a column: dZ = A * (dA - sum_k A_k dA_k).
+        coupling = 0.0
+        if live and mode == _CHAIN and code == _SOFTMAX:
+            for i in range(n):
+                a = float64(A[i, j])
+                coupling += a * chain_da(a, float64(Y[i, j]), code, dz_scale)
+        bad = 0.0
+        if mode != _LOSS_ONLY:
+            for i in range(n):
+                d = 0.0
+                if live:
+                    a = float64(A[i, j])
+                    y = float64(Y[i, j])
+                    if mode == _CHAIN:
+                        da = chain_da(a, y, code, dz_scale)
+                        if code == _SIGMOID:
+                            v = da * a * (1.0 - a)
+                        elif code == _SOFTMAX:
+                            v = a * (da - coupling)
+                        else:
+                            v = da
+                    else:
+                        v = (a - y) * dz_scale
+                    r = cast(v)
+                    dZ[i, j] = r
+                    # db sums the rounded dZ that is returned, as NumPy does.
+                    d = float64(r)
+                    if not math.isfinite(d):
+                        bad += 1.0
+                s[t] = d
+                cuda.syncthreads()
+                _tree_sum(s, t, tpb)
+                if t == 0:
+                    partial[i, b] = s[0]
+        s[t] = loss
+        cuda.syncthreads()
+        _tree_sum(s, t, tpb)
+        if t == 0:
+            partial[n, b] = s[0]
+        s[t] = bad
+        cuda.syncthreads()
+        _tree_sum(s, t, tpb)
+        if t == 0:
+            partial[n + 1, b] = s[0]
+
+    return output
+
+
+def _make_backward(dtype, tpb):
+    cast = from_dtype(dtype)
+
+    @cuda.jit
+    def backward(dA, A, code, dZ, partial):
+        """dZ = dA * g'(Z) on one row segment per block, and that segment's partial row sum."""
+        s = cuda.shared.array(tpb, float64)
+        t = cuda.threadIdx.x
+        b = cuda.blockIdx.x
+        i = cuda.blockIdx.y
+        j = b * tpb + t
+        d = 0.0
+        if j < A.shape[1]:
+            r = cast(_dz(float64(dA[i, j]), float64(A[i, j]), code))
+            dZ[i, j] = r
+            d = float64(r)
+        s[t] = d
+        cuda.syncthreads()
+        _tree_sum(s, t, tpb)
+        if t == 0:
+            partial[i, b] = s[0]
+
+    return backward
+
+
+def _make_finish(dtype, tpb):
+    @cuda.jit
+    def finish(partial, row0, scale, out):
+        """out[r, 0] = scale * sum(partial[row0 + r, :]) for row r = blockIdx.x, in a fixed order."""
+        s = cuda.shared.array(tpb, float64)
+        t = cuda.threadIdx.x
+        r = cuda.blockIdx.x
+        acc = 0.0
+        for k in range(t, partial.shape[1], tpb):
+            acc += partial[row0 + r, k]
+        s[t] = acc
+        cuda.syncthreads()
+        _tree_sum(s, t, tpb)
+        if t == 0:
+            out[r, 0] = scale * s[0]
+
+    return finish
+
+
+def _make_count_nonfinite(dtype, tpb):
+    @cuda.jit
+    def count_nonfinite(x, partial):
+        """partial[0, block] = number of non-finite entries in the block's segment of the flat x."""
+        s = cuda.shared.array(tpb, float64)
+        t = cuda.threadIdx.x
+        b = cuda.blockIdx.x
+        k = b * tpb + t
+        c = 0.0
+        if k < x.shape[0] and not math.isfinite(float64(x[k])):
+            c = 1.0
+        s[t] = c
+        cuda.syncthreads()
+        _tree_sum(s, t, tpb)
+        if t == 0:
+            partial[0, b] = s[0]
+
+    return count_nonfinite
+
+
+def _make_sgd(dtype):
+    @cuda.jit
+    def sgd(P, G, lr):
+        """P -= lr * G on the flat arrays."""
+        k = cuda.grid(1)
+        if k < P.shape[0]:
+            P[k] = float64(P[k]) - lr * float64(G[k])
+
+    return sgd
+
+
+def _make_momentum(dtype):
+    cast = from_dtype(dtype)
+
+    @cuda.jit
+    def momentum(P, G, V, lr, beta):
+        """V = beta V + (1 - beta) G; P -= lr V, on the flat arrays."""
+        k = cuda.grid(1)
+        if k < P.shape[0]:
+            v = cast(beta * float64(V[k]) + (1.0 - beta) * float64(G[k]))
+            V[k] = v
+            P[k] = float64(P[k]) - lr * float64(v)
+
+    return momentum
+
+
+def _make_adam(dtype):
+    cast = from_dtype(dtype)
+
+    @cuda.jit
+    def adam(P, G, M, V, lr, beta1, beta2, eps, bc1, bc2):
+        """One bias-corrected Adam step on the flat arrays; bc1, bc2 = 1 - beta**t."""
+        k = cuda.grid(1)
+        if k < P.shape[0]:
+            g = float64(G[k])
+            # The state is kept in the array dtype, so the step uses it rounded.
+            mk = cast(beta1 * float64(M[k]) + (1.0 - beta1) * g)
+            vk = cast(beta2 * float64(V[k]) + (1.0 - beta2) * (g * g))
+            M[k] = mk
+            V[k] = vk
+            m_hat = float64(mk) / bc1
+            v_hat = float64(vk) / bc2
+            P[k] = float64(P[k]) - lr * m_hat / (math.sqrt(v_hat) + eps)
+
+    return adam
+
+
+def _make_fill(dtype):
+    @cuda.jit
+    def fill(x, value):
+        """x[:] = value on the flat array."""
+        k = cuda.grid(1)
+        if k < x.shape[0]:
+            x[k] = value
+
+    return fill
+
+
+_FACTORIES = {
+    "matmul": _make_matmul,
+    "activate": _make_activate,
+    "output": _make_output,
+    "backward": _make_backward,
+    "finish": _make_finish,
+    "count_nonfinite": _make_count_nonfinite,
+    "sgd": _make_sgd,
+    "momentum": _make_momentum,
+    "adam": _make_adam,
+    "fill": _make_fill,
+}
+
+
+def _kernel(kind, dtype, *key):
+    """The compiled kernel ``kind`` for ``dtype`` and the factory arguments ``key`` (cached)."""
+    dtype = np.dtype(dtype)
+    cache_key = (kind, dtype.name) + key
+    kern = _CACHE.get(cache_key)
+    if kern is None:
+        kern = _FACTORIES[kind](dtype, *key)
+        _CACHE[cache_key] = kern
+    return kern
+
+
+# --------------------------------------------------------------- launch helpers
+
+def _blocks(n, per_block):
+    return (n + per_block - 1) // per_block
+
+
+def _flat(x):
+    return x.reshape(x.size)
+
+
+def _matmul(A, B, M, N, trans_a, trans_b, epilogue, bias=None, E=None, alpha=1.0, beta=0.0,
+            act=_IDENTITY):
+    """A new (M, N) array: op(A) @ op(B) with the epilogue applied, in A's dtype."""
+    tile = int(TILE)
+    out = cuda.device_array((M, N), dtype=A.dtype)
+    kern = _kernel("matmul", A.dtype, tile, bool(trans_a), bool(trans_b), epilogue)
+    # Unused operands get a placeholder of the right kind: the kernel never reads them.
+    kern[(_blocks(N, tile), _blocks(M, tile)), (tile, tile)](
+        A, B, out if bias is None else bias, out if E is None else E,
+        float(alpha), float(beta), int(act), out)
+    return out
+
+
+def _finish(partial, row0, nrows, scale, out):
+    tpb = int(TPB)
+    _kernel("finish", out.dtype, tpb)[nrows, tpb](partial, int(row0), float(scale), out)
+
+
+# --------------------------------------------------------------- the interface
+
+def to_device(x):
+    """Copy a host array to the GPU.
+
+    Parameters
+    ----------
+    x : numpy.ndarray or device array, any shape
+
+    Returns
+    -------
+    numba.cuda device array
+        ``x`` itself when it already is one, else a copy of ``x`` (made
+        C-contiguous first), same shape and dtype.
+    """
+    if cuda.devicearray.is_cuda_ndarray(x):
+        return x
+    return cuda.to_device(np.ascontiguousarray(x))
+
+
+def to_host(x):
+    """Copy a device array back to the host.
+
+    Parameters
+    ----------
+    x : device array or numpy.ndarray, any shape
+
+    Returns
+    -------
+    numpy.ndarray
+        Same shape and dtype (``np.asarray(x)`` for a host array).
+    """
+    if cuda.devicearray.is_cuda_ndarray(x):
+        return x.copy_to_host()
+    return np.asarray(x)
+
+
+def zeros_like(x):
+    """Zeros on the device.
+
+    Parameters
+    ----------
+    x : device array, any shape
+
+    Returns
+    -------
+    device array
+        Shape and dtype of ``x``, all zeros.
+    """
+    out = cuda.device_array(x.shape, dtype=x.dtype)
+    if out.size:
+        tpb = int(TPB)
+        _kernel("fill", out.dtype)[_blocks(out.size, tpb), tpb](_flat(out), 0.0)
+    return out
+
+
+def all_finite(x):
+    """Whether every entry is finite.
+
+    Parameters
+    ----------
+    x : device array, any shape
+
+    Returns
+    -------
+    bool
+        True when no entry is inf or NaN (one scalar copied to the host).
+    """
+    if x.size == 0:
+        return True
+    tpb = int(TPB)
+    nb = _blocks(x.size, tpb)
+    partial = cuda.device_array((1, nb), dtype=np.float64)
+    _kernel("count_nonfinite", x.dtype, tpb)[nb, tpb](_flat(x), partial)
+    count = cuda.device_array((1, 1), dtype=np.float64)
+    _finish(partial, 0, 1, 1.0, count)
+    return bool(count.copy_to_host()[0, 0] == 0)
+
+
+def forward_hidden(W, A_prev, b, activation):
+    """Hidden layer forward, bias and activation fused into the matmul.
+
+    Parameters
+    ----------
+    W : device array, shape (n_l, n_{l-1})
+    A_prev : device array, shape (n_{l-1}, m)
+    b : device array, shape (n_l, 1)
+    activation : str
+        A name in ``fastnn.activations.HIDDEN_ACTIVATIONS``.
+
+    Returns
+    -------
+    A : device array, shape (n_l, m)
+        ``g(W @ A_prev + b)``.
+    """
+    return _matmul(W, A_prev, W.shape[0], A_prev.shape[1], False, False, _EPI_BIAS_ACT,
+                   bias=b, act=_ACT_CODES[activation])
+
+
+def forward_output(W, A_prev, b, output):
+    """Output layer forward, keeping the logits for a stable loss.
+
+    Parameters
+    ----------
+    W : device array, shape (n_L, n_{L-1})
+    A_prev : device array, shape (n_{L-1}, m)
+    b : device array, shape (n_L, 1)
+    output : {"sigmoid", "softmax", "identity"}
+
+    Returns
+    -------
+    Z : device array, shape (n_L, m)
+        ``W @ A_prev + b``.
+    A : device array, shape (n_L, m)
+        ``g(Z)``; softmax normalises each column.
+    """
+    Z = _matmul(W, A_prev, W.shape[0], A_prev.shape[1], False, False, _EPI_BIAS_ACT,
+                bias=b, act=_IDENTITY)
+    A = cuda.device_array(Z.shape, dtype=Z.dtype)
+    tpb = int(TPB)
+    _kernel("activate", Z.dtype)[_blocks(Z.shape[1], tpb), tpb](Z, _ACT_CODES[output], A)
+    return Z, A
+
+
+def _output(Z, A, Y, output, mode, dz_scale, db_scale):
+    """Launch the output kernel and fold its partials: (dZ, db, loss_sum, nonfinite count)."""
+    n, m = Z.shape
+    tpb = int(TPB)
+    nb = _blocks(m, tpb)
+    # Rows 0..n-1: partial sums of dZ's rows; row n: the loss; row n+1: non-finite dZ entries.
+    partial = cuda.device_array((n + 2, nb), dtype=np.float64)
+    dZ = cuda.device_array(Z.shape, dtype=Z.dtype) if mode != _LOSS_ONLY else Z
+    _kernel("output", Z.dtype, tpb)[nb, tpb](Z, A, Y, _ACT_CODES[output], mode,
+                                              float(dz_scale), dZ, partial)
+    db = None
+    if mode != _LOSS_ONLY:
+        db = cuda.device_array((n, 1), dtype=Z.dtype)
+        _finish(partial, 0, n, db_scale, db)
+    tail = cuda.device_array((2, 1), dtype=np.float64)
+    _finish(partial, n, 2 if mode == _CHAIN else 1, 1.0, tail)
+    host = tail.copy_to_host()
+    return dZ, db, float(host[0, 0]), host[1, 0] if mode == _CHAIN else 0.0
+
+
+def output_loss(Z, A, Y, output):
+    """Summed loss over all examples, from the logits.
+
+    Parameters
+    ----------
+    Z, A, Y : device arrays, shape (n_L, m)
+        Logits, output activations, labels.
+    output : {"sigmoid", "softmax", "identity"}
+        Selects binary cross-entropy, categorical cross-entropy or ``1/2 (a - y)^2``.
+
+    Returns
+    -------
+    float
+        ``sum`` of the per-entry loss terms of ``numpy_backend._loss_terms``.
+    """
+    return _output(Z, A, Y, output, _LOSS_ONLY, 1.0, 1.0)[2]
+
+
+def output_delta(Z, A, Y, output, dz_scale, db_scale):
+    """Fused output layer: gradient, bias gradient and summed loss in one pass.
+
+    Parameters
+    ----------
+    Z, A, Y : device arrays, shape (n_L, m)
+    output : {"sigmoid", "softmax", "identity"}
+    dz_scale, db_scale : float
+        ``dZ = dz_scale * (A - Y)``; ``db = db_scale * sum(dZ, axis=1)``.
+
+    Returns
+    -------
+    dZ : device array, shape (n_L, m)
+    db : device array, shape (n_L, 1)
+    loss_sum : float
+    """
+    dZ, db, loss, _ = _output(Z, A, Y, output, _FUSED, dz_scale, db_scale)
+    return dZ, db, loss
+
+
+def output_delta_chain(Z, A, Y, output, dz_scale, db_scale):
+    """The course's route: ``dA[L]`` from the loss, then ``dZ[L] = dA[L] * g'(Z[L])``.
+
+    Parameters and returns are those of :func:`output_delta`.
+
+    Raises
+    ------
+    SaturationError
+        When a saturated output (A rounded to 0 or 1) made ``dZ`` non-finite.
+    """
+    dZ, db, loss, bad = _output(Z, A, Y, output, _CHAIN, dz_scale, db_scale)
+    if bad:
+        raise SaturationError(
+            f"output_grad='chain': the {output} output saturated (A rounded to 0 or 1 in "
+            f"{np.dtype(A.dtype)}), so dA[L] = -(Y/A - (1-Y)/(1-A)) is not finite; "
+            "use output_grad='fused' (dZ[L] = A - Y), which has no division")
+    return dZ, db, loss
+
+
+def backward_hidden(dA, A, activation, db_scale):
+    """Hidden layer backward, fused with the bias gradient.
+
+    Parameters
+    ----------
+    dA : device array, shape (n_l, m)
+        Overwritten: it becomes ``dZ``.
+    A : device array, shape (n_l, m)
+        The forward activations; ``g'`` is computed from them.
+    activation : str
+        A name in ``fastnn.activations.HIDDEN_ACTIVATIONS``.
+    db_scale : float
+
+    Returns
+    -------
+    dZ : device array, shape (n_l, m)
+        ``dA * g'(Z)`` (the storage of ``dA``).
+    db : device array, shape (n_l, 1)
+        ``db_scale * sum(dZ, axis=1)``.
+    """
+    n, m = A.shape
+    tpb = int(TPB)
+    nb = _blocks(m, tpb)
+    partial = cuda.device_array((n, nb), dtype=np.float64)
+    _kernel("backward", A.dtype, tpb)[(nb, n), tpb](dA, A, _ACT_CODES[activation], dA, partial)
+    db = cuda.device_array((n, 1), dtype=A.dtype)
+    _finish(partial, 0, n, db_scale, db)
+    return dA, db
+
+
+def weight_grad(dZ, A_prev, W, scale, l2_scale):
+    """Weight gradient, without a transposed copy of ``A_prev``.
+
+    Parameters
+    ----------
+    dZ : device array, shape (n_l, m)
+    A_prev : device array, shape (n_{l-1}, m)
+    W : device array, shape (n_l, n_{l-1})
+    scale, l2_scale : float
+
+    Returns
+    -------
+    dW : device array, shape (n_l, n_{l-1})
+        ``scale * dZ @ A_prev.T + l2_scale * W``.
+    """
+    return _matmul(dZ, A_prev, dZ.shape[0], A_prev.shape[0], False, True, _EPI_AXPBY,
+                   E=W, alpha=scale, beta=l2_scale)
+
+
+def input_grad(W, dZ):
+    """Gradient with respect to the layer's input, without a transposed copy of ``W``.
+
+    Parameters
+    ----------
+    W : device array, shape (n_l, n_{l-1})
+    dZ : device array, shape (n_l, m)
+
+    Returns
+    -------
+    dA_prev : device array, shape (n_{l-1}, m)
+        ``W.T @ dZ``.
+    """
+    return _matmul(W, dZ, W.shape[1], dZ.shape[1], True, False, _EPI_PLAIN)
+
+
+def _launch_flat(kind, P, *args):
+    if P.size:
+        tpb = int(TPB)
+        _kernel(kind, P.dtype)[_blocks(P.size, tpb), tpb](*args)
+
+
+def sgd_update(P, G, lr):
+    """Gradient descent step, in place.
+
+    Parameters
+    ----------
+    P, G : device arrays of one shape
+        Parameter (updated: ``P -= lr * G``) and its gradient.
+    lr : float
+    """
+    _launch_flat("sgd", P, _flat(P), _flat(G), float(lr))
+
+
+def momentum_update(P, G, V, lr, beta):
+    """Momentum step, in place.
+
+    Parameters
+    ----------
+    P, G, V : device arrays of one shape
+        Parameter, gradient, velocity: ``V = beta V + (1 - beta) G``; ``P -= lr V``.
+    lr, beta : float
+    """
+    _launch_flat("momentum", P, _flat(P), _flat(G), _flat(V), float(lr), float(beta))
+
+
+def adam_update(P, G, M, V, lr, beta1, beta2, eps, t):
+    """Bias-corrected Adam step ``t`` (``t >= 1``), in place.
+
+    Parameters
+    ----------
+    P, G, M, V : device arrays of one shape
+        Parameter, gradient, first and second moments (all updated but ``G``).
+    lr, beta1, beta2, eps : float
+    t : int
+    """
+    # The corrections are computed with the caller's scalars (of the array dtype)
+    # exactly as the NumPy backend does, so both divide by the same numbers.
+    bc1 = float(1 - beta1 ** t)
+    bc2 = float(1 - beta2 ** t)
+    _launch_flat("adam", P, _flat(P), _flat(G), _flat(M), _flat(V), float(lr), float(beta1),
+                 float(beta2), float(eps), bc1, bc2)
