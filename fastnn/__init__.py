@@ -7,13 +7,14 @@
 from .backends import available_backends, get_backend, set_backend
 from .errors import (BackendUnavailableError, DivergenceError, FastnnTypeError,
                      FastnnValueError, SaturationError)
+from .model import History, Model
 from .network import (ForwardCache, backward, cost, forward, gradcheck, gradients,
                       init_params)
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "init_params", "forward", "backward", "gradients", "cost", "gradcheck", "ForwardCache",
+    "Model", "History", "init_params", "forward", "backward", "gradients", "cost", "gradcheck", "ForwardCache",
     "set_backend", "get_backend", "available_backends",
     "FastnnValueError", "FastnnTypeError", "SaturationError", "DivergenceError",
     "BackendUnavailableError",

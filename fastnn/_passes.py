@@ -4,6 +4,8 @@ kernel interface (:mod:`fastnn.backends._interface`) of any backend.
 ``bk`` is a backend module; every array is one of its arrays.
 """
 
+import numpy as np
+
 
 def _scales(scaling, m, dtype):
     """(dz_scale, w_scale) for the output dZ and for every dW, db."""
@@ -36,3 +38,33 @@ def _backward(bk, Ws, As, ZL, Y, hidden, output, scaling, output_grad, l2):
             dA = bk.input_grad(Ws[l], dZ)
             dZ, db = bk.backward_hidden(dA, As[l], hidden, w_scale)
     return dWs, dbs, loss_sum
+
+
+def _cost(bk, loss_sum, Ws, m, l2):
+    """J = loss_sum / m + (l2 / (2m)) sum ||W||^2, as a float."""
+    J = loss_sum / m
+    if l2:
+        J += l2 / (2 * m) * sum(float(np.sum(np.square(bk.to_host(W), dtype=np.float64))) for W in Ws)
+    return J
+
+
+def sgd_loop(bk, Ws, bs, X, Y, hidden, output, scaling, l2, lr, iterations):
+    """Full-batch SGD for ``iterations`` steps, kernel by kernel (any backend).
+
+    Updates Ws, bs in place.  Returns ``(costs, steps)``: the cost J of each
+    iteration before its update (float64 array) and the number of completed
+    steps, smaller than ``iterations`` when a cost or gradient was not finite.
+    """
+    costs = np.full(iterations, np.nan)
+    lr = X.dtype.type(lr)
+    m = X.shape[1]
+    for it in range(iterations):
+        As, ZL = _forward(bk, Ws, bs, X, hidden, output)
+        dWs, dbs, loss_sum = _backward(bk, Ws, As, ZL, Y, hidden, output, scaling, "fused", l2)
+        costs[it] = _cost(bk, loss_sum, Ws, m, l2)
+        grads = dWs + dbs
+        if not np.isfinite(costs[it]) or not all(bk.all_finite(g) for g in grads):
+            return costs, it
+        for P, G in zip(Ws + bs, grads):
+            bk.sgd_update(P, G, lr)
+    return costs, iterations

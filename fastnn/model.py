@@ -145,6 +145,17 @@ class Model:
         rng = np.random.default_rng(shuffle_seed)
         history = History(backend=bk.NAME)
         bar = _progress(epochs, progress)
+        if full_batch and opt.name == "sgd" and output_grad == "fused":
+            # Whole-loop path: one backend call runs many steps (a compiled
+            # loop on the Numba backends); same operations as the step loop.
+            try:
+                self._fit_loop(bk, Ws, bs, Xd, Yd, epochs, scaling, l2, opt.lr, history, bar,
+                               callback)
+            finally:
+                if bar is not None:
+                    bar.close()
+                self._sync(bk, keys, P)
+            return history
         try:
             for epoch in range(1, epochs + 1):
                 t0 = time.perf_counter()
@@ -186,6 +197,31 @@ class Model:
                 bar.close()
             self._sync(bk, keys, P)
         return history
+
+    def _fit_loop(self, bk, Ws, bs, X, Y, epochs, scaling, l2, lr, history, bar, callback):
+        keys = [f"{p}{l}" for l in range(1, self.L + 1) for p in "Wb"]
+        chunk = 1 if callback is not None else max(1, epochs // 100)
+        done = 0
+        while done < epochs:
+            n = min(chunk, epochs - done)
+            t0 = time.perf_counter()
+            costs, steps = bk.sgd_loop(Ws, bs, X, Y, self.hidden, self.output, scaling, l2, lr, n)
+            elapsed = time.perf_counter() - t0
+            history.cost.extend(float(c) for c in costs[:steps])
+            history.time.extend([elapsed / max(steps, 1)] * steps)
+            if steps < n:
+                raise DivergenceError(
+                    f"epoch {done + steps + 1}, step 1: the cost or a gradient is not finite "
+                    f"(cost {costs[steps]}); the learning rate (lr={lr}) is probably too large, or "
+                    "the inputs are badly scaled. params hold the values before this step.")
+            done += n
+            if bar is not None:
+                bar.update(n)
+                bar.set_postfix(cost=f"{history.cost[-1]:.5g}")
+            if callback is not None:
+                P = [a for pair in zip(Ws, bs) for a in pair]
+                self._sync(bk, keys, P)
+                callback(done, self, history)
 
     def _sync(self, bk, keys, P):
         for k, arr in zip(keys, P):

@@ -29,6 +29,8 @@ KERNELS = (
     "sgd_update",         # (P, G, lr)
     "momentum_update",    # (P, G, V, lr, beta)
     "adam_update",        # (P, G, M, V, lr, beta1, beta2, eps, t)
+    # whole loop
+    "sgd_loop",           # (Ws, bs, X, Y, hidden, output, scaling, l2, lr, iterations) -> (costs, steps)
     # utilities
     "all_finite",         # (x) -> bool
     "zeros_like",         # (x) -> backend array of zeros

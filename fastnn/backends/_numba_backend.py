@@ -16,7 +16,8 @@ from ..activations import ACTIVATIONS, LEAKY_SLOPE
 from ..errors import SaturationError
 from . import numpy_backend as _np_backend
 from ._numba_config import BLOCK, compile_variant
-from ._numba_kernels import backward, forward, output, reduce, update
+from .._passes import _scales
+from ._numba_kernels import backward, forward, loop, output, reduce, update
 from ._numba_kernels.activation import CHEAP_FORWARD, CODES
 
 DTYPES = (np.float32, np.float64)
@@ -115,6 +116,22 @@ def build(parallel):
         k_adam(P.reshape(-1), G.reshape(-1), M.reshape(-1), V.reshape(-1), lr,
                beta1, one - beta1, beta2, one - beta2, one - beta1 ** t, one - beta2 ** t, eps)
 
+    def sgd_loop(Ws, bs, X, Y, hidden, output_name, scaling, l2, lr, iterations):
+        """Full-batch SGD for ``iterations`` steps in one compiled call; Ws, bs updated in place.
+
+        Returns ``(costs, steps)`` as :func:`fastnn._passes.sgd_loop`.
+        """
+        from numba.typed import List
+
+        dtype = X.dtype
+        m = X.shape[1]
+        dz_scale, w_scale = _scales(scaling, m, dtype)
+        costs = np.full(iterations, np.nan)
+        steps = loop.sgd_loop(List(Ws), List(bs), X, Y, CODES[hidden], CODES[output_name],
+                              dz_scale, w_scale, dtype.type(l2 / m), float(l2), dtype.type(lr),
+                              iterations, costs, dtype.type(1), dtype.type(LEAKY_SLOPE))
+        return costs, steps
+
     def all_finite(x):
         """True when every entry of x is finite."""
         return bool(k_finite(x.reshape(-1)))
@@ -136,4 +153,5 @@ def build(parallel):
         "momentum_update": momentum_update,
         "adam_update": adam_update,
         "all_finite": all_finite,
+        "sgd_loop": sgd_loop,
     }

@@ -6,8 +6,11 @@ contiguous axis of C-ordered ``(n, m)`` arrays, where NumPy sums pairwise
 (error growing like ``log2(m) * eps`` instead of ``m * eps``).
 """
 
+import sys
+
 import numpy as np
 
+from .. import _passes
 from ..activations import ACTIVATIONS, DERIVATIVES
 from ..errors import SaturationError
 
@@ -159,3 +162,9 @@ def adam_update(P, G, M, V, lr, beta1, beta2, eps, t):
     m_hat = M / (1 - beta1 ** t)
     v_hat = V / (1 - beta2 ** t)
     P -= lr * m_hat / (np.sqrt(v_hat) + eps)
+
+
+def sgd_loop(Ws, bs, X, Y, hidden, output, scaling, l2, lr, iterations):
+    """Full-batch SGD steps, kernel by kernel: see :func:`fastnn._passes.sgd_loop`."""
+    return _passes.sgd_loop(sys.modules[__name__], Ws, bs, X, Y, hidden, output, scaling, l2, lr,
+                            iterations)
