@@ -133,7 +133,7 @@ class Model:
         V.check_choice(output_grad, "output_grad", OUTPUT_GRADS)
         l2 = V.check_nonneg_float(l2, "l2")
         opt = make_optimizer(optimizer, lr, **optimizer_options)
-        bk = get_backend(backend)
+        bk = get_backend(backend, batch_size * max(self.layer_dims))
         if self.dtype.type not in bk.DTYPES:
             raise V.FastnnTypeError(f"dtype: {self.dtype} is not supported by backend {bk.NAME!r}")
 

@@ -103,15 +103,21 @@ def _objective(loss_sum, Ws, m, scaling, l2):
     return data + reg
 
 
-def _resolve(params, hidden, output, backend):
+def _resolve(params, hidden, output, backend, m=None):
     Ws, bs, dtype = V.check_params(params)
     check_hidden(hidden)
     check_output(output)
-    bk = get_backend(backend)
+    work = None if m is None else m * max(max(W.shape) for W in Ws)
+    bk = get_backend(backend, work)
     if dtype.type not in bk.DTYPES:
         raise V.FastnnTypeError(f"params: dtype {dtype} is not supported by backend {bk.NAME!r} "
                                 f"(supported: {[np.dtype(t).name for t in bk.DTYPES]})")
     return Ws, bs, dtype, bk
+
+
+def _n_columns(X):
+    shape = np.shape(X)
+    return shape[1] if len(shape) == 2 else None
 
 
 def forward(params, X, *, hidden="relu", output="sigmoid", backend=None):
@@ -137,7 +143,7 @@ def forward(params, X, *, hidden="relu", output="sigmoid", backend=None):
     cache : ForwardCache
         Input of :func:`backward`.
     """
-    Ws, bs, dtype, bk = _resolve(params, hidden, output, backend)
+    Ws, bs, dtype, bk = _resolve(params, hidden, output, backend, _n_columns(X))
     X = V.check_X(X, Ws[0].shape[1], dtype)
     Ws = [bk.to_device(W) for W in Ws]
     bs = [bk.to_device(b) for b in bs]
@@ -225,7 +231,7 @@ def gradients(params, X, Y, *, hidden="relu", output="sigmoid", scaling="deferre
         As :func:`backward`.
     """
     l2 = _check_options(scaling, output_grad, l2)
-    Ws, bs, dtype, bk = _resolve(params, hidden, output, backend)
+    Ws, bs, dtype, bk = _resolve(params, hidden, output, backend, _n_columns(X))
     X = V.check_X(X, Ws[0].shape[1], dtype)
     Y = V.check_Y(Y, output, Ws[-1].shape[0], X.shape[1], dtype)
     Wd = [bk.to_device(W) for W in Ws]

@@ -7,6 +7,7 @@ Backends are imported on first use, so ``import fastnn`` does not pay for Numba
 
 import importlib
 import os
+import warnings
 
 from ..errors import BackendUnavailableError, FastnnValueError
 
@@ -17,8 +18,13 @@ REGISTRY = {
     "numba-parallel": "fastnn.backends.numba_parallel",
 }
 
-#: Order in which "auto" tries backends (fastest first).
-_AUTO_ORDER = ("numpy",)
+#: Order in which "auto" tries backends for large work (fastest first) ...
+_AUTO_ORDER = ("numba-parallel", "numba", "numpy")
+#: ... and for small work, where starting threads costs more than it saves.
+_AUTO_ORDER_SMALL = ("numba", "numpy")
+#: "auto" counts work as the number of entries of the largest activation,
+#: ``max(n_l) * m``; below this it prefers the serial kernels.
+AUTO_PARALLEL_MIN = 1 << 15
 
 _loaded = {}
 _unavailable = {}
@@ -56,22 +62,37 @@ def set_backend(name):
     _default = name
 
 
-def get_backend(name=None):
+_warned = False
+
+
+def get_backend(name=None, work=None):
     """Return the backend module for ``name``.
 
     ``None`` means the default: :func:`set_backend`'s choice, else the
-    ``FASTNN_BACKEND`` environment variable, else ``"auto"``.
+    ``FASTNN_BACKEND`` environment variable, else ``"auto"``.  ``"auto"`` picks
+    the fastest CPU backend that imports: ``numba-parallel`` when ``work``
+    (entries of the largest activation, ``max(n_l) * m``) is at least
+    ``AUTO_PARALLEL_MIN`` or unknown, ``numba`` below it, and ``numpy`` when
+    Numba is not installed (with one warning per process).
     """
+    global _warned
     if name is None:
         name = _default or os.environ.get("FASTNN_BACKEND") or "auto"
     _check_name(name)
-    if name == "auto":
-        for candidate in _AUTO_ORDER:
-            try:
-                return _load(candidate)
-            except BackendUnavailableError:
-                continue
-    return _load(name)
+    if name != "auto":
+        return _load(name)
+    small = work is not None and work < AUTO_PARALLEL_MIN
+    for candidate in (_AUTO_ORDER_SMALL if small else _AUTO_ORDER):
+        try:
+            module = _load(candidate)
+        except BackendUnavailableError:
+            continue
+        if candidate == "numpy" and not _warned:
+            _warned = True
+            warnings.warn("fastnn: Numba is not available, using the NumPy backend "
+                          f"({_unavailable.get('numba', '')})", RuntimeWarning, stacklevel=3)
+        return module
+    return _load("numpy")
 
 
 def available_backends():
