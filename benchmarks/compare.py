@@ -1,0 +1,338 @@
+"""fastnn against a course-style NumPy step and PyTorch, in one interleaved run.
+
+    python -m benchmarks.compare                 # all configs, float32 and float64
+    python -m benchmarks.compare --quick         # fewer rounds, planar and mnist only
+    python -m benchmarks.compare --json out.json
+
+For every config and dtype it times a training step (forward, cost, backward,
+SGD update) of: the course-style NumPy code (``common.course_step``), each
+fastnn backend kernel by kernel (``step``) and as a compiled whole loop
+(``loop``), and PyTorch eager on the CPU when torch is installed.  Contenders
+run interleaved, in a shuffled order each round; the table shows medians over
+rounds, the ratio against the baseline and against PyTorch, and the GFLOP/s
+achieved against the fastest GEMM rate measured in the same run.
+
+The process unsets OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE for itself (they
+pin an older, slower OpenBLAS kernel) and reports which BLAS kernel ran.
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+if os.environ.get("OPENBLAS_CORETYPE") or os.environ.get("OPENBLAS_L2_SIZE"):
+    _env = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")}
+    _env["FASTNN_BENCH_UNSET_OPENBLAS"] = "1"
+    os.execve(sys.executable, [sys.executable, "-m", "benchmarks.compare", *sys.argv[1:]], _env)
+
+import numpy as np  # noqa: E402
+
+import fastnn  # noqa: E402
+from fastnn import _passes  # noqa: E402
+from fastnn.backends import available_backends, get_backend  # noqa: E402
+
+from .common import CONFIGS, course_step, make_data, step_flops  # noqa: E402
+
+TARGETS = {  # config -> (min ratio vs NumPy baseline, min ratio vs PyTorch)
+    "planar": (4.0, 10.0),
+    "cat": (None, 2.0),
+    "mnist": (None, 1.1),
+    "wide": (None, 1.0),
+}
+
+
+def blas_info():
+    """The BLAS libraries loaded, with their kernel (architecture) and threads."""
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return "threadpoolctl not installed"
+    return "; ".join(f"{d.get('internal_api')} {d.get('version')} {d.get('architecture')} "
+                     f"{d.get('num_threads')} threads" for d in threadpool_info()
+                     if d.get("user_api") == "blas")
+
+
+def gemm_rates(dtype, n=1024, repeats=5):
+    """GFLOP/s of a square GEMM with NumPy (and PyTorch when present)."""
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((n, n)).astype(dtype)
+    b = rng.standard_normal((n, n)).astype(dtype)
+    rates = {}
+    a @ b
+    ts = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        a @ b
+        ts.append(time.perf_counter() - t0)
+    rates["numpy"] = 2 * n ** 3 / min(ts) / 1e9
+    torch = _torch()
+    if torch is not None:
+        ta, tb = torch.from_numpy(a), torch.from_numpy(b)
+        ta @ tb
+        ts = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            ta @ tb
+            ts.append(time.perf_counter() - t0)
+        rates["torch"] = 2 * n ** 3 / min(ts) / 1e9
+    return rates
+
+
+def _torch():
+    try:
+        import torch
+    except ImportError:
+        return None
+    torch.set_num_threads(os.cpu_count() or 1)
+    return torch
+
+
+# ------------------------------------------------------------------ contenders
+
+def _course_runner(params, X, Y, hidden, output):
+    state = {"p": {k: v.copy() for k, v in params.items()}}
+
+    def run(k):
+        for _ in range(k):
+            state["p"], _ = course_step(state["p"], X, Y, hidden, output)
+    return run
+
+
+def _fastnn_step_runner(bk, params, X, Y, hidden, output):
+    L = len(params) // 2
+    Ws = [bk.to_device(params[f"W{l}"].copy()) for l in range(1, L + 1)]
+    bs = [bk.to_device(params[f"b{l}"].copy()) for l in range(1, L + 1)]
+    Xd, Yd = bk.to_device(X), bk.to_device(Y)
+    lr = X.dtype.type(0.01)
+
+    def run(k):
+        for _ in range(k):
+            As, ZL = _passes._forward(bk, Ws, bs, Xd, hidden, output)
+            dWs, dbs, _ = _passes._backward(bk, Ws, As, ZL, Yd, hidden, output, "deferred", "fused", 0.0)
+            for P, G in zip(Ws + bs, dWs + dbs):
+                bk.sgd_update(P, G, lr)
+    return run
+
+
+def _fastnn_loop_runner(bk, params, X, Y, hidden, output):
+    L = len(params) // 2
+    Ws = [bk.to_device(params[f"W{l}"].copy()) for l in range(1, L + 1)]
+    bs = [bk.to_device(params[f"b{l}"].copy()) for l in range(1, L + 1)]
+    Xd, Yd = bk.to_device(X), bk.to_device(Y)
+
+    def run(k):
+        bk.sgd_loop(Ws, bs, Xd, Yd, hidden, output, "deferred", 0.0, 0.01, k)
+    return run
+
+
+def _torch_runner(torch, params, X, Y, hidden, output):
+    L = len(params) // 2
+    P = [torch.tensor(params[f"{p}{l}"], requires_grad=True) for l in range(1, L + 1) for p in "Wb"]
+    Xt, Yt = torch.from_numpy(X), torch.from_numpy(Y)
+    act = {"relu": torch.relu, "tanh": torch.tanh, "sigmoid": torch.sigmoid}[hidden]
+    labels = Yt.argmax(dim=0) if output == "softmax" else None
+
+    def run(k):
+        for _ in range(k):
+            A = Xt
+            for l in range(L):
+                Z = P[2 * l] @ A + P[2 * l + 1]
+                A = act(Z) if l < L - 1 else Z
+            if output == "softmax":
+                loss = torch.nn.functional.cross_entropy(A.T, labels)
+            else:
+                loss = torch.nn.functional.binary_cross_entropy_with_logits(A, Yt)
+            for p in P:
+                p.grad = None
+            loss.backward()
+            with torch.no_grad():
+                for p in P:
+                    p -= 0.01 * p.grad
+    return run
+
+
+def contenders(config, dtype, backends, with_torch):
+    params, X, Y = make_data(config, dtype)
+    _, hidden, output, _ = CONFIGS[config]
+    runs = {"numpy-course": _course_runner(params, X, Y, hidden, output)}
+    for name in backends:
+        bk = get_backend(name)
+        runs[f"{name} step"] = _fastnn_step_runner(bk, params, X, Y, hidden, output)
+        if name != "numpy":
+            runs[f"{name} loop"] = _fastnn_loop_runner(bk, params, X, Y, hidden, output)
+    torch = _torch() if with_torch else None
+    if torch is not None:
+        runs["torch"] = _torch_runner(torch, params, X, Y, hidden, output)
+    return runs
+
+
+def time_interleaved(runs, rounds, target_s, seed=0):
+    """Median seconds per step of each runner; runners interleaved, shuffled each round."""
+    reps = {}
+    for name, run in runs.items():
+        run(1)  # JIT warm-up and first-touch
+        k = 1
+        while True:
+            t0 = time.perf_counter()
+            run(k)
+            if time.perf_counter() - t0 >= target_s / 4 or k >= 1 << 16:
+                break
+            k *= 2
+        reps[name] = k
+    samples = {name: [] for name in runs}
+    rng = np.random.default_rng(seed)
+    names = list(runs)
+    for _ in range(rounds):
+        for i in rng.permutation(len(names)):
+            name = names[i]
+            t0 = time.perf_counter()
+            runs[name](reps[name])
+            samples[name].append((time.perf_counter() - t0) / reps[name])
+    return {name: float(np.median(s)) for name, s in samples.items()}
+
+
+# ------------------------------------------------------------------ kernels
+
+def kernel_table(rounds):
+    """Fused backward at (2048, 512) against a tight NumPy version, and
+    numba-parallel against numba on elementwise kernels (fused backward, Adam)."""
+    rows = []
+    names = [n for n in ("numba", "numba-parallel") if available_backends()[n] is None]
+    for dtype in (np.float32, np.float64):
+        rng = np.random.default_rng(0)
+        dA = rng.standard_normal((2048, 512)).astype(dtype)
+        A = np.maximum(rng.standard_normal((2048, 512)).astype(dtype), 0)
+        P, G = (rng.standard_normal((2048, 2048)).astype(dtype) for _ in range(2))
+        M, V = np.zeros_like(P), np.zeros_like(P)
+        out = np.empty_like(dA)
+        scale = dtype(1 / 512)
+        c = dtype
+
+        def tight():
+            np.multiply(dA, A > 0, out=out)
+            db = out.sum(axis=1, keepdims=True)
+            db *= scale
+
+        runs = {"numpy tight backward": tight,
+                "numpy adam (2048x2048)": lambda: get_backend("numpy").adam_update(
+                    P, G, M, V, c(1e-9), c(0.9), c(0.999), c(1e-8), 1)}
+        for name in names:
+            bk = get_backend(name)
+            runs[f"{name} fused backward"] = (lambda bk=bk: bk.backward_hidden(dA, A, "relu", scale))
+            runs[f"{name} adam (2048x2048)"] = (lambda bk=bk: bk.adam_update(
+                P, G, M, V, c(1e-9), c(0.9), c(0.999), c(1e-8), 1))
+        med = time_interleaved({k: (lambda n, f=f: [f() for _ in range(n)]) for k, f in runs.items()},
+                               rounds, 0.05)
+        for k, v in med.items():
+            rows.append((np.dtype(dtype).name, k, v))
+    return rows
+
+
+# ------------------------------------------------------------------ start-up
+
+def startup_times(backend, dtype="float32"):
+    """(cold compile s, warm import + first step s) in fresh processes."""
+    code = ("import time; t0 = time.perf_counter(); import numpy as np, fastnn; "
+            "from benchmarks.common import make_data; "
+            f"p, X, Y = make_data('mnist', '{dtype}'); "
+            f"fastnn.gradients(p, X, Y, output='softmax', backend='{backend}'); "
+            f"m = fastnn.Model([784, 32, 10], output='softmax', dtype='{dtype}', seed=0); "
+            f"m.fit(X, Y, epochs=1, backend='{backend}', progress=False); "
+            "print(time.perf_counter() - t0)")
+    with tempfile.TemporaryDirectory() as cache:
+        env = {**os.environ, "NUMBA_CACHE_DIR": cache}
+        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        cold = float(subprocess.run([sys.executable, "-c", code], env=env, cwd=root, check=True,
+                                    capture_output=True, text=True).stdout.split()[-1])
+        warm = float(subprocess.run([sys.executable, "-c", code], env=env, cwd=root, check=True,
+                                    capture_output=True, text=True).stdout.split()[-1])
+    return cold, warm
+
+
+# ------------------------------------------------------------------ main
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.compare", description=__doc__.split("\n")[0])
+    parser.add_argument("--configs", default=",".join(CONFIGS))
+    parser.add_argument("--dtypes", default="float32,float64")
+    parser.add_argument("--backends", default=None, help="default: every available CPU backend")
+    parser.add_argument("--rounds", type=int, default=9)
+    parser.add_argument("--target-ms", type=float, default=60.0, help="time per sample")
+    parser.add_argument("--no-torch", action="store_true")
+    parser.add_argument("--quick", action="store_true", help="3 rounds, planar and mnist, float32")
+    parser.add_argument("--skip-kernels", action="store_true")
+    parser.add_argument("--skip-startup", action="store_true")
+    parser.add_argument("--json", help="write all numbers to this file")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.rounds, args.configs, args.dtypes = 3, "planar,mnist", "float32"
+    status = available_backends()
+    backends = args.backends.split(",") if args.backends else [
+        n for n, why in status.items() if why is None and n != "cuda"]
+    print(f"fastnn {fastnn.__version__}, numpy {np.__version__}, {os.cpu_count()} cores")
+    if os.environ.get("FASTNN_BENCH_UNSET_OPENBLAS"):
+        print("OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE were set: unset for this run")
+    torch = None if args.no_torch else _torch()
+    print(f"BLAS: {blas_info()}; torch: {torch.__version__ if torch else 'not installed'}")
+    results = {"steps": [], "gemm": {}, "kernels": [], "startup": {}}
+    for dtype in args.dtypes.split(","):
+        rates = gemm_rates(dtype)
+        results["gemm"][dtype] = rates
+        print(f"GEMM {dtype}: " + ", ".join(f"{k} {v:.1f} GFLOP/s" for k, v in rates.items()))
+    print()
+    header = f"{'config':8} {'dtype':8} {'contender':22} {'ms/step':>10} {'x course':>9} {'x torch':>8} {'GFLOP/s':>8} {'% GEMM':>7}"
+    print(header)
+    print("-" * len(header))
+    for config in args.configs.split(","):
+        for dtype in args.dtypes.split(","):
+            runs = contenders(config, dtype, backends, torch is not None)
+            med = time_interleaved(runs, args.rounds, args.target_ms / 1e3)
+            peak = max(results["gemm"][dtype].values())
+            base, ref = med["numpy-course"], med.get("torch")
+            for name, t in sorted(med.items(), key=lambda kv: kv[1]):
+                gflops = step_flops(config) / t / 1e9
+                print(f"{config:8} {dtype:8} {name:22} {t * 1e3:10.4f} {base / t:9.2f} "
+                      f"{(ref / t if ref else float('nan')):8.2f} {gflops:8.1f} {100 * gflops / peak:6.0f}%")
+                results["steps"].append({"config": config, "dtype": dtype, "contender": name,
+                                         "seconds": t, "x_course": base / t,
+                                         "x_torch": ref / t if ref else None, "gflops": gflops})
+            best = min((t, n) for n, t in med.items() if n not in ("numpy-course", "torch"))
+            want_base, want_torch = TARGETS.get(config, (None, None))
+            verdict = [f"best fastnn: {best[1]} {base / best[0]:.2f}x course"]
+            if want_base:
+                verdict.append(f"target >= {want_base}x: {'met' if base / best[0] >= want_base else 'NOT met'}")
+            if ref:
+                verdict.append(f"{ref / best[0]:.2f}x torch" + (
+                    f" (target >= {want_torch}x: {'met' if ref / best[0] >= want_torch else 'NOT met'})"
+                    if want_torch else ""))
+            if config == "wide":
+                frac = step_flops(config) / best[0] / 1e9 / peak
+                verdict.append(f"{100 * frac:.0f}% of GEMM peak (target >= 90%: {'met' if frac >= 0.9 else 'NOT met'})")
+            print("   -> " + "; ".join(verdict))
+        print()
+    if not args.skip_kernels and "numba" in backends:
+        print(f"{'dtype':8} {'kernel at (2048, 512)':32} {'ms':>8}")
+        for dtype, name, t in kernel_table(args.rounds):
+            print(f"{dtype:8} {name:32} {t * 1e3:8.3f}")
+            results["kernels"].append({"dtype": dtype, "kernel": name, "seconds": t})
+        print()
+    if not args.skip_startup:
+        for name in backends:
+            if name == "numpy":
+                continue
+            cold, warm = startup_times(name)
+            results["startup"][name] = {"cold": cold, "warm": warm}
+            print(f"start-up {name}: cold (empty Numba cache, compiles) {cold:.2f} s; "
+                  f"warm import fastnn + first step {warm:.2f} s")
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(results, fh, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
