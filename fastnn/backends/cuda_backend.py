@@ -39,10 +39,12 @@ in ``_CACHE``, keyed by kind, size and dtype.
 """
 
 import math
+import sys
 
 import numpy as np
 from numba import cuda, float64, from_dtype
 
+from .. import _passes
 from ..activations import LEAKY_SLOPE
 from ..errors import SaturationError
 
@@ -812,3 +814,31 @@ def adam_update(P, G, M, V, lr, beta1, beta2, eps, t):
     bc2 = float(1 - beta2 ** t)
     _launch_flat("adam", P, _flat(P), _flat(G), _flat(M), _flat(V), float(lr), float(beta1),
                  float(beta2), float(eps), bc1, bc2)
+
+
+def sgd_loop(Ws, bs, X, Y, hidden, output, scaling, l2, lr, iterations):
+    """Full-batch SGD for ``iterations`` steps, one kernel launch after another.
+
+    Parameters
+    ----------
+    Ws, bs : lists of device arrays
+        ``W[l]`` ``(n_l, n_{l-1})`` and ``b[l]`` ``(n_l, 1)``, updated in place.
+    X : device array, shape (n_0, m)
+    Y : device array, shape (n_L, m)
+    hidden, output, scaling : str
+    l2, lr : float
+    iterations : int
+
+    Returns
+    -------
+    costs : numpy.ndarray, shape (iterations,)
+        The cost ``J`` of each step before its update (float64; NaN after a stop).
+    steps : int
+        Completed steps; fewer than ``iterations`` when a cost or gradient was
+        not finite (that step's update is not applied).
+    """
+    # The generic loop of fastnn._passes over this module's kernels: the
+    # arrays stay on the device, only each step's loss and finiteness checks
+    # come back.
+    return _passes.sgd_loop(sys.modules[__name__], Ws, bs, X, Y, hidden, output, scaling, l2, lr,
+                            iterations)

@@ -13,6 +13,7 @@ import numpy as np
 from .._numba_config import jit
 from .activation import LEAKY_RELU, RELU, SIGMOID, SOFTMAX, TANH, dact_slice, sum_slice
 from .matmul import mm, mm_nt, mm_tn
+from .vmath import exp_nonpos, log1p_unit, sigmoid, tanh
 
 
 @jit
@@ -27,11 +28,10 @@ def _activate(z, code, one, slope):
             z[j] = v * (v > 0) + (v * slope) * (v <= 0)
     elif code == TANH:
         for j in range(z.size):
-            z[j] = math.tanh(z[j])
+            z[j] = tanh(z[j])
     elif code == SIGMOID:
         for j in range(z.size):
-            e = math.exp(-abs(z[j]))
-            z[j] = (one if z[j] >= 0 else e) / (one + e)
+            z[j] = sigmoid(z[j])
 
 
 @jit
@@ -44,9 +44,9 @@ def _softmax_columns(Z, A):
             zmax = max(zmax, Z[i, j])
         s = Z[0, j] - Z[0, j]
         for i in range(n):
-            e = math.exp(Z[i, j] - zmax)
+            e = exp_nonpos(Z[i, j] - zmax)
             A[i, j] = e
-            s += e
+            s += A[i, j]
         for i in range(n):
             A[i, j] /= s
 
@@ -68,15 +68,16 @@ def _loss_sum(Z, A, Y, code):
             for i in range(n):
                 s += float(Y[i, j]) * (lse - float(Z[i, j]))
         return s
+    if code == SIGMOID:
+        for i in range(n):
+            for j in range(m):
+                z = float(Z[i, j])
+                s += max(z, 0.0) - float(Y[i, j]) * z + log1p_unit(exp_nonpos(-abs(z)))
+        return s
     for i in range(n):
         for j in range(m):
-            z = float(Z[i, j])
-            y = float(Y[i, j])
-            if code == SIGMOID:
-                s += max(z, 0.0) - y * z + math.log1p(math.exp(-abs(z)))
-            else:
-                d = float(A[i, j]) - y
-                s += 0.5 * d * d
+            d = float(A[i, j]) - float(Y[i, j])
+            s += 0.5 * d * d
     return s
 
 
