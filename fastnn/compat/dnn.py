@@ -10,6 +10,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from fastnn.compat import _fast
 from fastnn.compat import planar as _planar
 from fastnn.compat.planar import (
     backward_propagation,
@@ -392,7 +393,19 @@ def _report(i, num_iterations, cost, costs, print_cost):
         costs.append(cost)
 
 
-def two_layer_model(X, Y, layers_dims, learning_rate=0.0075, num_iterations=3000, print_cost=False):
+def _fast_model(parameters, X, Y, learning_rate, num_iterations, print_cost, backend):
+    costs = []
+
+    def report(i, cost):
+        _report(i, num_iterations, np.asarray(cost), costs, print_cost)
+
+    parameters = _fast.run(parameters, X, Y, "relu", learning_rate, num_iterations, backend,
+                           report, 100)
+    return parameters, costs
+
+
+def two_layer_model(X, Y, layers_dims, learning_rate=0.0075, num_iterations=3000, print_cost=False,
+                    *, backend=None):
     """Train LINEAR->RELU->LINEAR->SIGMOID by batch gradient descent.
 
     Calls ``np.random.seed(1)`` and :func:`initialize_parameters`; records the
@@ -407,6 +420,11 @@ def two_layer_model(X, Y, layers_dims, learning_rate=0.0075, num_iterations=3000
     learning_rate : float
     num_iterations : int
     print_cost : bool
+    backend : str or None
+        ``None`` runs the course's own loop (bit for bit the course's numbers).
+        ``"auto"`` or a fastnn backend name runs the same loop on fastnn's
+        kernels (compiled on the Numba backends): the same costs and
+        parameters to float64 rounding, several times faster.
 
     Returns
     -------
@@ -418,6 +436,8 @@ def two_layer_model(X, Y, layers_dims, learning_rate=0.0075, num_iterations=3000
     Yf = _as_labels(Y)
     (n_x, n_h, n_y) = layers_dims
     parameters = initialize_parameters(n_x, n_h, n_y)
+    if backend is not None:
+        return _fast_model(parameters, X, Yf, learning_rate, num_iterations, print_cost, backend)
     for i in range(0, num_iterations):
         W1, b1 = parameters["W1"], parameters["b1"]
         W2, b2 = parameters["W2"], parameters["b2"]
@@ -433,7 +453,8 @@ def two_layer_model(X, Y, layers_dims, learning_rate=0.0075, num_iterations=3000
     return parameters, costs
 
 
-def L_layer_model(X, Y, layers_dims, learning_rate=0.0075, num_iterations=3000, print_cost=False):
+def L_layer_model(X, Y, layers_dims, learning_rate=0.0075, num_iterations=3000, print_cost=False,
+                  *, backend=None):
     """Train [LINEAR->RELU]*(L-1)->LINEAR->SIGMOID by batch gradient descent.
 
     Calls ``np.random.seed(1)`` and ``initialize_parameters_deep(layers_dims,
@@ -449,6 +470,8 @@ def L_layer_model(X, Y, layers_dims, learning_rate=0.0075, num_iterations=3000, 
     learning_rate : float
     num_iterations : int
     print_cost : bool
+    backend : str or None
+        As in :func:`two_layer_model`.
 
     Returns
     -------
@@ -459,6 +482,8 @@ def L_layer_model(X, Y, layers_dims, learning_rate=0.0075, num_iterations=3000, 
     costs = []
     Yf = _as_labels(Y)
     parameters = initialize_parameters_deep(layers_dims, variant="app")
+    if backend is not None:
+        return _fast_model(parameters, X, Yf, learning_rate, num_iterations, print_cost, backend)
     for i in range(0, num_iterations):
         AL, caches = L_model_forward(X, parameters)
         cost = compute_cost(AL, Yf)

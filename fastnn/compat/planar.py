@@ -181,7 +181,7 @@ def update_parameters(parameters, grads, learning_rate=1.2):
     return _updated(parameters, grads, learning_rate)
 
 
-def nn_model(X, Y, n_h, num_iterations=10000, print_cost=False):
+def nn_model(X, Y, n_h, num_iterations=10000, print_cost=False, *, backend=None):
     """Train the planar network by batch gradient descent (learning rate 1.2).
 
     Calls ``np.random.seed(3)`` then :func:`initialize_parameters`. With
@@ -194,6 +194,9 @@ def nn_model(X, Y, n_h, num_iterations=10000, print_cost=False):
     n_h : int, hidden-layer size
     num_iterations : int
     print_cost : bool
+    backend : str or None
+        ``None`` runs the course's own loop; ``"auto"`` or a fastnn backend
+        name runs it on fastnn's kernels (same numbers to float64 rounding).
 
     Returns
     -------
@@ -204,6 +207,15 @@ def nn_model(X, Y, n_h, num_iterations=10000, print_cost=False):
     n_x = layer_sizes(X, Y)[0]
     n_y = layer_sizes(X, Y)[2]
     parameters = initialize_parameters(n_x, n_h, n_y)
+    if backend is not None:
+        from fastnn.compat import _fast
+
+        def report(i, cost):
+            if print_cost and i % 1000 == 0:
+                print("Cost after iteration %i: %f" % (i, cost))
+
+        return _fast.run(parameters, X, _as_labels(Y), "tanh", 1.2, num_iterations, backend,
+                         report, 1000)
     for i in range(0, num_iterations):
         A2, cache = forward_propagation(X, parameters)
         cost = compute_cost(A2, Y)
