@@ -1,0 +1,240 @@
+"""Compiled backends against the NumPy backend: kernels, whole steps, the
+compiled loop, block boundaries, float32 reductions, thread-count independence."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import fastnn
+from fastnn import _passes
+from fastnn.backends import REGISTRY, get_backend
+from fastnn.backends._numba_config import BLOCK
+
+from conftest import assert_close, make_problem, n_out_for, tol
+
+STATUS = fastnn.available_backends()
+COMPILED = [pytest.param(n, id=n, marks=[pytest.mark.skip(reason=f"unavailable: {STATUS[n]}")]
+                         if STATUS[n] else [])
+            for n in REGISTRY if n not in ("numpy", "cuda")]
+HIDDEN = ("identity", "sigmoid", "tanh", "relu", "leaky_relu")
+OUTPUTS = ("sigmoid", "softmax", "identity")
+REF = get_backend("numpy")
+
+
+def _lists(params):
+    L = len(params) // 2
+    return ([params[f"W{l}"].copy() for l in range(1, L + 1)],
+            [params[f"b{l}"].copy() for l in range(1, L + 1)])
+
+
+@pytest.mark.parametrize("name", COMPILED)
+@pytest.mark.parametrize("m", [1, 7, BLOCK - 1, BLOCK, BLOCK + 1, 2 * BLOCK + 3])
+def test_kernels_across_block_boundaries(name, dtype, m):
+    """Every kernel with m on both sides of the reduction block size."""
+    bk = get_backend(name)
+    rng = np.random.default_rng(m)
+    n = 5
+    dA = rng.standard_normal((n, m)).astype(dtype)
+    A = rng.standard_normal((n, m)).astype(dtype)
+    scale = dtype.type(1.0 / m)
+    rtol, atol = tol(dtype, m)
+    for act in HIDDEN:
+        a = np.tanh(A) if act == "tanh" else (1 / (1 + np.exp(-A)) if act == "sigmoid" else A)
+        a = np.maximum(a, 0) if act == "relu" else a
+        a = a.astype(dtype)
+        dz_ref, db_ref = REF.backward_hidden(dA.copy(), a, act, scale)
+        dz, db = bk.backward_hidden(dA.copy(), a, act, scale)
+        assert dz.dtype == db.dtype == dtype
+        assert_close(dz, dz_ref, dtype, 1, err_msg=f"dZ {act}")
+        assert_close(db, db_ref, dtype, m, magnitude=np.abs(dz_ref).sum(axis=1, keepdims=True) * scale,
+                     err_msg=f"db {act}")
+    Y = (rng.random((n, m)) > 0.5).astype(dtype)
+    P = (1 / (1 + np.exp(-A))).astype(dtype)
+    for out in ("sigmoid", "identity"):
+        ref = REF.output_delta(A, P, Y, out, scale, scale)
+        got = bk.output_delta(A, P, Y, out, scale, scale)
+        assert_close(got[0], ref[0], dtype, 1, err_msg="output dZ")
+        assert_close(got[1], ref[1], dtype, m, magnitude=np.abs(ref[0]).sum(axis=1, keepdims=True) * scale)
+        assert abs(got[2] - ref[2]) <= rtol * abs(ref[2]) + atol
+
+
+@pytest.mark.parametrize("name", COMPILED)
+def test_optimizer_updates_are_bitwise_numpy(name, dtype):
+    """Same operations in the same order: the updates agree exactly."""
+    bk = get_backend(name)
+    rng = np.random.default_rng(0)
+    P0, G = rng.standard_normal((2, 37, 29)).astype(dtype)
+    c = dtype.type
+    results = {}
+    for b in (REF, bk):
+        P, V, M, S = P0.copy(), np.zeros_like(P0), np.zeros_like(P0), np.zeros_like(P0)
+        b.sgd_update(P, G, c(0.1))
+        b.momentum_update(P, G, V, c(0.1), c(0.9))
+        for t in (1, 2, 3):
+            b.adam_update(P, G, M, S, c(0.01), c(0.9), c(0.999), c(1e-8), t)
+        results[b.NAME] = (P, V, M, S)
+    for x, y in zip(results["numpy"], results[bk.NAME]):
+        assert x.dtype == y.dtype == dtype
+        np.testing.assert_array_equal(x, y)
+
+
+@pytest.mark.parametrize("name", COMPILED)
+@pytest.mark.parametrize("hidden", HIDDEN)
+@pytest.mark.parametrize("output", OUTPUTS)
+@pytest.mark.parametrize("scaling", ["deferred", "absorbed", "sum"])
+def test_training_step_matches_numpy(name, dtype, hidden, output, scaling):
+    """forward + backward + update through each backend, against the NumPy backend."""
+    params, X, Y = make_problem([4, 6, 5, n_out_for(output)], 11, output, dtype, seed=3)
+    grads = {}
+    for b in ("numpy", name):
+        bk = get_backend(b)
+        Ws, bs = _lists(params)
+        As, ZL = _passes._forward(bk, Ws, bs, X, hidden, output)
+        dWs, dbs, loss = _passes._backward(bk, Ws, As, ZL, Y, hidden, output, scaling, "fused", 0.3)
+        for P, G in zip(Ws + bs, dWs + dbs):
+            bk.sgd_update(P, G, dtype.type(0.05))
+        grads[b] = (Ws + bs, loss)
+    for x, y in zip(grads["numpy"][0], grads[name][0]):
+        # P - lr*G can cancel: judge the error against the size of the parameters.
+        assert_close(y, x, dtype, 16, magnitude=np.abs(x) + np.max(np.abs(x)))
+    assert abs(grads[name][1] - grads["numpy"][1]) <= tol(dtype, 64)[0] * abs(grads["numpy"][1])
+
+
+@pytest.mark.parametrize("name", COMPILED)
+@pytest.mark.parametrize("hidden, output", [("tanh", "sigmoid"), ("relu", "softmax"),
+                                            ("leaky_relu", "identity"), ("sigmoid", "sigmoid"),
+                                            ("identity", "softmax")])
+def test_compiled_loop_equals_step_by_step(name, dtype, hidden, output):
+    """sgd_loop (one compiled call) and the kernel-by-kernel loop give the same run."""
+    params, X, Y = make_problem([3, 5, 4, n_out_for(output)], 23, output, dtype, seed=1)
+    runs = {}
+    for label, fn in (("steps", lambda *a: _passes.sgd_loop(REF, *a)),
+                      ("loop", get_backend(name).sgd_loop)):
+        Ws, bs = _lists(params)
+        costs, steps = fn(Ws, bs, X, Y, hidden, output, "absorbed", 0.1, 0.1, 25)
+        assert steps == 25
+        runs[label] = (costs, Ws + bs)
+    rtol, _ = tol(dtype, 23 * 25)
+    np.testing.assert_allclose(runs["loop"][0], runs["steps"][0], rtol=rtol)
+    for x, y in zip(runs["steps"][1], runs["loop"][1]):
+        assert y.dtype == dtype
+        assert_close(y, x, dtype, 23 * 25, magnitude=np.abs(x) + np.max(np.abs(x)))
+
+
+@pytest.mark.parametrize("name", COMPILED)
+def test_compiled_loop_stops_at_divergence(name):
+    params, X, Y = make_problem([3, 8, 1], 20, "identity", np.float64, seed=2)
+    X = X * 1e3
+    Ws, bs = _lists(params)
+    costs, steps = get_backend(name).sgd_loop(Ws, bs, X, Y, "relu", "identity", "deferred",
+                                              0.0, 1e6, 50)
+    assert steps < 50
+    assert np.isfinite(costs[:steps]).all()
+    # The step that produced a non-finite cost or gradient was not applied.
+    assert all(np.isfinite(w).all() for w in Ws)
+    ref_Ws, ref_bs = _lists(params)
+    ref_costs, ref_steps = _passes.sgd_loop(REF, ref_Ws, ref_bs, X, Y, "relu", "identity",
+                                            "deferred", 0.0, 1e6, 50)
+    assert ref_steps == steps
+
+
+@pytest.mark.parametrize("name", COMPILED)
+@settings(max_examples=15, deadline=None)
+@given(dims=st.lists(st.integers(1, 7), min_size=2, max_size=5),
+       m=st.sampled_from([1, 2, 3, 5, 17, 129, BLOCK + 5]),
+       hidden=st.sampled_from(HIDDEN), output=st.sampled_from(OUTPUTS),
+       f32=st.booleans())
+def test_gradients_match_numpy_any_shape(name, dims, m, hidden, output, f32):
+    dtype = np.dtype(np.float32 if f32 else np.float64)
+    if output == "softmax":
+        dims[-1] = max(dims[-1], 2)
+    params, X, Y = make_problem(dims, m, output, dtype, seed=len(dims) * 100 + m)
+    c_ref, g_ref = fastnn.gradients(params, X, Y, hidden=hidden, output=output, backend="numpy")
+    c, g = fastnn.gradients(params, X, Y, hidden=hidden, output=output, backend=name)
+    n = max(m, max(dims))
+    for k in g_ref:
+        assert g[k].dtype == dtype
+        assert_close(g[k], g_ref[k], dtype, n, magnitude=np.abs(g_ref[k]) + np.max(np.abs(g_ref[k])),
+                     err_msg=k)
+    assert abs(c - c_ref) <= tol(dtype, n)[0] * abs(c_ref) * 4
+
+
+@pytest.mark.parametrize("name", COMPILED)
+def test_model_fit_matches_numpy(name, dtype):
+    params, X, Y = make_problem([6, 9, 3], 150, "softmax", dtype, seed=5)
+    out = {}
+    for b in ("numpy", name):
+        model = fastnn.Model([6, 9, 3], "tanh", "softmax", dtype=dtype, seed=0)
+        h = model.fit(X, Y, epochs=3, batch_size=32, optimizer="adam", lr=0.01, backend=b,
+                      shuffle_seed=1, progress=False)
+        out[b] = (model.params, h.cost)
+    rtol, _ = tol(dtype, 150 * 15)
+    np.testing.assert_allclose(out[name][1], out["numpy"][1], rtol=rtol)
+    for k in out["numpy"][0]:
+        assert out[name][0][k].dtype == dtype
+        ref = out["numpy"][0][k]
+        assert_close(out[name][0][k], ref, dtype, 150 * 15, magnitude=np.abs(ref) + np.max(np.abs(ref)))
+
+
+@pytest.mark.parametrize("name", COMPILED)
+def test_float32_db_over_a_million_examples(name):
+    """The compiled db sum in float32 is no worse than 2x NumPy's (pairwise) error."""
+    m = 10 ** 6
+    rng = np.random.default_rng(0)
+    dA = (rng.standard_normal((2, m)) + 0.3).astype(np.float32)
+    A = np.full((2, m), 0.5, np.float32)
+    exact = (dA.astype(np.float64) * 0.25).sum(axis=1)  # sigmoid': a(1-a) = 0.25, exact in float32
+    _, db_np = REF.backward_hidden(dA.copy(), A, "sigmoid", np.float32(1))
+    _, db = get_backend(name).backward_hidden(dA.copy(), A, "sigmoid", np.float32(1))
+    err_np = np.max(np.abs(db_np[:, 0] - exact) / np.abs(exact))
+    err = np.max(np.abs(db[:, 0] - exact) / np.abs(exact))
+    # Either error can be at the float32 rounding floor (eps/2 of the result).
+    assert err <= max(2 * err_np, np.finfo(np.float32).eps)
+
+
+_CHILD = """
+import json, numpy as np, fastnn
+from fastnn.backends import get_backend
+rng = np.random.default_rng(0)
+p = fastnn.init_params([30, 40, 3], seed=0, dtype=np.float32)
+X = rng.standard_normal((30, 3000)).astype(np.float32)
+Y = rng.integers(0, 3, 3000)
+c, g = fastnn.gradients(p, X, Y, output="softmax", backend="numba-parallel")
+print(json.dumps({k: v.tobytes().hex() for k, v in g.items()}))
+"""
+
+
+@pytest.mark.skipif(STATUS.get("numba-parallel") is not None, reason="numba-parallel unavailable")
+def test_parallel_results_do_not_depend_on_thread_count():
+    outs = []
+    for threads in ("1", "2"):
+        env = {**os.environ, "NUMBA_NUM_THREADS": threads}
+        res = subprocess.run([sys.executable, "-c", _CHILD], env=env, capture_output=True,
+                             text=True, check=True)
+        outs.append(json.loads(res.stdout.strip().splitlines()[-1]))
+    assert outs[0] == outs[1]
+
+
+@pytest.mark.skipif(STATUS.get("numba") is not None or STATUS.get("numba-parallel") is not None,
+                    reason="Numba backends unavailable")
+def test_serial_and_parallel_are_bitwise_equal(dtype):
+    params, X, Y = make_problem([8, 16, 12, 4], 3001, "softmax", dtype, seed=9)
+    g1 = fastnn.gradients(params, X, Y, hidden="leaky_relu", output="softmax", backend="numba")[1]
+    g2 = fastnn.gradients(params, X, Y, hidden="leaky_relu", output="softmax",
+                          backend="numba-parallel")[1]
+    for k in g1:
+        np.testing.assert_array_equal(g1[k], g2[k])
+
+
+def test_auto_picks_a_compiled_backend_by_work():
+    from fastnn.backends import AUTO_PARALLEL_MIN
+    if STATUS.get("numba") is None:
+        assert get_backend("auto", 10).NAME == "numba"
+    if STATUS.get("numba-parallel") is None:
+        assert get_backend("auto", AUTO_PARALLEL_MIN).NAME == "numba-parallel"
