@@ -55,7 +55,7 @@ def init_params(layer_dims, *, init="he", dtype=np.float64, seed=None):
     dims = _check_layer_dims(layer_dims)
     dtype = V.check_dtype(dtype)
     V.check_choice(init, "init", INITS)
-    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+    rng = _rng(seed)
     params = {}
     for l in range(1, len(dims)):
         n_in, n_out = dims[l - 1], dims[l]
@@ -63,6 +63,18 @@ def init_params(layer_dims, *, init="he", dtype=np.float64, seed=None):
         params[f"W{l}"] = (rng.standard_normal((n_out, n_in)) * scale).astype(dtype)
         params[f"b{l}"] = np.zeros((n_out, 1), dtype=dtype)
     return params
+
+
+def _rng(seed, name="seed"):
+    """A numpy Generator from None, a non-negative int or a Generator."""
+    if seed is None or isinstance(seed, np.random.Generator):
+        return np.random.default_rng(seed)
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise V.FastnnTypeError(f"{name}: expected None, an int >= 0 or a numpy.random.Generator, "
+                                f"got {type(seed).__name__}")
+    if seed < 0:
+        raise FastnnValueError(f"{name}: expected an int >= 0, got {seed}")
+    return np.random.default_rng(seed)
 
 
 def _check_layer_dims(layer_dims):
@@ -103,21 +115,21 @@ def _objective(loss_sum, Ws, m, scaling, l2):
     return data + reg
 
 
-def _resolve(params, hidden, output, backend, m=None):
+def _resolve(params, hidden, output, backend, X=None):
+    """Validated (Ws, bs, dtype, backend module, X); X is checked only when given."""
     Ws, bs, dtype = V.check_params(params)
     check_hidden(hidden)
     check_output(output)
-    work = None if m is None else m * max(max(W.shape) for W in Ws)
+    if output == "softmax" and Ws[-1].shape[0] < 2:
+        raise FastnnValueError("output: softmax needs at least 2 output units, the last layer has 1")
+    if X is not None:
+        X = V.check_X(X, Ws[0].shape[1], dtype)
+    work = None if X is None else X.shape[1] * max(max(W.shape) for W in Ws)
     bk = get_backend(backend, work)
     if dtype.type not in bk.DTYPES:
         raise V.FastnnTypeError(f"params: dtype {dtype} is not supported by backend {bk.NAME!r} "
                                 f"(supported: {[np.dtype(t).name for t in bk.DTYPES]})")
-    return Ws, bs, dtype, bk
-
-
-def _n_columns(X):
-    shape = np.shape(X)
-    return shape[1] if len(shape) == 2 else None
+    return Ws, bs, dtype, bk, X
 
 
 def forward(params, X, *, hidden="relu", output="sigmoid", backend=None):
@@ -143,12 +155,12 @@ def forward(params, X, *, hidden="relu", output="sigmoid", backend=None):
     cache : ForwardCache
         Input of :func:`backward`.
     """
-    Ws, bs, dtype, bk = _resolve(params, hidden, output, backend, _n_columns(X))
-    X = V.check_X(X, Ws[0].shape[1], dtype)
+    Ws, bs, dtype, bk, X = _resolve(params, hidden, output, backend, X)
     Ws = [bk.to_device(W) for W in Ws]
     bs = [bk.to_device(b) for b in bs]
     As, ZL = _forward(bk, Ws, bs, bk.to_device(X), hidden, output)
-    return bk.to_host(As[-1]), ForwardCache(As, ZL, hidden, output, bk.NAME)
+    # A copy: changing the returned array must not change what backward() computes.
+    return np.array(bk.to_host(As[-1]), copy=True), ForwardCache(As, ZL, hidden, output, bk.NAME)
 
 
 def _check_options(scaling, output_grad, l2):
@@ -195,7 +207,7 @@ def backward(params, cache, Y, *, hidden=None, output=None, scaling="deferred",
         if given is not None and given != cached:
             raise FastnnValueError(f"{name}: {given!r} differs from the forward pass's {cached!r}")
     l2 = _check_options(scaling, output_grad, l2)
-    Ws, bs, dtype, bk = _resolve(params, cache.hidden, cache.output, cache.backend)
+    Ws, bs, dtype, bk, _ = _resolve(params, cache.hidden, cache.output, cache.backend)
     if Ws[0].shape[1] != cache.As[0].shape[0] or len(Ws) != len(cache.As) - 1 or \
             cache.As[-1].dtype != dtype:
         raise FastnnValueError("cache: does not come from a forward pass with these params")
@@ -231,8 +243,7 @@ def gradients(params, X, Y, *, hidden="relu", output="sigmoid", scaling="deferre
         As :func:`backward`.
     """
     l2 = _check_options(scaling, output_grad, l2)
-    Ws, bs, dtype, bk = _resolve(params, hidden, output, backend, _n_columns(X))
-    X = V.check_X(X, Ws[0].shape[1], dtype)
+    Ws, bs, dtype, bk, X = _resolve(params, hidden, output, backend, X)
     Y = V.check_Y(Y, output, Ws[-1].shape[0], X.shape[1], dtype)
     Wd = [bk.to_device(W) for W in Ws]
     bd = [bk.to_device(b) for b in bs]
@@ -245,8 +256,9 @@ def gradients(params, X, Y, *, hidden="relu", output="sigmoid", scaling="deferre
 
 def _loss_from_probabilities(AL, Y, output):
     with np.errstate(divide="ignore", invalid="ignore"):
+        # A label of 0 contributes nothing, even where log(a) = -inf (0 log 0 = 0).
         if output == "sigmoid":
-            return -(Y * np.log(AL) + (1 - Y) * np.log1p(-AL))
+            return -(np.where(Y > 0, Y * np.log(AL), 0) + np.where(Y < 1, (1 - Y) * np.log1p(-AL), 0))
         if output == "softmax":
             return -np.where(Y > 0, Y * np.log(AL), 0)
     D = AL - Y
@@ -318,6 +330,7 @@ def gradcheck(params, X, Y, *, hidden="relu", output="sigmoid", scaling="deferre
         ``1e-7`` for correct gradients of a smooth network.
     """
     Ws, bs, _ = V.check_params(params)
+    eps = V.check_positive_float(eps, "eps")
     p64 = {}
     for l, (W, b) in enumerate(zip(Ws, bs), start=1):
         p64[f"W{l}"] = W.astype(np.float64)
