@@ -7,6 +7,7 @@
 from .backends import available_backends, get_backend, set_backend
 from .errors import (BackendUnavailableError, DivergenceError, FastnnTypeError,
                      FastnnValueError, SaturationError)
+from .explain import explain
 from .model import History, Model
 from .network import (ForwardCache, backward, cost, forward, gradcheck, gradients,
                       init_params)
@@ -17,5 +18,13 @@ __all__ = [
     "Model", "History", "init_params", "forward", "backward", "gradients", "cost", "gradcheck", "ForwardCache",
     "set_backend", "get_backend", "available_backends",
     "FastnnValueError", "FastnnTypeError", "SaturationError", "DivergenceError",
-    "BackendUnavailableError",
+    "BackendUnavailableError", "explain",
 ]
+
+
+def __getattr__(name):
+    """Lazy ``fastnn.MLPClassifier`` / ``fastnn.MLPRegressor`` (scikit-learn is imported on first use)."""
+    if name in ("MLPClassifier", "MLPRegressor"):
+        from . import sklearn as _sklearn
+        return getattr(_sklearn, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -84,7 +84,7 @@ def _train(args):
     Ytr, Yte = (ytr.reshape(1, -1), yte.reshape(1, -1)) if n_out == 1 else (ytr, yte)
     dims = [Xtr.shape[0], *args.layers, n_out]
     model = Model(dims, args.hidden, output, dtype=args.dtype, seed=args.seed)
-    bk = get_backend(args.backend)
+    bk = get_backend(args.backend, min(args.batch_size, Xtr.shape[1]) * max(dims))
     print(f"fastnn train: {args.data}, {Xtr.shape[1]} train / {Xte.shape[1]} test examples, "
           f"layers {dims}, {args.hidden}/{output}")
     print(f"backend {bk.NAME}, dtype {args.dtype}, optimizer {args.optimizer} lr={args.lr}, "
@@ -140,11 +140,80 @@ def _plot(path, history, curves, title):
     plt.close(fig)
 
 
+def _add_explain(sub):
+    p = sub.add_parser("explain", help="backprop for one tiny network, every quantity written out and checked",
+                       description="Forward and backward pass of a tiny network on random data: every dZ, dW, "
+                                   "db, dA with its formula, shapes, what it is the derivative of and where the "
+                                   "1/m enters, each checked against central differences; then the one-example "
+                                   "view, the deferred/absorbed conventions and the output-layer routes.")
+    p.add_argument("--layers", type=_parse_layers, default=[2, 4, 1],
+                   help="all layer sizes n_0,...,n_L, comma-separated, input and output included (default: 2,4,1)")
+    p.add_argument("--hidden", choices=HIDDEN_ACTIVATIONS, default="tanh")
+    p.add_argument("--output", choices=OUTPUT_ACTIVATIONS, default="sigmoid")
+    p.add_argument("--m", type=int, default=5, help="number of examples (default: 5)")
+    p.add_argument("--scaling", choices=SCALINGS, default="deferred")
+    p.add_argument("--seed", type=int, default=0, help="seeds the weights, biases, X and Y")
+    p.add_argument("--format", choices=("text", "markdown"), default="text",
+                   help="text: aligned, coloured on a terminal (NO_COLOR turns colour off); markdown: for notes")
+    p.add_argument("--l2", type=float, default=0.0, help="L2 strength (default: 0)")
+
+    def run(args):
+        import os
+
+        from .explain import explain, render_markdown, render_text
+        result = explain(args.layers, hidden=args.hidden, output=args.output, m=args.m, scaling=args.scaling,
+                         seed=args.seed, l2=args.l2)
+        if args.format == "markdown":
+            text = render_markdown(result)
+        else:
+            color = sys.stdout.isatty() and "NO_COLOR" not in os.environ
+            text = render_text(result, color=color)
+        sys.stdout.write(text)
+        return 0 if result.all_passed else 1
+
+    p.set_defaults(func=run)
+
+
+def _add_stability(sub):
+    p = sub.add_parser(
+        "stability", help="measure where the 1/m goes numerically (sweep, report, plots)",
+        description="Sweep the placement of the cost's 1/m (deferred, absorbed, sum) over number formats "
+                    "(float16, bfloat16 emulated exactly, float32, float64), m, network, output route, "
+                    "summation order and backend; compare every gradient with a higher-precision "
+                    "reference; write results.jsonl, summary.md and PNG plots into --out.  Points already "
+                    "in --out are skipped.")
+    p.add_argument("--out", default="stability-results", help="results folder (default: stability-results)")
+    p.add_argument("--preset", choices=("quick", "medium", "full"), default="medium",
+                   help="sweep size (default: medium, a few minutes on two cores)")
+    p.add_argument("--quick", action="store_true", help="the quick preset (under a minute)")
+    p.add_argument("--scheduler", metavar="tcp://HOST:PORT", default=None,
+                   help="run the points on this dask.distributed scheduler (pip install 'dask[distributed]')")
+    p.add_argument("--workers", type=int, default=None, help="local worker processes (default: 2; 1: in-process)")
+    p.add_argument("--dtypes", type=lambda t: [v for v in t.split(",") if v], default=None,
+                   help="comma-separated subset of float16,bfloat16,float32,float64")
+    p.add_argument("--scalings", type=lambda t: [v for v in t.split(",") if v], default=None,
+                   help="comma-separated subset of deferred,absorbed,sum")
+    p.add_argument("--ms", type=_parse_layers, default=None, metavar="M,M,...",
+                   help="m of the placement sweep (comma-separated)")
+    p.add_argument("--seeds", type=int, default=None, help="number of seeds")
+    p.add_argument("--steps", type=int, default=None, help="SGD steps of the training comparison (0: none)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--no-report", action="store_true", help="write results.jsonl only")
+
+    def _stability(args):
+        from .stability import _cli
+        return _cli(args)
+
+    p.set_defaults(func=_stability)
+
+
 def build_parser():
     """The argument parser with every subcommand."""
     parser = argparse.ArgumentParser(prog="fastnn", description="Fast, verified fully-connected networks.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_train(sub)
+    _add_stability(sub)
+    _add_explain(sub)
     return parser
 
 
