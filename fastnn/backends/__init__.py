@@ -16,6 +16,7 @@ REGISTRY = {
     "numpy": "fastnn.backends.numpy_backend",
     "numba": "fastnn.backends.numba_serial",
     "numba-parallel": "fastnn.backends.numba_parallel",
+    "cuda": "fastnn.backends.cuda_backend",
 }
 
 #: Order in which "auto" tries backends for large work (fastest first) ...

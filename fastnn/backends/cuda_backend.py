@@ -33,9 +33,14 @@ Launch configuration
 --------------------
 ``TPB`` (threads per block of 1-D launches) and ``TILE`` (the side of a
 matmul tile) are read at every launch, so tests can set them small to run the
-multi-block paths on tiny arrays.  Shared-memory sizes must be compile-time
-constants, so kernels that use shared memory are built by factories and kept
-in ``_CACHE``, keyed by kind, size and dtype.
+multi-block paths on tiny arrays.  Kernels that use shared memory are built
+by factories for one size (a compile-time constant, so the tile loop unrolls)
+and kept in ``_CACHE``, keyed by kind, dtype and size.  Their shared memory is
+the launch's dynamic shared memory (``cuda.shared.array(0, ...)``, its byte
+count given at launch): the same speed on a GPU as a static array, and under
+the simulator a buffer made once per launch, where static arrays are created
+lazily by the first thread that reaches them without a lock, a race that can
+hand two threads of one block different arrays (numba-cuda 0.30).
 """
 
 import math
@@ -79,7 +84,7 @@ _LOSS_ONLY, _FUSED, _CHAIN = range(3)
 # Matmul epilogues (compile-time, one kernel each).
 _EPI_PLAIN, _EPI_BIAS_ACT, _EPI_AXPBY = range(3)
 
-#: Kernels built by the factories, keyed by (kind, size, dtype name, flags...).
+#: Kernels built by the factories, keyed by (kind, dtype name, size, flags...).
 _CACHE = {}
 
 
@@ -163,14 +168,15 @@ def _tree_sum(s, t, size):
 def _make_matmul(dtype, tile, trans_a, trans_b, epilogue):
     nbtype = from_dtype(dtype)
     # One padding column keeps the transposed stores into shared memory free of
-    # bank conflicts.
+    # bank conflicts.  The two tiles are row-major (tile, pad) blocks of the
+    # dynamic shared memory, a at 0 and b at sb0.
     pad = tile + 1
+    sb0 = tile * pad
 
     @cuda.jit
     def matmul(A, B, bias, E, alpha, beta, act, out):
-        """out = epilogue(op(A) @ op(B)) for one tile x tile block of out, through shared-memory tiles."""
-        sa = cuda.shared.array((tile, pad), nbtype)
-        sb = cuda.shared.array((tile, pad), nbtype)
+        """out = epilogue(op(A) @ op(B)), one TILE x TILE block of out, via shared-memory tiles."""
+        sm = cuda.shared.array(0, nbtype)
         tx = cuda.threadIdx.x
         ty = cuda.threadIdx.y
         row0 = cuda.blockIdx.y * tile
@@ -183,33 +189,34 @@ def _make_matmul(dtype, tile, trans_a, trans_b, epilogue):
             K = A.shape[1]
         acc = 0.0
         for k0 in range(0, K, tile):
-            # sa[r, c] = op(A)[row0 + r, k0 + c]; sb[r, c] = op(B)[k0 + r, col0 + c].
+            # Tile a: sm[r * pad + c] = op(A)[row0 + r, k0 + c]; tile b:
+            # sm[sb0 + r * pad + c] = op(B)[k0 + r, col0 + c].
             # For a transposed operand threadIdx.x walks its contiguous axis, so
             # the global loads stay coalesced and the transpose happens in the
             # shared-memory store instead of in a copy.
             if trans_a:
                 if row0 + tx < M and k0 + ty < K:
-                    sa[tx, ty] = A[k0 + ty, row0 + tx]
+                    sm[tx * pad + ty] = A[k0 + ty, row0 + tx]
                 else:
-                    sa[tx, ty] = 0
+                    sm[tx * pad + ty] = 0
             else:
                 if row0 + ty < M and k0 + tx < K:
-                    sa[ty, tx] = A[row0 + ty, k0 + tx]
+                    sm[ty * pad + tx] = A[row0 + ty, k0 + tx]
                 else:
-                    sa[ty, tx] = 0
+                    sm[ty * pad + tx] = 0
             if trans_b:
                 if col0 + ty < N and k0 + tx < K:
-                    sb[tx, ty] = B[col0 + ty, k0 + tx]
+                    sm[sb0 + tx * pad + ty] = B[col0 + ty, k0 + tx]
                 else:
-                    sb[tx, ty] = 0
+                    sm[sb0 + tx * pad + ty] = 0
             else:
                 if k0 + ty < K and col0 + tx < N:
-                    sb[ty, tx] = B[k0 + ty, col0 + tx]
+                    sm[sb0 + ty * pad + tx] = B[k0 + ty, col0 + tx]
                 else:
-                    sb[ty, tx] = 0
+                    sm[sb0 + ty * pad + tx] = 0
             cuda.syncthreads()
             for kk in range(tile):
-                acc += float64(sa[ty, kk]) * float64(sb[kk, tx])
+                acc += float64(sm[ty * pad + kk]) * float64(sm[sb0 + kk * pad + tx])
             # The next iteration overwrites the tiles other threads may still read.
             cuda.syncthreads()
         i = row0 + ty
@@ -269,8 +276,8 @@ def _make_output(dtype, tpb):
 
     @cuda.jit
     def output(Z, A, Y, code, mode, dz_scale, dZ, partial):
-        """Per block of columns: dZ[L] (fused or chain) and partial sums of each dZ row, the loss and the non-finite dZ count."""
-        s = cuda.shared.array(tpb, float64)
+        """dZ[L] of a block of columns, and its partial row sums, loss and non-finite count."""
+        s = cuda.shared.array(0, float64)
         t = cuda.threadIdx.x
         b = cuda.blockIdx.x
         j = b * tpb + t
@@ -333,7 +340,7 @@ def _make_backward(dtype, tpb):
     @cuda.jit
     def backward(dA, A, code, dZ, partial):
         """dZ = dA * g'(Z) on one row segment per block, and that segment's partial row sum."""
-        s = cuda.shared.array(tpb, float64)
+        s = cuda.shared.array(0, float64)
         t = cuda.threadIdx.x
         b = cuda.blockIdx.x
         i = cuda.blockIdx.y
@@ -355,8 +362,8 @@ def _make_backward(dtype, tpb):
 def _make_finish(dtype, tpb):
     @cuda.jit
     def finish(partial, row0, scale, out):
-        """out[r, 0] = scale * sum(partial[row0 + r, :]) for row r = blockIdx.x, in a fixed order."""
-        s = cuda.shared.array(tpb, float64)
+        """out[r, 0] = scale * sum(partial[row0 + r, :]), row r = blockIdx.x, in a fixed order."""
+        s = cuda.shared.array(0, float64)
         t = cuda.threadIdx.x
         r = cuda.blockIdx.x
         acc = 0.0
@@ -375,7 +382,7 @@ def _make_count_nonfinite(dtype, tpb):
     @cuda.jit
     def count_nonfinite(x, partial):
         """partial[0, block] = number of non-finite entries in the block's segment of the flat x."""
-        s = cuda.shared.array(tpb, float64)
+        s = cuda.shared.array(0, float64)
         t = cuda.threadIdx.x
         b = cuda.blockIdx.x
         k = b * tpb + t
@@ -480,6 +487,11 @@ def _blocks(n, per_block):
     return (n + per_block - 1) // per_block
 
 
+def _tree_bytes(tpb):
+    """Dynamic shared memory of a reduction kernel: one float64 per thread."""
+    return tpb * 8
+
+
 def _flat(x):
     return x.reshape(x.size)
 
@@ -490,8 +502,9 @@ def _matmul(A, B, M, N, trans_a, trans_b, epilogue, bias=None, E=None, alpha=1.0
     tile = int(TILE)
     out = cuda.device_array((M, N), dtype=A.dtype)
     kern = _kernel("matmul", A.dtype, tile, bool(trans_a), bool(trans_b), epilogue)
+    shared = 2 * tile * (tile + 1) * A.dtype.itemsize
     # Unused operands get a placeholder of the right kind: the kernel never reads them.
-    kern[(_blocks(N, tile), _blocks(M, tile)), (tile, tile)](
+    kern[(_blocks(N, tile), _blocks(M, tile)), (tile, tile), 0, shared](
         A, B, out if bias is None else bias, out if E is None else E,
         float(alpha), float(beta), int(act), out)
     return out
@@ -499,7 +512,8 @@ def _matmul(A, B, M, N, trans_a, trans_b, epilogue, bias=None, E=None, alpha=1.0
 
 def _finish(partial, row0, nrows, scale, out):
     tpb = int(TPB)
-    _kernel("finish", out.dtype, tpb)[nrows, tpb](partial, int(row0), float(scale), out)
+    _kernel("finish", out.dtype, tpb)[nrows, tpb, 0, _tree_bytes(tpb)](
+        partial, int(row0), float(scale), out)
 
 
 # --------------------------------------------------------------- the interface
@@ -575,7 +589,7 @@ def all_finite(x):
     tpb = int(TPB)
     nb = _blocks(x.size, tpb)
     partial = cuda.device_array((1, nb), dtype=np.float64)
-    _kernel("count_nonfinite", x.dtype, tpb)[nb, tpb](_flat(x), partial)
+    _kernel("count_nonfinite", x.dtype, tpb)[nb, tpb, 0, _tree_bytes(tpb)](_flat(x), partial)
     count = cuda.device_array((1, 1), dtype=np.float64)
     _finish(partial, 0, 1, 1.0, count)
     return bool(count.copy_to_host()[0, 0] == 0)
@@ -634,7 +648,7 @@ def _output(Z, A, Y, output, mode, dz_scale, db_scale):
     # Rows 0..n-1: partial sums of dZ's rows; row n: the loss; row n+1: non-finite dZ entries.
     partial = cuda.device_array((n + 2, nb), dtype=np.float64)
     dZ = cuda.device_array(Z.shape, dtype=Z.dtype) if mode != _LOSS_ONLY else Z
-    _kernel("output", Z.dtype, tpb)[nb, tpb](Z, A, Y, _ACT_CODES[output], mode,
+    _kernel("output", Z.dtype, tpb)[nb, tpb, 0, _tree_bytes(tpb)](Z, A, Y, _ACT_CODES[output], mode,
                                               float(dz_scale), dZ, partial)
     db = None
     if mode != _LOSS_ONLY:
@@ -727,7 +741,8 @@ def backward_hidden(dA, A, activation, db_scale):
     tpb = int(TPB)
     nb = _blocks(m, tpb)
     partial = cuda.device_array((n, nb), dtype=np.float64)
-    _kernel("backward", A.dtype, tpb)[(nb, n), tpb](dA, A, _ACT_CODES[activation], dA, partial)
+    _kernel("backward", A.dtype, tpb)[(nb, n), tpb, 0, _tree_bytes(tpb)](
+        dA, A, _ACT_CODES[activation], dA, partial)
     db = cuda.device_array((n, 1), dtype=A.dtype)
     _finish(partial, 0, n, db_scale, db)
     return dA, db
