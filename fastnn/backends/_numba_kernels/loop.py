@@ -13,6 +13,7 @@ import numpy as np
 from .._numba_config import jit
 from .activation import LEAKY_RELU, RELU, SIGMOID, SOFTMAX, TANH, dact_slice, sum_slice
 from .matmul import mm, mm_nt, mm_tn
+from .output import softmax_ce_column
 from .vmath import exp_nonpos, log1p_unit, sigmoid, tanh
 
 
@@ -58,15 +59,7 @@ def _loss_sum(Z, A, Y, code):
     s = 0.0
     if code == SOFTMAX:
         for j in range(m):
-            zmax = float(Z[0, j])
-            for i in range(1, n):
-                zmax = max(zmax, float(Z[i, j]))
-            acc = 0.0
-            for i in range(n):
-                acc += math.exp(float(Z[i, j]) - zmax)
-            lse = zmax + math.log(acc)
-            for i in range(n):
-                s += float(Y[i, j]) * (lse - float(Z[i, j]))
+            s += softmax_ce_column(Z, Y, j)
         return s
     if code == SIGMOID:
         for i in range(n):

@@ -5,7 +5,7 @@ import math
 
 from numba import prange
 
-from .._numba_config import BLOCK
+from .._numba_config import BLOCK, jit
 from .activation import SIGMOID, sum_slice
 
 
@@ -44,20 +44,29 @@ def loss_elementwise(Z, A, Y, code, partial):
         partial[i, k] = s
 
 
+@jit
+def softmax_ce_column(Z, Y, j):
+    """Categorical cross-entropy of column j from the logits (log-sum-exp, float64)."""
+    n = Z.shape[0]
+    zmax = float(Z[0, j])
+    for i in range(1, n):
+        zmax = max(zmax, float(Z[i, j]))
+    acc = 0.0
+    for i in range(n):
+        acc += math.exp(float(Z[i, j]) - zmax)
+    lse = zmax + math.log(acc)
+    s = 0.0
+    for i in range(n):
+        s += float(Y[i, j]) * (lse - float(Z[i, j]))
+    return s
+
+
 def loss_softmax(Z, Y, partial):
     """Block partial sums (float64) of the categorical cross-entropy from logits (log-sum-exp)."""
-    n, m = Z.shape
+    m = Z.shape[1]
     nb = partial.shape[1]
     for k in prange(nb):
         s = 0.0
         for j in range(k * BLOCK, min(k * BLOCK + BLOCK, m)):
-            zmax = float(Z[0, j])
-            for i in range(1, n):
-                zmax = max(zmax, float(Z[i, j]))
-            acc = 0.0
-            for i in range(n):
-                acc += math.exp(float(Z[i, j]) - zmax)
-            lse = zmax + math.log(acc)
-            for i in range(n):
-                s += float(Y[i, j]) * (lse - float(Z[i, j]))
+            s += softmax_ce_column(Z, Y, j)
         partial[0, k] = s
