@@ -6,6 +6,7 @@ assume valid input (compiled kernels do not check bounds).
 """
 
 import numbers
+import os
 
 import numpy as np
 
@@ -42,7 +43,7 @@ def _as_numeric(x, name):
 
 
 def as_array(x, name, dtype, ndim=2):
-    """``x`` as a C-contiguous, finite array of ``dtype`` with ``ndim`` dimensions.
+    """``x`` as a C-contiguous, aligned, writeable, finite array of ``dtype`` with ``ndim`` dimensions.
 
     Never modifies ``x``; copies only when a conversion is needed.
     """
@@ -53,6 +54,12 @@ def as_array(x, name, dtype, ndim=2):
         raise FastnnValueError(f"{name}: contains NaN or Inf; expected finite values")
     with np.errstate(over="ignore"):
         out = np.ascontiguousarray(arr, dtype=dtype)
+    if not (out.flags.writeable and out.flags.aligned):
+        # Read-only (np.load(mmap_mode="r"), frozen buffers) or unaligned arrays
+        # are their own array types to Numba: each would compile a second copy
+        # of every kernel it reaches (tens of seconds).  The kernels never write
+        # to inputs, so a private copy is only about the type.
+        out = out.copy()
     if out.dtype.kind == "f" and arr.dtype.kind != "f" or out.dtype.itemsize < arr.dtype.itemsize:
         # A value can overflow to inf in the conversion (1e300 -> float32).
         if out.size and not np.isfinite(out).all():
@@ -72,13 +79,13 @@ def check_params(params, name="params"):
     while f"W{L + 1}" in params:
         L += 1
     if L == 0:
-        raise FastnnValueError(f"{name}: expected keys 'W1', 'b1', ..., found {sorted(params)[:6]}")
+        raise FastnnValueError(f"{name}: expected keys 'W1', 'b1', ..., found {sorted(params, key=repr)[:6]}")
     expected = {f"{p}{l}" for l in range(1, L + 1) for p in "Wb"}
     extra = set(params) - expected
     missing = expected - set(params)
     if missing or extra:
         raise FastnnValueError(f"{name}: expected exactly the keys W1..W{L}, b1..b{L}; "
-                               f"missing {sorted(missing)}, unexpected {sorted(extra)}")
+                               f"missing {sorted(missing)}, unexpected {sorted(extra, key=repr)}")
     dtype = None
     Ws, bs = [], []
     for l in range(1, L + 1):
@@ -104,12 +111,12 @@ def check_params(params, name="params"):
     return Ws, bs, dtype
 
 
-def check_X(X, n0, dtype, name="X"):
-    """X as an ``(n0, m)`` array of ``dtype`` with m >= 1."""
+def check_X(X, n0, dtype, name="X", n0_from="params['W1'] has n_0 columns"):
+    """X as an ``(n0, m)`` array of ``dtype`` with m >= 1 (``n0_from`` says where n0 comes from)."""
     X = as_array(X, name, dtype)
     if X.shape[0] != n0:
         raise FastnnValueError(f"{name}: expected {n0} rows (n_0, one feature per row, one "
-                               f"example per column), got shape {X.shape}")
+                               f"example per column; {n0_from}), got shape {X.shape}")
     if X.shape[1] == 0:
         raise FastnnValueError(f"{name}: has no examples (m == 0); expected shape ({n0}, m) with m >= 1")
     return X
@@ -141,15 +148,16 @@ def check_Y(Y, output, n_L, m, dtype, name="Y"):
             out[labels.astype(np.intp), np.arange(m)] = 1
             return out
         if arr.shape != (n_L, m):
-            raise FastnnValueError(f"{name}: expected one-hot shape {(n_L, m)} or {m} integer labels, "
-                                   f"got shape {arr.shape}")
+            raise FastnnValueError(f"{name}: expected one-hot shape {(n_L, m)} or {m} integer labels "
+                                   f"(m = {m} columns of X), got shape {arr.shape}")
         if not np.isin(arr, (0, 1)).all() or not (arr.sum(axis=0) == 1).all():
             raise FastnnValueError(f"{name}: a {(n_L, m)} array must be one-hot (0/1, one 1 per column)")
-        return np.ascontiguousarray(arr, dtype=dtype)
+        return as_array(arr, name, dtype)
     if arr.ndim == 1 and n_L == 1:
         arr = arr.reshape(1, -1)
     if arr.shape != (n_L, m):
-        raise FastnnValueError(f"{name}: expected shape {(n_L, m)} (n_L, m), got {arr.shape}")
+        raise FastnnValueError(f"{name}: expected shape {(n_L, m)} (n_L, m), with m = {m} columns of X, "
+                               f"got {arr.shape}")
     if output == "sigmoid" and not np.isin(arr, (0, 1)).all():
         raise FastnnValueError(f"{name}: binary cross-entropy labels must be 0 or 1")
     return as_array(arr, name, dtype)
@@ -187,3 +195,34 @@ def check_positive_int(value, name):
     if value < 1:
         raise FastnnValueError(f"{name}: expected an integer >= 1, got {value}")
     return int(value)
+
+
+def check_callable(value, name):
+    """``None`` or a callable."""
+    if value is not None and not callable(value):
+        raise FastnnTypeError(f"{name}: expected a callable or None, got {type(value).__name__}")
+    return value
+
+
+def check_path(value, name):
+    """``None`` or a file path (str or os.PathLike), as a str."""
+    if value is None:
+        return None
+    if not isinstance(value, (str, os.PathLike)):
+        raise FastnnTypeError(f"{name}: expected a file path (str or os.PathLike), got {type(value).__name__}")
+    path = os.fspath(value)
+    if not isinstance(path, str) or not path:
+        raise FastnnValueError(f"{name}: expected a non-empty str path, got {value!r}")
+    return path
+
+
+def check_lr(lr, dtype, name="lr"):
+    """A learning rate > 0 that stays a finite, non-zero number in ``dtype``."""
+    lr = check_positive_float(lr, name)
+    with np.errstate(over="ignore", under="ignore"):
+        as_dtype = np.dtype(dtype).type(lr)
+    if not np.isfinite(as_dtype) or as_dtype == 0:
+        raise FastnnValueError(f"{name}: {lr} is {'0' if as_dtype == 0 else 'inf'} in "
+                               f"{np.dtype(dtype).name}; expected a learning rate that {np.dtype(dtype).name} "
+                               "can represent")
+    return lr

@@ -3,25 +3,40 @@
 The training loop runs on any backend through the same kernel calls; parameters
 and optimizer state stay on the backend for the whole ``fit`` and are copied
 back to ``Model.params`` (NumPy arrays) at the end of each epoch.
+
+Reliability (``docs/reliability.md``): a step whose cost, gradient or updated
+parameters are not finite is never applied (``on_divergence``), and
+``fit(..., checkpoint=PATH)`` / ``fit(..., resume=PATH)`` stop and continue a
+run bit for bit (:mod:`fastnn.checkpoint`).
 """
 
 import json
+import math
 import os
-import tempfile
 import time
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from . import _validation as V
+from . import checkpoint as _ckpt
 from .activations import check_hidden, check_output
-from .backends import get_backend
-from .errors import DivergenceError, FastnnValueError
-from ._passes import _backward, _forward
-from .network import OUTPUT_GRADS, SCALINGS, _check_layer_dims, init_params
-from .optim import make_optimizer
+from .backends import REGISTRY, get_backend
+from .errors import BackendUnavailableError, DivergenceError, FastnnValueError, SaturationError
+from ._passes import _backward, _cost, _forward
+from .network import OUTPUT_GRADS, SCALINGS, _check_layer_dims, _rng, backend_lock, init_params
+from .optim import OPTIMIZERS, make_optimizer
 
 FORMAT_VERSION = 1
+
+#: Keyword options each optimizer takes besides ``lr``.
+OPTIMIZER_OPTIONS = {"sgd": (), "momentum": ("beta",), "adam": ("beta1", "beta2", "eps")}
+ON_DIVERGENCE = ("raise", "skip")
+#: With ``on_divergence="skip"``: give up after this many skipped steps in a row.
+MAX_CONSECUTIVE_SKIPS = 50
+
+# Kept for callers of the old private name.
+_atomic_savez = _ckpt.atomic_savez
 
 
 @dataclass
@@ -29,11 +44,18 @@ class History:
     """What :meth:`Model.fit` returns: one entry per epoch.
 
     ``cost`` is the mean over the epoch's minibatches of the cost ``J`` (data
-    term plus L2), weighted by batch size; ``time`` is seconds per epoch.
+    term plus L2) before each step, weighted by batch size (steps skipped by
+    ``on_divergence="skip"`` are left out; ``nan`` when all were); ``time`` is
+    seconds per epoch.  ``lr_changes`` lists the steps that
+    ``on_divergence="skip"`` skipped: dicts ``{"epoch", "step", "lr", "reason",
+    "cost"}`` with the halved learning rate ``lr`` used from the next step on
+    and ``reason`` ``"cost"`` (non-finite cost or gradient) or ``"update"``
+    (the update made a parameter non-finite).
     """
     cost: list = field(default_factory=list)
     time: list = field(default_factory=list)
     backend: str = ""
+    lr_changes: list = field(default_factory=list)
 
     def __len__(self):
         return len(self.cost)
@@ -82,15 +104,38 @@ class Model:
         """Number of layers with parameters."""
         return len(self.layer_dims) - 1
 
+    @property
+    def _keys(self):
+        return [f"{p}{l}" for l in range(1, self.L + 1) for p in "Wb"]
+
     def _check_data(self, X, Y=None):
-        X = V.check_X(X, self.layer_dims[0], self.dtype)
+        X = V.check_X(X, self.layer_dims[0], self.dtype, n0_from="layer_dims[0] is n_0")
         if Y is not None:
             Y = V.check_Y(Y, self.output, self.layer_dims[-1], X.shape[1], self.dtype)
         return X, Y
 
+    def _checked_params(self, name="model.params"):
+        """``self.params`` checked against ``layer_dims`` and ``dtype``, as private C-contiguous copies.
+
+        ``params`` is a public attribute: what a user put there must not reach a
+        compiled kernel with the wrong shape, dtype or layout.
+        """
+        Ws, bs, dtype = V.check_params(self.params, name)
+        if dtype != self.dtype:
+            raise V.FastnnTypeError(f"{name}: dtype {dtype} differs from the model's {self.dtype}")
+        for l, (W, b) in enumerate(zip(Ws, bs), start=1):
+            expected = (self.layer_dims[l], self.layer_dims[l - 1]) if l <= self.L else None
+            if W.shape != expected:
+                raise FastnnValueError(f"{name}['W{l}']: shape {W.shape} does not match layer_dims "
+                                       f"{self.layer_dims} (expected {expected})")
+        if len(Ws) != self.L:
+            raise FastnnValueError(f"{name}: has {len(Ws)} layers, layer_dims {self.layer_dims} has {self.L}")
+        return [np.array(a, copy=True, order="C") for pair in zip(Ws, bs) for a in pair]
+
     def fit(self, X, Y, *, epochs=10, batch_size=None, optimizer="sgd", lr=0.01, l2=0.0,
             scaling="deferred", output_grad="fused", backend=None, shuffle_seed=None,
-            progress=True, callback=None, **optimizer_options):
+            progress=True, callback=None, on_divergence="raise", checkpoint=None,
+            checkpoint_every=1, resume=None, **optimizer_options):
         """Train with minibatch gradient descent.
 
         Parameters
@@ -99,31 +144,63 @@ class Model:
         Y : array_like
             ``(n_L, m)`` labels/targets; softmax also takes integer labels ``(m,)``.
         epochs : int
+            Total number of epochs; with ``resume``, training continues up to it.
         batch_size : int or None
             ``None``: the whole batch every step (no shuffling needed).
         optimizer : {"sgd", "momentum", "adam"}
             Options: ``beta`` (momentum), ``beta1``, ``beta2``, ``eps`` (adam).
         lr, l2 : float
+            ``lr`` must stay a non-zero finite number in the model's dtype.
         scaling : {"deferred", "absorbed", "sum"}
         output_grad : {"fused", "chain"}
+            ``"chain"`` raises :class:`~fastnn.errors.SaturationError` (naming
+            the epoch and step) once an output saturates.
         backend : str or None
-        shuffle_seed : int or None
+            With ``resume``, ``None`` means the backend the checkpoint was written on.
+        shuffle_seed : int, numpy.random.Generator or None
             Seeds the per-epoch shuffle of the minibatches.
         progress : bool
             Show a progress bar over epochs (on stderr).
         callback : callable or None
             ``callback(epoch, model, history)`` after every epoch, with
             ``model.params`` up to date.
+        on_divergence : {"raise", "skip"}
+            What to do with a step whose cost or gradient is not finite, or
+            whose update would make a parameter non-finite.  The step is never
+            applied.  ``"raise"``: raise DivergenceError.  ``"skip"``: skip it,
+            halve the learning rate, record it in ``History.lr_changes`` and go
+            on; DivergenceError after :data:`MAX_CONSECUTIVE_SKIPS` skips in a
+            row, or at once when skipping cannot help (a full batch whose cost
+            is not finite at the current parameters, whatever the learning rate).
+            "skip" costs one copy of the parameters and optimizer state per
+            step; "raise" costs nothing per step (a failed update is found by
+            replaying the epoch from a snapshot taken at its start).
+        checkpoint : path or None
+            Write a checkpoint (``.npz`` appended when missing) atomically at
+            the end of every ``checkpoint_every``-th epoch and of the last one.
+        checkpoint_every : int
+            In epochs.
+        resume : path or None
+            Continue the run saved in this checkpoint: parameters, optimizer
+            state, shuffle generator, counters and history are restored, and
+            the result equals bit for bit that of the uninterrupted run on the
+            same backend and dtype.  The model (layer_dims, hidden, output,
+            dtype), the data and the training options (batch_size, optimizer
+            and its options, lr, l2, scaling, output_grad, on_divergence,
+            shuffle_seed) must be those of the checkpoint, else FastnnValueError.
 
         Returns
         -------
         History
+            With ``resume``, the whole run's history (the checkpoint's epochs first).
 
         Raises
         ------
         DivergenceError
-            When a step gives a non-finite cost or gradient.  ``params`` then
-            hold the last finite values (that step's update is not applied).
+            When a step gives a non-finite cost, gradient or parameter (its
+            ``epoch``, ``step``, ``cost`` and ``lr`` attributes say where).
+            ``params`` then hold the last finite values (that step's update is
+            not applied) and can be saved.
         """
         X, Y = self._check_data(X, Y)
         epochs = V.check_positive_int(epochs, "epochs")
@@ -131,101 +208,68 @@ class Model:
         batch_size = m if batch_size is None else min(V.check_positive_int(batch_size, "batch_size"), m)
         V.check_choice(scaling, "scaling", SCALINGS)
         V.check_choice(output_grad, "output_grad", OUTPUT_GRADS)
+        V.check_choice(on_divergence, "on_divergence", ON_DIVERGENCE)
         l2 = V.check_nonneg_float(l2, "l2")
+        lr = V.check_lr(lr, self.dtype)
+        V.check_choice(optimizer, "optimizer", OPTIMIZERS)
+        unknown = sorted(set(optimizer_options) - set(OPTIMIZER_OPTIONS[optimizer]))
+        if unknown:
+            raise V.FastnnTypeError(f"{unknown[0]}: not an option of fit() or of optimizer "
+                                    f"{optimizer!r} (its options: {OPTIMIZER_OPTIONS[optimizer]})")
         opt = make_optimizer(optimizer, lr, **optimizer_options)
+        rng = _rng(shuffle_seed, "shuffle_seed")
+        V.check_callable(callback, "callback")
+        checkpoint = V.check_path(checkpoint, "checkpoint")
+        if checkpoint is not None and not os.path.isdir(os.path.dirname(os.path.abspath(checkpoint))):
+            raise FastnnValueError(f"checkpoint: the folder of {checkpoint!r} does not exist")
+        checkpoint_every = V.check_positive_int(checkpoint_every, "checkpoint_every")
+        resume = V.check_path(resume, "resume")
+        saved = _ckpt.read_checkpoint(resume) if resume is not None else None
+        if saved is not None and backend is None:
+            backend = _stored_backend(saved[0])
+        P = self._checked_params()
         bk = get_backend(backend, batch_size * max(self.layer_dims))
         if self.dtype.type not in bk.DTYPES:
             raise V.FastnnTypeError(f"dtype: {self.dtype} is not supported by backend {bk.NAME!r}")
 
-        keys = [f"{p}{l}" for l in range(1, self.L + 1) for p in "Wb"]
-        P = [bk.to_device(self.params[k]) for k in keys]
-        Ws, bs = P[0::2], P[1::2]
-        full_batch = batch_size >= m
-        Xd, Yd = (bk.to_device(X), bk.to_device(Y)) if full_batch else (None, None)
-        rng = np.random.default_rng(shuffle_seed)
-        history = History(backend=bk.NAME)
-        bar = _progress(epochs, progress)
-        if full_batch and opt.name == "sgd" and output_grad == "fused":
-            # Whole-loop path: one backend call runs many steps (a compiled
-            # loop on the Numba backends); same operations as the step loop.
-            try:
-                self._fit_loop(bk, Ws, bs, Xd, Yd, epochs, scaling, l2, opt.lr, history, bar,
-                               callback)
-            finally:
-                if bar is not None:
-                    bar.close()
-                self._sync(bk, keys, P)
-            return history
-        try:
-            for epoch in range(1, epochs + 1):
-                t0 = time.perf_counter()
-                total = 0.0
-                order = None if full_batch else rng.permutation(m)
-                for step, start in enumerate(range(0, m, batch_size), start=1):
-                    if full_batch:
-                        Xb, Yb = Xd, Yd
-                    else:
-                        idx = order[start:start + batch_size]
-                        Xb = bk.to_device(np.take(X, idx, axis=1))
-                        Yb = bk.to_device(np.take(Y, idx, axis=1))
-                    As, ZL = _forward(bk, Ws, bs, Xb, self.hidden, self.output)
-                    dWs, dbs, loss_sum = _backward(bk, Ws, As, ZL, Yb, self.hidden, self.output,
-                                                   scaling, output_grad, l2)
-                    mb = Yb.shape[1]
-                    J = loss_sum / mb
-                    if l2:
-                        J += l2 / (2 * mb) * sum(float(np.sum(np.square(bk.to_host(W), dtype=np.float64)))
-                                                 for W in Ws)
-                    grads = [g for pair in zip(dWs, dbs) for g in pair]
-                    if not np.isfinite(J) or not all(bk.all_finite(g) for g in grads):
-                        raise DivergenceError(
-                            f"epoch {epoch}, step {step}: the cost or a gradient is not finite "
-                            f"(cost {J}); the learning rate (lr={opt.lr}) is probably too large, or "
-                            "the inputs are badly scaled. params hold the values before this step.")
-                    opt.step(bk, P, grads)
-                    total += J * mb
-                history.cost.append(total / m)
-                history.time.append(time.perf_counter() - t0)
-                if bar is not None:
-                    bar.update(1)
-                    bar.set_postfix(cost=f"{history.cost[-1]:.5g}")
-                if callback is not None:
-                    self._sync(bk, keys, P)
-                    callback(epoch, self, history)
-        finally:
-            if bar is not None:
-                bar.close()
-            self._sync(bk, keys, P)
-        return history
+        options = {"epochs": epochs, "batch_size": batch_size, "optimizer": optimizer,
+                   "optimizer_options": {k: getattr(opt, k) for k in OPTIMIZER_OPTIONS[optimizer]},
+                   "lr": lr, "l2": l2, "scaling": scaling, "output_grad": output_grad,
+                   "on_divergence": on_divergence,
+                   "shuffle_seed": shuffle_seed if isinstance(shuffle_seed, (int, type(None))) else
+                   (int(shuffle_seed) if isinstance(shuffle_seed, np.integer) else "<Generator>"),
+                   "backend": bk.NAME, "checkpoint_every": checkpoint_every}
+        fingerprint = (_ckpt.data_fingerprint(X, Y) if checkpoint is not None or resume is not None
+                       else None)
+        trainer = _Trainer(self, bk, X, Y, P, opt, rng, options, callback, checkpoint, fingerprint)
+        if saved is not None:
+            trainer.restore_checkpoint(resume, *saved)
+            _ckpt.remove_stale_temps(resume)
+        if checkpoint is not None:
+            _ckpt.remove_stale_temps(checkpoint)
+        return trainer.run(progress)
 
-    def _fit_loop(self, bk, Ws, bs, X, Y, epochs, scaling, l2, lr, history, bar, callback):
-        keys = [f"{p}{l}" for l in range(1, self.L + 1) for p in "Wb"]
-        chunk = 1 if callback is not None else max(1, epochs // 100)
-        done = 0
-        while done < epochs:
-            n = min(chunk, epochs - done)
-            t0 = time.perf_counter()
-            costs, steps = bk.sgd_loop(Ws, bs, X, Y, self.hidden, self.output, scaling, l2, lr, n)
-            elapsed = time.perf_counter() - t0
-            history.cost.extend(float(c) for c in costs[:steps])
-            history.time.extend([elapsed / max(steps, 1)] * steps)
-            if steps < n:
-                raise DivergenceError(
-                    f"epoch {done + steps + 1}, step 1: the cost or a gradient is not finite "
-                    f"(cost {costs[steps]}); the learning rate (lr={lr}) is probably too large, or "
-                    "the inputs are badly scaled. params hold the values before this step.")
-            done += n
-            if bar is not None:
-                bar.update(n)
-                bar.set_postfix(cost=f"{history.cost[-1]:.5g}")
-            if callback is not None:
-                P = [a for pair in zip(Ws, bs) for a in pair]
-                self._sync(bk, keys, P)
-                callback(done, self, history)
+    @classmethod
+    def from_checkpoint(cls, path):
+        """The model saved in a checkpoint written by ``fit(..., checkpoint=path)``.
+
+        Its ``params`` are those at the checkpoint; continue training with
+        ``model.fit(X, Y, ..., resume=path)``.
+        """
+        path = V.check_path(path, "path")
+        meta, arrays = _ckpt.read_checkpoint(path, "path")
+        spec = meta.get("model")
+        try:
+            model = cls(spec["layer_dims"], spec["hidden"], spec["output"], dtype=spec["dtype"], seed=0)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise FastnnValueError(f"path: checkpoint {path} has a malformed model description ({exc})") from exc
+        params = {k: v for k, v in arrays.items() if not k.startswith("opt.")}  # optimizer state aside
+        model.params = _checked_arrays(params, model.params, "path", path)
+        return model
 
     def _sync(self, bk, keys, P):
         for k, arr in zip(keys, P):
-            self.params[k] = bk.to_host(arr)
+            self.params[k] = np.array(bk.to_host(arr), copy=True)
 
     def predict_proba(self, X, *, backend=None):
         """Output activations ``A[L]``, shape ``(n_L, m)``, in the model's dtype."""
@@ -266,27 +310,28 @@ class Model:
         meta = {"format": "fastnn.Model", "format_version": FORMAT_VERSION,
                 "layer_dims": self.layer_dims, "hidden": self.hidden, "output": self.output,
                 "dtype": self.dtype.name}
-        _atomic_savez(path, {"__meta__": np.array(json.dumps(meta)), **self.params})
+        params = dict(zip(self._keys, self._checked_params()))
+        return _ckpt.atomic_savez(path, {"__meta__": np.array(json.dumps(meta)), **params})
 
     @classmethod
     def load(cls, path):
         """Read a model written by :meth:`save`; refuses corrupt or mismatched files."""
-        try:
-            with np.load(path, allow_pickle=False) as data:
-                arrays = {k: data[k] for k in data.files}
-        except (OSError, ValueError, EOFError) as exc:
-            if isinstance(exc, FileNotFoundError):
-                raise
-            raise FastnnValueError(f"path: {path!s} is not a readable fastnn model file ({exc})") from exc
+        path = V.check_path(path, "path")
+        arrays = _ckpt.read_npz(path, "path")
         try:
             meta = json.loads(str(arrays.pop("__meta__")))
         except (KeyError, ValueError) as exc:
             raise FastnnValueError(f"path: {path!s} has no fastnn metadata; not a saved Model") from exc
-        if meta.get("format") != "fastnn.Model" or meta.get("format_version") != FORMAT_VERSION:
+        if not isinstance(meta, dict) or meta.get("format") != "fastnn.Model" or \
+                meta.get("format_version") != FORMAT_VERSION:
+            meta = meta if isinstance(meta, dict) else {}
             raise FastnnValueError(f"path: {path!s} has format {meta.get('format')!r} version "
                                    f"{meta.get('format_version')!r}; expected 'fastnn.Model' "
                                    f"version {FORMAT_VERSION}")
-        model = cls(meta["layer_dims"], meta["hidden"], meta["output"], dtype=meta["dtype"], seed=0)
+        try:
+            model = cls(meta["layer_dims"], meta["hidden"], meta["output"], dtype=meta["dtype"], seed=0)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise FastnnValueError(f"path: {path!s} has a malformed model description ({exc})") from exc
         expected = set(model.params)
         if set(arrays) != expected:
             raise FastnnValueError(f"path: {path!s} holds arrays {sorted(arrays)}, expected {sorted(expected)}")
@@ -301,27 +346,375 @@ class Model:
         return model
 
 
-def _atomic_savez(path, arrays):
-    """np.savez to a temporary file in the target folder, fsync, then os.replace."""
-    path = os.fspath(path)
-    if not path.endswith(".npz"):
-        path += ".npz"
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=folder)
+
+class _Trainer:
+    """The state of one ``fit`` call: backend arrays, optimizer, shuffle generator, counters."""
+
+    def __init__(self, model, bk, X, Y, P, opt, rng, options, callback, checkpoint, fingerprint):
+        self.model, self.bk, self.X, self.Y = model, bk, X, Y
+        self.P = [bk.to_device(a) for a in P]
+        self.opt, self.rng, self.o = opt, rng, options
+        self.callback, self.checkpoint = callback, checkpoint
+        self.history = History(backend=bk.NAME)
+        self.epoch = 0          # completed epochs
+        self.steps = 0          # applied steps
+        self.skips = 0          # consecutive skipped steps
+        self.bar = None
+        self.fingerprint = fingerprint
+
+    # ------------------------------------------------------------ main loop
+
+    def run(self, progress):
+        o = self.o
+        if self.epoch >= o["epochs"]:
+            self.sync()
+            return self.history
+        self.bar = _progress(o["epochs"], progress, initial=self.epoch)
+        full = o["batch_size"] >= self.X.shape[1]
+        try:
+            with np.errstate(over="ignore", invalid="ignore"), backend_lock(self.bk):
+                if full and o["optimizer"] == "sgd" and o["output_grad"] == "fused":
+                    self._fit_loop()
+                else:
+                    self._fit_steps(full)
+        finally:
+            if self.bar is not None:
+                self.bar.close()
+            self.sync()
+        return self.history
+
+    def sync(self):
+        self.model._sync(self.bk, self.model._keys, self.P)
+
+    def _end_epochs(self, n):
+        """After ``n`` more completed epochs: progress bar, callback, checkpoint."""
+        if self.bar is not None:
+            self.bar.update(n)
+            self.bar.set_postfix(cost=f"{self.history.cost[-1]:.5g}")
+        if self.callback is not None:
+            self.sync()
+            self.callback(self.epoch, self.model, self.history)
+        if self.checkpoint is not None and (self.epoch % self.o["checkpoint_every"] == 0 or
+                                            self.epoch == self.o["epochs"]):
+            self.write_checkpoint()
+
+    # ------------------------------------------------------- snapshots
+
+    def snapshot(self, with_state=True):
+        params = [np.array(self.bk.to_host(p), copy=True) for p in self.P]
+        return params, (self.opt.state_dict(self.bk) if with_state else None)
+
+    def restore(self, snap):
+        params, state = snap
+        self.P = [self.bk.to_device(p.copy()) for p in params]
+        if state is not None:
+            self.opt.load_state_dict(self.bk, state)
+
+    def _finite_params(self):
+        return all(self.bk.all_finite(p) for p in self.P)
+
+    # ------------------------------------------------------- minibatch loop
+
+    def _step(self, Xb, Yb, epoch, step, check_params=True):
+        """One step; returns ``(failure, J)`` with failure None, "cost" or "update".
+
+        ``check_params=False`` leaves out the check of the updated parameters
+        (one pass over them); the caller then checks at the end of the epoch.
+        """
+        bk, model, o = self.bk, self.model, self.o
+        Ws, bs = self.P[0::2], self.P[1::2]
+        As, ZL = _forward(bk, Ws, bs, Xb, model.hidden, model.output)
+        try:
+            dWs, dbs, loss_sum = _backward(bk, Ws, As, ZL, Yb, model.hidden, model.output,
+                                           o["scaling"], o["output_grad"], o["l2"])
+        except SaturationError as exc:
+            raise SaturationError(f"epoch {epoch}, step {step}: {exc}") from None
+        J = _cost(bk, loss_sum, Ws, Yb.shape[1], o["l2"])
+        grads = [g for pair in zip(dWs, dbs) for g in pair]
+        if not math.isfinite(J) or not all(bk.all_finite(g) for g in grads):
+            return "cost", J
+        self.opt.step(bk, self.P, grads)
+        if check_params and not self._finite_params():
+            return "update", J
+        return None, J
+
+    def _fit_steps(self, full):
+        bk, X, Y = self.bk, self.X, self.Y
+        m, size = X.shape[1], self.o["batch_size"]
+        skip = self.o["on_divergence"] == "skip"
+        starts = list(range(0, m, size))
+        Xd, Yd = (bk.to_device(X), bk.to_device(Y)) if full else (None, None)
+
+        def batch(order, start):
+            if full:
+                return Xd, Yd
+            idx = order[start:start + size]
+            return bk.to_device(np.take(X, idx, axis=1)), bk.to_device(np.take(Y, idx, axis=1))
+
+        while self.epoch < self.o["epochs"]:
+            epoch = self.epoch + 1
+            t0 = time.perf_counter()
+            order = None if full else self.rng.permutation(m)
+            # skip: a backup before every step, and every update checked at once.
+            # raise: one snapshot per epoch; the updated parameters are checked when
+            # a cost or gradient is not finite and at the end of the epoch, and the
+            # failed update is then found by replaying the epoch from the snapshot.
+            start_snap = None if skip else self.snapshot()
+            applied = []  # (J, batch size) of the steps applied this epoch
+            for step, start in enumerate(starts, start=1):
+                Xb, Yb = batch(order, start)
+                backup = self.snapshot() if skip else None
+                failure, J = self._step(Xb, Yb, epoch, step, check_params=skip)
+                if failure is None:
+                    applied.append((J, Yb.shape[1]))
+                    self.steps += 1
+                    self.skips = 0
+                    continue
+                if not skip:
+                    self._locate(start_snap, lambda n: (batch(order, s) for s in starts[:n]), epoch, step, J)
+                if failure == "update":
+                    self.restore(backup)
+                self._skip(epoch, step, failure, J, full)
+            if not skip and not self._finite_params():
+                self._locate(start_snap, lambda n: (batch(order, s) for s in starts[:n]), epoch,
+                             len(starts) + 1, None)
+            self.history.cost.append(_weighted_mean(applied))
+            self.history.time.append(time.perf_counter() - t0)
+            self.epoch = epoch
+            self._end_epochs(1)
+
+    def _locate(self, snap, batches, epoch, step, J):
+        """on_divergence="raise": raise DivergenceError for the first step of this epoch
+        that failed, with the parameters as they were before it.
+
+        ``step`` gave a non-finite cost or gradient (``J``), or is one past the
+        epoch's last step when the parameters were found non-finite at its end.
+        At finite parameters the failure is that step's; otherwise an earlier
+        update overflowed: the epoch is replayed from its snapshot, each update
+        checked, and the params are left as they were before the one that failed.
+        """
+        if J is not None and self._finite_params():
+            raise self._divergence(epoch, step, "cost", J)
+        self.restore(snap)
+        for s, (Xb, Yb) in enumerate(batches(step - 1), start=1):
+            before = self.snapshot(with_state=False)
+            failure, Js = self._step(Xb, Yb, epoch, s)
+            if failure == "update":
+                self.restore(before)
+            if failure is not None:
+                raise self._divergence(epoch, s, failure, Js)
+        # Not reproduced (a non-deterministic backend?): the last state known to be finite.
+        self.restore(snap)
+        raise self._divergence(epoch, step, "cost" if J is not None else "update", J,
+                               " (Replaying the epoch did not reproduce it: params hold the values "
+                               "from the start of the epoch.)")
+
+    # ------------------------------------------------------- whole-loop path
+
+    def _fit_loop(self):
+        """Full-batch SGD with the fused output gradient: the backend's ``sgd_loop``
+        runs many steps per call (compiled on the Numba backends), in chunks that
+        end at every callback and checkpoint epoch."""
+        bk, model, o = self.bk, self.model, self.o
+        X, Y = bk.to_device(self.X), bk.to_device(self.Y)
+        epochs = o["epochs"]
+        chunk = 1 if self.callback is not None else max(1, epochs // 100)
+        args = (X, Y, model.hidden, model.output, o["scaling"], o["l2"])
+        while self.epoch < epochs:
+            n = min(chunk, epochs - self.epoch)
+            if self.checkpoint is not None:
+                every = o["checkpoint_every"]
+                n = min(n, every - self.epoch % every)
+            snap = self.snapshot(with_state=False)
+            t0 = time.perf_counter()
+            costs, steps = bk.sgd_loop(self.P[0::2], self.P[1::2], *args, self.opt.lr, n)
+            elapsed = time.perf_counter() - t0
+            if steps == n and self._finite_params():
+                self.history.cost.extend(float(c) for c in costs)
+                self.history.time.extend([elapsed / n] * n)
+                self._advance(n)
+                self._end_epochs(n)
+                continue
+            # A failure in this chunk: redo it one step at a time from its start.
+            self.restore(snap)
+            for _ in range(n):
+                epoch = self.epoch + 1
+                backup = self.snapshot(with_state=False)
+                t0 = time.perf_counter()
+                costs, steps = bk.sgd_loop(self.P[0::2], self.P[1::2], *args, self.opt.lr, 1)
+                J = float(costs[0])
+                failure = "cost" if steps == 0 else None
+                if failure is None and not self._finite_params():
+                    self.restore(backup)
+                    failure = "update"
+                if failure is not None and o["on_divergence"] == "raise":
+                    raise self._divergence(epoch, 1, failure, J)
+                self.history.cost.append(J if failure is None else float("nan"))
+                self.history.time.append(time.perf_counter() - t0)
+                if failure is None:
+                    self._advance(1)
+                else:
+                    self._skip(epoch, 1, failure, J, full=True)
+                    self.epoch = epoch
+                self._end_epochs(1)
+                if failure is not None:
+                    break
+
+    def _advance(self, n):
+        self.epoch += n
+        self.steps += n
+        self.opt.t += n
+        self.skips = 0
+
+    # ------------------------------------------------------- divergence
+
+    def _divergence(self, epoch, step, failure, J, why=""):
+        what = ("the cost or a gradient is not finite" if failure == "cost"
+                else "the update made a parameter non-finite")
+        lr = self.opt.lr
+        err = DivergenceError(
+            f"epoch {epoch}, step {step}: {what} (cost {J}); the learning rate (lr={lr:g}) is "
+            f"probably too large, or the inputs are badly scaled.{why} Model.params hold the last "
+            "finite values, from before this step (model.save() keeps them); "
+            "fit(..., on_divergence='skip') skips such steps and halves lr.")
+        err.epoch, err.step, err.cost, err.lr, err.reason = epoch, step, J, lr, failure
+        return err
+
+    def _skip(self, epoch, step, failure, J, full):
+        """on_divergence="skip": the step was not applied; halve lr, or give up."""
+        if failure == "cost" and full:
+            raise self._divergence(epoch, step, failure, J,
+                                   " Skipping cannot help: the cost at the current parameters does "
+                                   "not depend on lr, and every full-batch step would repeat it.")
+        self.skips += 1
+        if self.skips > MAX_CONSECUTIVE_SKIPS:
+            raise self._divergence(epoch, step, failure, J,
+                                   f" {MAX_CONSECUTIVE_SKIPS} steps in a row were skipped.")
+        new_lr = self.opt.lr / 2
+        if self.model.dtype.type(new_lr) == 0:
+            raise self._divergence(epoch, step, failure, J, " Halving lr again would make it 0.")
+        self.opt.lr = new_lr
+        self.history.lr_changes.append({"epoch": epoch, "step": step, "lr": new_lr,
+                                        "reason": failure, "cost": float(J)})
+
+    # ------------------------------------------------------- checkpoints
+
+    def write_checkpoint(self):
+        model, o, opt = self.model, self.o, self.opt
+        state = opt.state_dict(self.bk)
+        arrays = {k: np.asarray(self.bk.to_host(p)) for k, p in zip(model._keys, self.P)}
+        slots = [s for s in opt.slots if s in state]
+        for slot in slots:
+            for i, a in enumerate(state[slot]):
+                arrays[f"opt.{slot}.{i}"] = a
+        meta = {
+            "model": {"layer_dims": model.layer_dims, "hidden": model.hidden,
+                      "output": model.output, "dtype": model.dtype.name},
+            "fit": o,
+            "state": {"epoch": self.epoch, "steps": self.steps, "skips": self.skips,
+                      "lr": opt.lr, "optimizer_t": int(state["t"]), "optimizer_slots": slots,
+                      "rng": _ckpt.rng_state(self.rng)},
+            "data": self.fingerprint,
+            "history": {"cost": self.history.cost, "time": self.history.time,
+                        "lr_changes": self.history.lr_changes},
+        }
+        _ckpt.write_checkpoint(self.checkpoint, meta, arrays)
+
+    def restore_checkpoint(self, path, meta, arrays):
+        """Check a checkpoint against this fit call, then continue from it."""
+        model, o, opt = self.model, self.o, self.opt
+        f = lambda dotted, kind: _ckpt.field(meta, dotted, kind, "resume", path)  # noqa: E731
+        spec = {"layer_dims": model.layer_dims, "hidden": model.hidden, "output": model.output,
+                "dtype": model.dtype.name}
+        if f("model", dict) != spec:
+            raise FastnnValueError(f"resume: checkpoint {path} is for a model {f('model', dict)}; "
+                                   f"this model is {spec}")
+        if f("data", dict) != json.loads(json.dumps(self.fingerprint)):
+            raise FastnnValueError(f"resume: X and Y differ from the data checkpoint {path} was "
+                                   "trained on (shape, dtype or contents)")
+        stored = f("fit", dict)
+        for key in ("batch_size", "optimizer", "optimizer_options", "lr", "l2", "scaling",
+                    "output_grad", "on_divergence", "shuffle_seed"):
+            mine, theirs = o[key], stored.get(key, "<missing>")
+            if key == "shuffle_seed" and "<Generator>" in (mine, theirs):
+                continue
+            if mine != theirs:
+                raise FastnnValueError(f"resume: checkpoint {path} was written with {key}={theirs!r}, "
+                                       f"this call has {key}={mine!r}; continue with the same options")
+        epoch, steps, skips = f("state.epoch", int), f("state.steps", int), f("state.skips", int)
+        lr, t = f("state.lr", float), f("state.optimizer_t", int)
+        slots = f("state.optimizer_slots", list)
+        cost, times = f("history.cost", list), f("history.time", list)
+        changes = f("history.lr_changes", list)
+        if min(epoch, steps, skips, t) < 0 or len(cost) != epoch or len(times) != epoch or \
+                not all(isinstance(c, (int, float)) for c in cost + times) or \
+                not all(isinstance(c, dict) for c in changes) or not set(slots) <= set(opt.slots):
+            raise FastnnValueError(f"resume: checkpoint {path} has inconsistent counters or history")
+        try:
+            lr = V.check_lr(lr, model.dtype)
+        except (ValueError, TypeError) as exc:
+            raise FastnnValueError(f"resume: checkpoint {path} holds a bad learning rate ({exc})") from None
+        rng = _ckpt.rng_from_state(f("state.rng", dict), "resume", path)
+        expected = {k: np.empty(p.shape, model.dtype) for k, p in zip(model._keys, self.P)}
+        for slot in slots:
+            for i, k in enumerate(model._keys):
+                expected[f"opt.{slot}.{i}"] = expected[k]
+        checked = _checked_arrays(arrays, expected, "resume", path)
+        self.P = [self.bk.to_device(checked[k]) for k in model._keys]
+        state = {"t": t}
+        for slot in slots:
+            state[slot] = [checked[f"opt.{slot}.{i}"] for i in range(len(model._keys))]
+        opt.load_state_dict(self.bk, state)
+        opt.lr = lr
+        self.rng = rng
+        self.epoch, self.steps, self.skips = epoch, steps, skips
+        self.history = History(cost=[float(c) for c in cost], time=[float(c) for c in times],
+                               backend=self.bk.NAME, lr_changes=list(changes))
+
+
+def _weighted_mean(costs):
+    """Mean of the costs J weighted by batch size (nan for none), without overflow."""
+    weight = sum(n for _, n in costs)
+    if not weight:
+        return float("nan")
+    if len(costs) == 1:
+        return costs[0][0]
+    total = sum(J * n for J, n in costs)
+    if math.isfinite(total):
+        return total / weight
+    return sum(J * (n / weight) for J, n in costs)
+
+
+def _stored_backend(meta):
+    """The backend a checkpoint was written on, when it works here (else None: the default)."""
+    fit = meta.get("fit")
+    name = fit.get("backend") if isinstance(fit, dict) else None
+    if not isinstance(name, str) or name not in REGISTRY:
+        return None
     try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, **arrays)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+        get_backend(name)
+    except BackendUnavailableError:
+        return None
+    return name
 
 
-def _progress(total, enabled):
+def _checked_arrays(arrays, expected, name, path):
+    """``arrays`` with exactly the keys, shapes and dtypes of ``expected``, all finite."""
+    if set(arrays) != set(expected):
+        raise FastnnValueError(f"{name}: {path} holds arrays {sorted(arrays)}, expected {sorted(expected)}")
+    out = {}
+    for k, ref in expected.items():
+        arr = arrays[k]
+        if arr.shape != ref.shape or arr.dtype != ref.dtype:
+            raise FastnnValueError(f"{name}: {path}: {k} has shape {arr.shape} and dtype {arr.dtype}; "
+                                   f"expected {ref.shape} {ref.dtype}")
+        if not np.isfinite(arr).all():
+            raise FastnnValueError(f"{name}: {path}: {k} contains NaN or Inf")
+        out[k] = np.ascontiguousarray(arr)
+    return out
+
+
+def _progress(total, enabled, initial=0):
     if not enabled:
         return None
     try:
@@ -329,4 +722,5 @@ def _progress(total, enabled):
     except ImportError:
         return None
     # disable=None: no bar when stderr is not a terminal (logs, CI).
-    return tqdm(total=total, unit="epoch", leave=False, dynamic_ncols=True, disable=None)
+    return tqdm(total=total, initial=initial, unit="epoch", leave=False, dynamic_ncols=True,
+                disable=None)

@@ -15,6 +15,9 @@ Where the cost's ``1/m`` goes is chosen by ``scaling``:
 L2 regularisation ``(l2/(2m)) sum ||W||^2`` adds ``(l2/m) W`` to ``dW`` under all three.
 """
 
+import contextlib
+import functools
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -78,12 +81,19 @@ def _rng(seed, name="seed"):
 
 
 def _check_layer_dims(layer_dims):
+    if isinstance(layer_dims, (str, bytes)) or \
+            any(isinstance(d, (bool, np.bool_)) for d in (layer_dims if isinstance(layer_dims, (list, tuple)) else ())):
+        raise V.FastnnTypeError(f"layer_dims: expected a sequence of integers, got {layer_dims!r}")
     try:
         dims = [int(d) for d in layer_dims]
     except (TypeError, ValueError) as exc:
         raise V.FastnnTypeError(f"layer_dims: expected a sequence of integers, got {layer_dims!r}") from exc
     if len(dims) < 2 or any(d < 1 for d in dims) or any(int(d) != d for d in layer_dims):
         raise FastnnValueError(f"layer_dims: expected at least two positive integers [n_0, ..., n_L], got {list(layer_dims)!r}")
+    limit = np.iinfo(np.intp).max // 8
+    if any(a * b > limit for a, b in zip(dims[:-1], dims[1:])):
+        raise FastnnValueError(f"layer_dims: {dims!r} gives a weight matrix with more entries than "
+                               "an array can hold on this platform")
     return dims
 
 
@@ -106,6 +116,59 @@ class ForwardCache:
         return self.As[0].shape[1]
 
 
+_PARALLEL_LOCK = threading.RLock()
+
+
+def backend_lock(bk):
+    """A lock around the kernel calls of the numba-parallel backend when Numba's
+    threading layer is not thread-safe.
+
+    Numba's ``workqueue`` layer (its fallback where neither OpenMP nor TBB is
+    installed) aborts the whole process -- "Concurrent access has been
+    detected" -- when two Python threads launch parallel kernels at once.  Until
+    the first launch tells which layer Numba picked, and whenever it is
+    workqueue, calls are serialised; with ``omp`` or ``tbb`` (thread-safe) there
+    is no lock.
+    """
+    if bk.NAME != "numba-parallel":
+        return contextlib.nullcontext()
+    import numba
+    try:
+        layer = numba.threading_layer()
+    except ValueError:  # no parallel launch yet
+        layer = None
+    return contextlib.nullcontext() if layer in ("omp", "tbb") else _PARALLEL_LOCK
+
+
+def _quiet(func):
+    """Run ``func`` without NumPy's overflow/invalid warnings: every result it
+    returns is checked for finiteness, and a non-finite one raises instead."""
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        with np.errstate(over="ignore", invalid="ignore"):
+            return func(*args, **kwargs)
+    return wrapper
+
+
+def _overflow_error(names, what, dtype):
+    """The FastnnValueError for a result that is not finite although every input was."""
+    hint = ("scale the inputs or weights down" if dtype == np.float64
+            else "scale the inputs or weights down, or use float64")
+    return FastnnValueError(f"{names}: {what} not finite in {dtype.name} although every input "
+                            f"is finite: the values are too large for {dtype.name} (overflow); {hint}")
+
+
+def _check_forward_finite(bk, ZL, AL, dtype):
+    """Refuse a forward pass that overflowed: no silent inf/NaN leaves forward()."""
+    if not (bk.all_finite(ZL) and bk.all_finite(AL)):
+        raise _overflow_error("X, params", "the output logits Z[L] are", dtype)
+
+
+def _check_grads_finite(bk, J, dWs, dbs, names, dtype):
+    if (J is not None and not np.isfinite(J)) or not all(bk.all_finite(g) for g in list(dWs) + list(dbs)):
+        raise _overflow_error(names, "the cost or a gradient is", dtype)
+
+
 def _objective(loss_sum, Ws, m, scaling, l2):
     """The scalar whose gradient the chosen scaling computes."""
     reg = 0.0
@@ -115,14 +178,19 @@ def _objective(loss_sum, Ws, m, scaling, l2):
     return data + reg
 
 
-def _resolve(params, hidden, output, backend, X=None):
-    """Validated (Ws, bs, dtype, backend module, X); X is checked only when given."""
+_NO_X = object()
+
+
+def _resolve(params, hidden, output, backend, X=_NO_X):
+    """Validated (Ws, bs, dtype, backend module, X); X is checked when passed (None included)."""
     Ws, bs, dtype = V.check_params(params)
     check_hidden(hidden)
     check_output(output)
     if output == "softmax" and Ws[-1].shape[0] < 2:
         raise FastnnValueError("output: softmax needs at least 2 output units, the last layer has 1")
-    if X is not None:
+    if X is _NO_X:
+        X = None
+    else:
         X = V.check_X(X, Ws[0].shape[1], dtype)
     work = None if X is None else X.shape[1] * max(max(W.shape) for W in Ws)
     bk = get_backend(backend, work)
@@ -132,6 +200,7 @@ def _resolve(params, hidden, output, backend, X=None):
     return Ws, bs, dtype, bk, X
 
 
+@_quiet
 def forward(params, X, *, hidden="relu", output="sigmoid", backend=None):
     """Forward pass through all L layers.
 
@@ -158,7 +227,9 @@ def forward(params, X, *, hidden="relu", output="sigmoid", backend=None):
     Ws, bs, dtype, bk, X = _resolve(params, hidden, output, backend, X)
     Ws = [bk.to_device(W) for W in Ws]
     bs = [bk.to_device(b) for b in bs]
-    As, ZL = _forward(bk, Ws, bs, bk.to_device(X), hidden, output)
+    with backend_lock(bk):
+        As, ZL = _forward(bk, Ws, bs, bk.to_device(X), hidden, output)
+        _check_forward_finite(bk, ZL, As[-1], dtype)
     # A copy: changing the returned array must not change what backward() computes.
     return np.array(bk.to_host(As[-1]), copy=True), ForwardCache(As, ZL, hidden, output, bk.NAME)
 
@@ -169,6 +240,7 @@ def _check_options(scaling, output_grad, l2):
     return V.check_nonneg_float(l2, "l2")
 
 
+@_quiet
 def backward(params, cache, Y, *, hidden=None, output=None, scaling="deferred",
              output_grad="fused", l2=0.0, backend=None):
     """Backward pass: gradients of the cost for every layer.
@@ -208,14 +280,40 @@ def backward(params, cache, Y, *, hidden=None, output=None, scaling="deferred",
             raise FastnnValueError(f"{name}: {given!r} differs from the forward pass's {cached!r}")
     l2 = _check_options(scaling, output_grad, l2)
     Ws, bs, dtype, bk, _ = _resolve(params, cache.hidden, cache.output, cache.backend)
-    if Ws[0].shape[1] != cache.As[0].shape[0] or len(Ws) != len(cache.As) - 1 or \
-            cache.As[-1].dtype != dtype:
-        raise FastnnValueError("cache: does not come from a forward pass with these params")
-    Y = V.check_Y(Y, cache.output, Ws[-1].shape[0], cache.m, dtype)
+    As, ZL = _check_cache(bk, cache, Ws, dtype)
+    Y = V.check_Y(Y, cache.output, Ws[-1].shape[0], As[0].shape[1], dtype)
     Ws = [bk.to_device(W) for W in Ws]
-    dWs, dbs, _ = _backward(bk, Ws, cache.As, cache.ZL, bk.to_device(Y), cache.hidden, cache.output,
-                            scaling, output_grad, l2)
+    with backend_lock(bk):
+        dWs, dbs, _ = _backward(bk, Ws, As, ZL, bk.to_device(Y), cache.hidden, cache.output,
+                                scaling, output_grad, l2)
+        _check_grads_finite(bk, None, dWs, dbs, "cache (A[0] = X), Y, params" + (", l2" if l2 else ""), dtype)
     return _grads_dict(bk, dWs, dbs)
+
+
+def _check_cache(bk, cache, Ws, dtype):
+    """The cache's arrays, checked against the parameters before any kernel sees them.
+
+    A ForwardCache is a public dataclass: one built or edited by hand must not
+    hand a compiled kernel arrays of the wrong shape, dtype or layout.
+    """
+    bad = "cache: does not come from a forward pass with these params"
+    As = cache.As
+    if not isinstance(As, (list, tuple)) or len(As) != len(Ws) + 1:
+        raise FastnnValueError(f"{bad} (expected {len(Ws) + 1} activations A[0..L])")
+    dims = [Ws[0].shape[1]] + [W.shape[0] for W in Ws]
+    out = []
+    m = None
+    for l, A in enumerate(list(As) + [cache.ZL]):
+        shape, kind = getattr(A, "shape", None), getattr(A, "dtype", None)
+        if shape is None or kind is None or len(shape) != 2:
+            raise FastnnValueError(f"{bad} (entry {l} is not a 2-D array)")
+        m = shape[1] if m is None else m
+        n = dims[min(l, len(dims) - 1)]
+        if tuple(shape) != (n, m) or m < 1 or np.dtype(kind) != dtype:
+            raise FastnnValueError(f"{bad} (entry {l} has shape {tuple(shape)} and dtype {kind}; "
+                                   f"expected ({n}, m) {dtype.name})")
+        out.append(bk.to_device(A))
+    return out[:-1], out[-1]
 
 
 def _grads_dict(bk, dWs, dbs):
@@ -226,6 +324,7 @@ def _grads_dict(bk, dWs, dbs):
     return grads
 
 
+@_quiet
 def gradients(params, X, Y, *, hidden="relu", output="sigmoid", scaling="deferred",
               output_grad="fused", l2=0.0, backend=None):
     """Forward pass, cost and backward pass in one call.
@@ -247,10 +346,13 @@ def gradients(params, X, Y, *, hidden="relu", output="sigmoid", scaling="deferre
     Y = V.check_Y(Y, output, Ws[-1].shape[0], X.shape[1], dtype)
     Wd = [bk.to_device(W) for W in Ws]
     bd = [bk.to_device(b) for b in bs]
-    As, ZL = _forward(bk, Wd, bd, bk.to_device(X), hidden, output)
-    dWs, dbs, loss_sum = _backward(bk, Wd, As, ZL, bk.to_device(Y), hidden, output,
-                                   scaling, output_grad, l2)
-    J = _objective(loss_sum, Ws, X.shape[1], "deferred", l2)
+    with backend_lock(bk):
+        As, ZL = _forward(bk, Wd, bd, bk.to_device(X), hidden, output)
+        _check_forward_finite(bk, ZL, As[-1], dtype)
+        dWs, dbs, loss_sum = _backward(bk, Wd, As, ZL, bk.to_device(Y), hidden, output,
+                                       scaling, output_grad, l2)
+        J = _objective(loss_sum, Ws, X.shape[1], "deferred", l2)
+        _check_grads_finite(bk, J, dWs, dbs, "X, Y, params" + (", l2" if l2 else ""), dtype)
     return J, _grads_dict(bk, dWs, dbs)
 
 
@@ -297,22 +399,43 @@ def cost(AL, Y, *, output="sigmoid", params=None, l2=0.0, logits=None):
     n_L, m = AL.shape
     if m == 0:
         raise FastnnValueError("AL: has no examples (m == 0)")
+    if output != "identity" and AL.size and (AL.min() < 0 or AL.max() > 1):
+        raise FastnnValueError(f"AL: {output} outputs are probabilities in [0, 1]; got values from "
+                               f"{AL.min()} to {AL.max()}")
     Y = V.check_Y(Y, output, n_L, m, dtype)
     if logits is not None:
         Z = V.as_array(logits, "logits", dtype)
         if Z.shape != AL.shape:
             raise FastnnValueError(f"logits: expected shape {AL.shape} (that of AL), got {Z.shape}")
-        loss_sum = get_backend("numpy").output_loss(Z, AL, Y, output)
+        with np.errstate(over="ignore"):
+            loss_sum = get_backend("numpy").output_loss(Z, AL, Y, output)
     else:
-        loss_sum = float(np.sum(_loss_from_probabilities(AL, Y, output)))
+        with np.errstate(over="ignore"):
+            loss_sum = float(np.sum(_loss_from_probabilities(AL, Y, output)))
     Ws = []
     if l2:
         if params is None:
             raise FastnnValueError("params: needed to compute the L2 term when l2 > 0")
         Ws = V.check_params(params)[0]
-    return _objective(loss_sum, Ws, m, "deferred", l2)
+    J = _objective(loss_sum, Ws, m, "deferred", l2)
+    if not np.isfinite(J):
+        if logits is None and J == np.inf and _saturated_wrong(AL, Y, output):
+            # The documented exception: -log(0) of a saturated wrong output is +inf.
+            return J
+        names = "AL, Y" + (", logits" if logits is not None else "") + (", params, l2" if l2 else "")
+        raise _overflow_error(names, "the cost is", dtype)
+    return J
 
 
+def _saturated_wrong(AL, Y, output):
+    """True when some output is exactly 0 (or 1 for sigmoid) where the label says otherwise."""
+    wrong = (AL == 0) & (Y > 0)
+    if output == "sigmoid":
+        wrong |= (AL == 1) & (Y < 1)
+    return bool(wrong.any())
+
+
+@_quiet
 def gradcheck(params, X, Y, *, hidden="relu", output="sigmoid", scaling="deferred",
               output_grad="fused", l2=0.0, backend=None, eps=1e-6):
     """Compare analytic gradients with central differences, in float64.
@@ -364,5 +487,12 @@ def gradcheck(params, X, Y, *, hidden="relu", output="sigmoid", scaling="deferre
         numeric.append(G.ravel())
         analytic.append(grads["d" + key].ravel())
     g, gn = np.concatenate(analytic), np.concatenate(numeric)
-    denom = np.linalg.norm(g) + np.linalg.norm(gn)
-    return float(np.linalg.norm(g - gn) / denom) if denom else 0.0
+    if not np.isfinite(gn).all():
+        raise _overflow_error("params, X, Y" + (", l2" if l2 else ""),
+                              "the central differences are", np.dtype(np.float64))
+    # Norms of scaled vectors: |g| near 1e300 must not overflow the ratio to inf/inf.
+    scale = max(float(np.max(np.abs(g), initial=0.0)), float(np.max(np.abs(gn), initial=0.0)))
+    if scale == 0:
+        return 0.0
+    g, gn = g / scale, gn / scale
+    return float(np.linalg.norm(g - gn) / (np.linalg.norm(g) + np.linalg.norm(gn)))

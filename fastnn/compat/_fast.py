@@ -8,11 +8,14 @@ course's to float64 rounding: the cost is computed from the logits and
 ``dZ[L] = A - Y`` directly, instead of through ``log(AL)`` and ``dAL``.
 """
 
+import numbers
+
 import numpy as np
 
 from .. import _validation as V
 from ..backends import get_backend
 from ..errors import DivergenceError
+from ..network import backend_lock
 
 
 def run(parameters, X, Y, hidden, learning_rate, num_iterations, backend, report, every):
@@ -35,13 +38,30 @@ def run(parameters, X, Y, hidden, learning_rate, num_iterations, backend, report
         records or prints (``i % every == 0`` and the last one), in order.
     every : int
     """
+    learning_rate = _check_learning_rate(learning_rate)
+    if isinstance(num_iterations, bool) or not isinstance(num_iterations, numbers.Integral):
+        raise V.FastnnTypeError(f"num_iterations: expected an integer, got {type(num_iterations).__name__}")
+    num_iterations = int(num_iterations)  # < 1: no iterations, as the course's range()
+    X = V.as_array(X, "X", np.float64)
+    if 0 in X.shape:
+        raise V.FastnnValueError(f"X: expected a non-empty (n_x, m) array, got shape {X.shape}")
     Ws, bs, _ = V.check_params(parameters, "parameters")
-    X = V.check_X(X, Ws[0].shape[1], np.float64)
+    X = V.check_X(X, Ws[0].shape[1], np.float64, n0_from="parameters['W1'] has n_0 columns")
     Y = V.check_Y(Y, "sigmoid", Ws[-1].shape[0], X.shape[1], np.float64)
     bk = get_backend(backend, X.shape[1] * max(max(W.shape) for W in Ws))
     Ws = [bk.to_device(W.astype(np.float64, copy=True)) for W in Ws]
     bs = [bk.to_device(b.astype(np.float64, copy=True)) for b in bs]
     Xd, Yd = bk.to_device(X), bk.to_device(Y)
+    with backend_lock(bk):
+        _loop(bk, Ws, bs, Xd, Yd, hidden, learning_rate, num_iterations, report, every)
+    out = {}
+    for l, (W, b) in enumerate(zip(Ws, bs), start=1):
+        out[f"W{l}"] = bk.to_host(W)
+        out[f"b{l}"] = bk.to_host(b)
+    return out
+
+
+def _loop(bk, Ws, bs, Xd, Yd, hidden, learning_rate, num_iterations, report, every):
     start = 0
     while start < num_iterations:
         n = min(every, num_iterations - start)
@@ -54,8 +74,13 @@ def run(parameters, X, Y, hidden, learning_rate, num_iterations, backend, report
             if i % every == 0 or i == num_iterations - 1:
                 report(i, costs[i - start])
         start += n
-    out = {}
-    for l, (W, b) in enumerate(zip(Ws, bs), start=1):
-        out[f"W{l}"] = bk.to_host(W)
-        out[f"b{l}"] = bk.to_host(b)
-    return out
+
+
+def _check_learning_rate(learning_rate):
+    """A finite real number (any sign, as in the course's loop)."""
+    if isinstance(learning_rate, bool) or not isinstance(learning_rate, numbers.Real):
+        raise V.FastnnTypeError(f"learning_rate: expected a real number, got {type(learning_rate).__name__}")
+    learning_rate = float(learning_rate)
+    if not np.isfinite(learning_rate):
+        raise V.FastnnValueError(f"learning_rate: expected a finite number, got {learning_rate}")
+    return learning_rate
