@@ -24,18 +24,13 @@ import sys
 import tempfile
 import time
 
-if os.environ.get("OPENBLAS_CORETYPE") or os.environ.get("OPENBLAS_L2_SIZE"):
-    _env = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")}
-    _env["FASTNN_BENCH_UNSET_OPENBLAS"] = "1"
-    os.execve(sys.executable, [sys.executable, "-m", "benchmarks.compare", *sys.argv[1:]], _env)
+import numpy as np
 
-import numpy as np  # noqa: E402
+import fastnn
+from fastnn import _passes
+from fastnn.backends import available_backends, get_backend
 
-import fastnn  # noqa: E402
-from fastnn import _passes  # noqa: E402
-from fastnn.backends import available_backends, get_backend  # noqa: E402
-
-from .common import CONFIGS, course_step, make_data, step_flops  # noqa: E402
+from .common import CONFIGS, course_step, make_data, step_flops
 
 TARGETS = {  # config -> (min ratio vs NumPy baseline, min ratio vs PyTorch)
     "planar": (4.0, 10.0),
@@ -170,7 +165,7 @@ def contenders(config, dtype, backends, with_torch):
     return runs
 
 
-def time_interleaved(runs, rounds, target_s, seed=0):
+def _time_interleaved(runs, rounds, target_s, seed=0):
     """Median seconds per step of each runner; runners interleaved, shuffled each round."""
     reps = {}
     for name, run in runs.items():
@@ -225,7 +220,7 @@ def kernel_table(rounds):
             runs[f"{name} fused backward"] = (lambda bk=bk: bk.backward_hidden(dA, A, "relu", scale))
             runs[f"{name} adam (2048x2048)"] = (lambda bk=bk: bk.adam_update(
                 P, G, M, V, c(1e-9), c(0.9), c(0.999), c(1e-8), 1))
-        med = time_interleaved({k: (lambda n, f=f: [f() for _ in range(n)]) for k, f in runs.items()},
+        med = _time_interleaved({k: (lambda n, f=f: [f() for _ in range(n)]) for k, f in runs.items()},
                                rounds, 0.05)
         for k, v in med.items():
             rows.append((np.dtype(dtype).name, k, v))
@@ -254,6 +249,15 @@ def startup_times(backend, dtype="float32"):
 
 
 # ------------------------------------------------------------------ main
+
+def _reexec_without_openblas_pins():
+    """Re-run this script without OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE (they pin
+    an older, slower OpenBLAS kernel and are read when NumPy loads OpenBLAS)."""
+    if os.environ.get("OPENBLAS_CORETYPE") or os.environ.get("OPENBLAS_L2_SIZE"):
+        env = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")}
+        env["FASTNN_BENCH_UNSET_OPENBLAS"] = "1"
+        os.execve(sys.executable, [sys.executable, "-m", "benchmarks.compare", *sys.argv[1:]], env)
+
 
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m benchmarks.compare", description=__doc__.split("\n")[0])
@@ -290,7 +294,7 @@ def main(argv=None):
     for config in args.configs.split(","):
         for dtype in args.dtypes.split(","):
             runs = contenders(config, dtype, backends, torch is not None)
-            med = time_interleaved(runs, args.rounds, args.target_ms / 1e3)
+            med = _time_interleaved(runs, args.rounds, args.target_ms / 1e3)
             peak = max(results["gemm"][dtype].values())
             base, ref = med["numpy-course"], med.get("torch")
             for name, t in sorted(med.items(), key=lambda kv: kv[1]):
@@ -335,4 +339,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
+    _reexec_without_openblas_pins()
     sys.exit(main())

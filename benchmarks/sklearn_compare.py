@@ -25,12 +25,6 @@ import time
 import warnings
 
 import numpy as np
-from sklearn.datasets import load_digits
-from sklearn.exceptions import ConvergenceWarning
-from sklearn.model_selection import train_test_split
-from sklearn.neural_network import MLPClassifier as SkMLPClassifier
-
-from fastnn import MLPClassifier
 from fastnn.backends import get_backend
 
 HIDDEN = (256, 128)
@@ -67,6 +61,10 @@ def mnist_like(n_samples, n_features=784, n_classes=10, seed=0):
 
 
 def contenders(backends, epochs):
+    from sklearn.neural_network import MLPClassifier as SkMLPClassifier
+
+    from fastnn import MLPClassifier
+
     settings = dict(hidden_layer_sizes=HIDDEN, solver="adam", batch_size=BATCH, max_iter=epochs,
                     random_state=0)
     runs = {"sklearn": lambda: SkMLPClassifier(**settings)}
@@ -76,7 +74,7 @@ def contenders(backends, epochs):
     return runs
 
 
-def time_fits(runs, X, y, rounds, seed=0):
+def _time_fits(runs, X, y, rounds, seed=0):
     """{name: [seconds per epoch, one per round]}, contenders shuffled every round."""
     rng = np.random.default_rng(seed)
     names = list(runs)
@@ -97,6 +95,12 @@ def time_fits(runs, X, y, rounds, seed=0):
 
 
 def digits_accuracy():
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+    from sklearn.neural_network import MLPClassifier as SkMLPClassifier
+
+    from fastnn import MLPClassifier
+
     X, y = load_digits(return_X_y=True)
     X_tr, X_te, y_tr, y_te = train_test_split(X / 16.0, y, test_size=0.2, random_state=0)
     settings = dict(hidden_layer_sizes=(64,), solver="adam", max_iter=50, random_state=0)
@@ -106,6 +110,8 @@ def digits_accuracy():
 
 
 def main(argv=None):
+    from sklearn.exceptions import ConvergenceWarning
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true",
                         help="6000 samples, 3 rounds of 1 epoch (default: 60000, 3 rounds of 2)")
@@ -125,7 +131,7 @@ def main(argv=None):
           f"{epochs} epoch(s) per fit, {args.rounds} rounds")
     print(f"BLAS: {blas_info()}")
     print(f"fastnn 'auto' backend for this work: {auto}")
-    times = time_fits(contenders(args.backends, epochs), X, y, args.rounds)
+    times = _time_fits(contenders(args.backends, epochs), X, y, args.rounds)
 
     base = statistics.median(times["sklearn"])
     print()
