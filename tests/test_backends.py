@@ -238,3 +238,21 @@ def test_auto_picks_a_compiled_backend_by_work():
         assert get_backend("auto", 10).NAME == "numba"
     if STATUS.get("numba-parallel") is None:
         assert get_backend("auto", AUTO_PARALLEL_MIN).NAME == "numba-parallel"
+
+
+@pytest.mark.parametrize("name", COMPILED)
+def test_large_nets_run_the_loop_kernel_by_kernel(name, dtype, monkeypatch):
+    """Above LOOP_MAX_MULTIPLY_ADDS, sgd_loop delegates to the step loop: same run."""
+    from fastnn.backends import _numba_backend
+    monkeypatch.setattr(_numba_backend, "LOOP_MAX_MULTIPLY_ADDS", 0)
+    params, X, Y = make_problem([3, 5, 4, 1], 23, "sigmoid", dtype, seed=4)
+    runs = {}
+    for label, fn in (("numpy", lambda *a: _passes.sgd_loop(REF, *a)),
+                      (name, get_backend(name).sgd_loop)):
+        Ws, bs = _lists(params)
+        costs, steps = fn(Ws, bs, X, Y, "relu", "sigmoid", "deferred", 0.0, 0.1, 10)
+        runs[label] = (costs, Ws + bs)
+    rtol, _ = tol(dtype, 23 * 10)
+    np.testing.assert_allclose(runs[name][0], runs["numpy"][0], rtol=rtol)
+    for x, y in zip(runs["numpy"][1], runs[name][1]):
+        assert_close(y, x, dtype, 23 * 10, magnitude=np.abs(x) + np.max(np.abs(x)))
