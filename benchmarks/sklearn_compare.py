@@ -27,19 +27,10 @@ import warnings
 import numpy as np
 from fastnn.backends import get_backend
 
+from .compare import blas_info
+
 HIDDEN = (256, 128)
 BATCH = 256
-
-
-def blas_info():
-    """The BLAS libraries loaded, with their kernel and thread count."""
-    try:
-        from threadpoolctl import threadpool_info
-    except ImportError:
-        return "threadpoolctl not installed"
-    return "; ".join(f"{d.get('internal_api')} {d.get('version')} {d.get('architecture')} "
-                     f"{d.get('num_threads')} threads" for d in threadpool_info()
-                     if d.get("user_api") == "blas")
 
 
 def threading_layer():
