@@ -260,10 +260,7 @@ def compute_cost(AL, Y):
     -------
     cost : 0-d ndarray (``shape == ()``), as ``np.squeeze`` of the 1x1 result
     """
-    Y = _as_labels(Y).reshape(AL.shape)
-    m = AL.shape[1]
-    cost = -(1 / m) * (np.dot(Y, np.log(AL).T) + np.dot(1 - Y, np.log(1 - AL).T))
-    return np.squeeze(cost)
+    return _planar._cross_entropy(AL, Y)
 
 
 # ------------------------------------------------------------------- backward

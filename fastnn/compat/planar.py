@@ -125,10 +125,15 @@ def compute_cost(A2, Y):
     -------
     cost : float (a Python float, as in the course's Week 3)
     """
-    Y = _as_labels(Y).reshape(A2.shape)
-    m = A2.shape[1]
-    cost = -(1 / m) * (np.dot(Y, np.log(A2).T) + np.dot(1 - Y, np.log(1 - A2).T))
-    return float(np.squeeze(cost))
+    return float(_cross_entropy(A2, Y))
+
+
+def _cross_entropy(AL, Y):
+    """The course's cost formula, as the 0-d array ``np.squeeze`` gives (Week 4's return type)."""
+    Y = _as_labels(Y).reshape(AL.shape)
+    m = AL.shape[1]
+    cost = -(1 / m) * (np.dot(Y, np.log(AL).T) + np.dot(1 - Y, np.log(1 - AL).T))
+    return np.squeeze(cost)
 
 
 def backward_propagation(parameters, cache, X, Y):
