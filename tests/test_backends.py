@@ -85,6 +85,24 @@ def test_optimizer_updates_are_bitwise_numpy(name, dtype):
 
 
 @pytest.mark.parametrize("name", COMPILED)
+def test_all_finite_finds_any_bad_entry(name, dtype):
+    """One inf, -inf or NaN anywhere (first, last, either side of a block edge) is found."""
+    bk = get_backend(name)
+    n = 2 * BLOCK + 3
+    x = np.random.default_rng(1).standard_normal(n).astype(dtype)
+    big = np.finfo(dtype).max
+    x[0], x[-1] = big, -big  # finite extremes: x - x is still 0
+    assert bk.all_finite(x) and REF.all_finite(x)
+    for pos in (0, 1, BLOCK - 1, BLOCK, BLOCK + 1, n - 1):
+        for bad in (np.inf, -np.inf, np.nan):
+            y = x.copy()
+            y[pos] = bad
+            assert not bk.all_finite(y), (pos, bad)
+            assert bk.all_finite(y) == REF.all_finite(y)
+            assert not bk.all_finite(y.reshape(1, n)), "2-D input"
+
+
+@pytest.mark.parametrize("name", COMPILED)
 @pytest.mark.parametrize("hidden", HIDDEN)
 @pytest.mark.parametrize("output", OUTPUTS)
 @pytest.mark.parametrize("scaling", ["deferred", "absorbed", "sum"])

@@ -1,58 +1,107 @@
 """In-place updates on flat (1-D) views: the dW epilogue and the optimizers.
 
 The operations and their order match the NumPy backend's, so results agree
-bitwise.
+bitwise.  Each kernel splits the array into BLOCK-sized 1-D slices and hands
+them to a helper that indexes from 0: a loop over ``range(k * BLOCK, ...)``
+keeps Numba's negative-index wraparound check, which stops LLVM from
+vectorising (measured 4x slower than NumPy for an SGD step on 256 x 784
+float32; the slice form is as fast as NumPy serially).
 """
 
 import math
 
 from numba import prange
 
-from .._numba_config import BLOCK
+from .._numba_config import BLOCK, jit
+
+
+@jit
+def _scale_add_slice(g, scale, w, l2_scale):
+    """g = g * scale + l2_scale * w on 1-D slices."""
+    for j in range(g.size):
+        g[j] = g[j] * scale + l2_scale * w[j]
+
+
+@jit
+def _scale_slice(g, s):
+    """g *= s on a 1-D slice."""
+    for j in range(g.size):
+        g[j] *= s
+
+
+@jit
+def _sgd_slice(p, g, lr):
+    """p -= lr * g on 1-D slices."""
+    for j in range(p.size):
+        p[j] -= lr * g[j]
+
+
+@jit
+def _momentum_slice(p, g, v, lr, beta, one_minus_beta):
+    """v = beta v + (1 - beta) g; p -= lr v on 1-D slices."""
+    for j in range(p.size):
+        v[j] = v[j] * beta + one_minus_beta * g[j]
+        p[j] -= lr * v[j]
+
+
+@jit
+def _adam_slice(p, g, mm, v, lr, beta1, c1, beta2, c2, bc1, bc2, eps):
+    """One Adam step on 1-D slices (see :func:`adam`)."""
+    for j in range(p.size):
+        gj = g[j]
+        mm[j] = mm[j] * beta1 + c1 * gj
+        v[j] = v[j] * beta2 + c2 * (gj * gj)
+        p[j] -= lr * (mm[j] / bc1) / (math.sqrt(v[j] / bc2) + eps)
+
+
+@jit
+def _count_nonfinite_slice(x):
+    """Nonzero when a 1-D slice holds inf or NaN (x - x is NaN exactly then)."""
+    bad = 0
+    for j in range(x.size):
+        bad |= (x[j] - x[j]) != 0
+    return bad
 
 
 def scale_add(G, scale, W, l2_scale):
     """G = G * scale + l2_scale * W (the dW epilogue: 1/m and L2)."""
     n = G.size
     for k in prange((n + BLOCK - 1) // BLOCK):
-        for j in range(k * BLOCK, min(k * BLOCK + BLOCK, n)):
-            G[j] = G[j] * scale + l2_scale * W[j]
+        j0, j1 = k * BLOCK, min(k * BLOCK + BLOCK, n)
+        _scale_add_slice(G[j0:j1], scale, W[j0:j1], l2_scale)
 
 
 def scale(G, s):
     """G *= s."""
     n = G.size
     for k in prange((n + BLOCK - 1) // BLOCK):
-        for j in range(k * BLOCK, min(k * BLOCK + BLOCK, n)):
-            G[j] *= s
+        j0, j1 = k * BLOCK, min(k * BLOCK + BLOCK, n)
+        _scale_slice(G[j0:j1], s)
 
 
 def sgd(P, G, lr):
     """P -= lr * G."""
     n = P.size
     for k in prange((n + BLOCK - 1) // BLOCK):
-        for j in range(k * BLOCK, min(k * BLOCK + BLOCK, n)):
-            P[j] -= lr * G[j]
+        j0, j1 = k * BLOCK, min(k * BLOCK + BLOCK, n)
+        _sgd_slice(P[j0:j1], G[j0:j1], lr)
 
 
 def momentum(P, G, V, lr, beta, one_minus_beta):
     """V = beta V + (1 - beta) G; P -= lr V."""
     n = P.size
     for k in prange((n + BLOCK - 1) // BLOCK):
-        for j in range(k * BLOCK, min(k * BLOCK + BLOCK, n)):
-            V[j] = V[j] * beta + one_minus_beta * G[j]
-            P[j] -= lr * V[j]
+        j0, j1 = k * BLOCK, min(k * BLOCK + BLOCK, n)
+        _momentum_slice(P[j0:j1], G[j0:j1], V[j0:j1], lr, beta, one_minus_beta)
 
 
 def adam(P, G, M, V, lr, beta1, c1, beta2, c2, bc1, bc2, eps):
     """Adam: c = 1 - beta, bc = 1 - beta**t (bias corrections), all in the array dtype."""
     n = P.size
     for k in prange((n + BLOCK - 1) // BLOCK):
-        for j in range(k * BLOCK, min(k * BLOCK + BLOCK, n)):
-            g = G[j]
-            M[j] = M[j] * beta1 + c1 * g
-            V[j] = V[j] * beta2 + c2 * (g * g)
-            P[j] -= lr * (M[j] / bc1) / (math.sqrt(V[j] / bc2) + eps)
+        j0, j1 = k * BLOCK, min(k * BLOCK + BLOCK, n)
+        _adam_slice(P[j0:j1], G[j0:j1], M[j0:j1], V[j0:j1], lr, beta1, c1, beta2, c2, bc1, bc2,
+                    eps)
 
 
 def all_finite(x):
@@ -60,7 +109,5 @@ def all_finite(x):
     n = x.size
     bad = 0
     for k in prange((n + BLOCK - 1) // BLOCK):
-        for j in range(k * BLOCK, min(k * BLOCK + BLOCK, n)):
-            if not math.isfinite(x[j]):
-                bad += 1
+        bad += _count_nonfinite_slice(x[k * BLOCK:min(k * BLOCK + BLOCK, n)])
     return bad == 0
