@@ -10,7 +10,7 @@ from fastnn.backends._numba_kernels import vmath
 from conftest import VMATH_ULP
 
 
-@jit
+@jit(cache=False)  # always the current vmath: a cached copy would not see its edits
 def _apply(code, x, out):
     for j in range(x.size):
         if code == 0:

@@ -19,6 +19,7 @@ bytecode but not by the ``parallel`` flag, so one function object compiled both
 ways could load the wrong variant from disk; distinct names keep them apart.
 """
 
+import hashlib
 import os
 import types
 
@@ -57,3 +58,46 @@ def compile_variant(func, parallel):
     clone.__module__ = func.__module__
     clone.__doc__ = func.__doc__
     return jit(clone, parallel=True)
+
+
+#: Name of the file, next to the cached kernels, that records which kernel sources they came from.
+_DIGEST_FILE = "fastnn-kernels.digest"
+
+
+def drop_stale_cache(probe):
+    """Delete cached kernels compiled from other versions of the kernel sources.
+
+    Numba checks a cached function against the timestamp of the file that
+    defines it, not of the files whose functions it calls or inlines: after an
+    edit of ``vmath.py`` alone, ``loop.sgd_loop`` would load its old machine
+    code.  So a digest of every kernel source (and of this file) is kept next
+    to the cache; when it differs, the package's ``.nbi``/``.nbc`` files are
+    removed before anything loads, and the kernels compile afresh.  ``probe``
+    is a plain function defined in the kernel package (it locates the cache).
+    Best effort: an unwritable cache directory is left alone.
+    """
+    src_dir = os.path.dirname(probe.__code__.co_filename)
+    sources = sorted(f for f in os.listdir(src_dir) if f.endswith(".py"))
+    digest = hashlib.sha256()
+    for path in [os.path.join(src_dir, f) for f in sources] + [__file__]:
+        with open(path, "rb") as fh:
+            digest.update(fh.read())
+    digest = digest.hexdigest()
+    try:
+        cache_dir = numba.njit(cache=True)(probe)._cache.cache_path
+        stamp = os.path.join(cache_dir, _DIGEST_FILE)
+        if os.path.exists(stamp):
+            with open(stamp) as fh:
+                if fh.read().strip() == digest:
+                    return
+        prefixes = tuple(f[:-3] + "." for f in sources)
+        for name in os.listdir(cache_dir) if os.path.isdir(cache_dir) else ():
+            if name.endswith((".nbi", ".nbc")) and name.startswith(prefixes):
+                os.remove(os.path.join(cache_dir, name))
+        os.makedirs(cache_dir, exist_ok=True)
+        tmp = f"{stamp}.{os.getpid()}"
+        with open(tmp, "w") as fh:
+            fh.write(digest)
+        os.replace(tmp, stamp)
+    except (AttributeError, OSError):
+        pass

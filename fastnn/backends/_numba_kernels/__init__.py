@@ -12,3 +12,12 @@ Small scalar helpers are compiled once with ``jit`` and inlined into both.
 - ``reduce``: block partials -> row sums, pairwise
 - ``update``: dW epilogue and the optimizer updates, in place
 """
+
+from .._numba_config import drop_stale_cache
+
+
+def _probe():
+    """Locates this package's kernel cache (never called)."""
+
+
+drop_stale_cache(_probe)
