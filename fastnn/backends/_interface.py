@@ -16,6 +16,7 @@ KERNELS = (
     "to_host",            # (x) -> numpy.ndarray
     # forward
     "forward_hidden",     # (W, A_prev, b, activation) -> A = g(W @ A_prev + b)
+    "forward_hidden_offset",  # (W, A_prev, b, Z0, activation) -> A = g(W @ A_prev + Z0 + b)
     "forward_output",     # (W, A_prev, b, output) -> (Z, A)
     # output layer: gradient and summed loss, fused
     "output_delta",       # (Z, A, Y, output, dz_scale, db_scale) -> (dZ, db, loss_sum)

@@ -55,8 +55,10 @@ def build(parallel):
         k_finish(partial, scale, db)
         return db
 
-    def _affine_act(W, A_prev, b, name):
+    def _affine_act(W, A_prev, b, name, Z0=None):
         Z = W @ A_prev
+        if Z0 is not None:
+            Z += Z0
         code = CODES[name]
         if code in CHEAP_FORWARD:
             k_bias_act(Z, b, code, Z.dtype.type(LEAKY_SLOPE))
@@ -68,6 +70,10 @@ def build(parallel):
     def forward_hidden(W, A_prev, b, activation):
         """A = g(W @ A_prev + b), (n_l, m), in one buffer."""
         return _affine_act(W, A_prev, b, activation)
+
+    def forward_hidden_offset(W, A_prev, b, Z0, activation):
+        """A = g(W @ A_prev + Z0 + b), (n_l, m), in one buffer."""
+        return _affine_act(W, A_prev, b, activation, Z0)
 
     def forward_output(W, A_prev, b, output_name):
         """(Z, A) of the output layer, both (n_L, m)."""
@@ -170,6 +176,7 @@ def build(parallel):
         "adam_update": adam_update,
         "all_finite": all_finite,
         "sgd_loop": sgd_loop,
+        "forward_hidden_offset": forward_hidden_offset,
     }
     kernels.__dict__.update(table, NAME="numba-parallel" if parallel else "numba")
     return table

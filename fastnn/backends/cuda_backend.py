@@ -82,7 +82,7 @@ _ACT_CODES = {
 _LOSS_ONLY, _FUSED, _CHAIN = range(3)
 
 # Matmul epilogues (compile-time, one kernel each).
-_EPI_PLAIN, _EPI_BIAS_ACT, _EPI_AXPBY = range(3)
+_EPI_PLAIN, _EPI_BIAS_ACT, _EPI_AXPBY, _EPI_OFFSET_BIAS_ACT = range(4)
 
 #: Kernels built by the factories, keyed by (kind, dtype name, size, flags...).
 _CACHE = {}
@@ -224,6 +224,8 @@ def _make_matmul(dtype, tile, trans_a, trans_b, epilogue):
         if i < M and j < N:
             if epilogue == _EPI_BIAS_ACT:
                 out[i, j] = _g(acc + float64(bias[i, 0]), act)
+            elif epilogue == _EPI_OFFSET_BIAS_ACT:
+                out[i, j] = _g(acc + float64(E[i, j]) + float64(bias[i, 0]), act)
             elif epilogue == _EPI_AXPBY:
                 v = alpha * acc
                 if beta != 0.0:
@@ -613,6 +615,26 @@ def forward_hidden(W, A_prev, b, activation):
     """
     return _matmul(W, A_prev, W.shape[0], A_prev.shape[1], False, False, _EPI_BIAS_ACT,
                    bias=b, act=_ACT_CODES[activation])
+
+
+def forward_hidden_offset(W, A_prev, b, Z0, activation):
+    """Hidden layer forward with a fixed offset, all fused into the matmul.
+
+    Parameters
+    ----------
+    W : device array, shape (n_l, k)
+    A_prev : device array, shape (k, m)
+    b : device array, shape (n_l, 1)
+    Z0 : device array, shape (n_l, m)
+    activation : str
+
+    Returns
+    -------
+    A : device array, shape (n_l, m)
+        ``g(W @ A_prev + Z0 + b)``.
+    """
+    return _matmul(W, A_prev, W.shape[0], A_prev.shape[1], False, False, _EPI_OFFSET_BIAS_ACT,
+                   bias=b, E=Z0, act=_ACT_CODES[activation])
 
 
 def forward_output(W, A_prev, b, output):

@@ -50,6 +50,14 @@ def forward_hidden(W, A_prev, b, activation):
     return ACTIVATIONS[activation](Z, Z)
 
 
+def forward_hidden_offset(W, A_prev, b, Z0, activation):
+    """A = g(W @ A_prev + Z0 + b), (n_l, m); Z0 is (n_l, m) (the dual first layer's fixed part)."""
+    Z = W @ A_prev
+    Z += Z0
+    Z += b
+    return ACTIVATIONS[activation](Z, Z)
+
+
 def forward_output(W, A_prev, b, output):
     """(Z, A) of the output layer; Z (the logits) is kept for a stable loss."""
     Z = _affine(W, A_prev, b)

@@ -632,3 +632,46 @@ def test_sgd_loop(cb, tols, net_launch, dtype):
         costs_e, steps_e, _ = run(nb, huge, 3)
     assert steps == steps_e < 3
     assert np.isfinite(costs[:steps]).all()
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("activation", HIDDEN_ACTIVATIONS)
+def test_forward_hidden_offset(cb, tols, small_launch, activation, dtype):
+    """g(W @ A + Z0 + b), the dual first layer's forward, fused into the matmul epilogue."""
+    rng = np.random.default_rng(7)
+    for n, k, m in SHAPES:
+        W, A0, b = _rand(rng, (n, k), dtype), _rand(rng, (k, m), dtype), _rand(rng, (n, 1), dtype)
+        Z0 = _rand(rng, (n, m), dtype)
+        got = cb.forward_hidden_offset(cb.to_device(W), cb.to_device(A0), cb.to_device(b),
+                                       cb.to_device(Z0), activation)
+        ref = nb.forward_hidden_offset(W, A0, b, Z0, activation)
+        mag = _mag_affine(W, A0, b) + np.abs(Z0)
+        close(tols, _host(cb, got, dtype), ref, dtype, k, _mag_activation(activation, ref, mag),
+              f"{activation} {(n, k, m)}")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_sgd_loop_dual_first_layer(cb, tols, net_launch, dtype):
+    """The dual first layer (fastnn._passes.sgd_loop) on the device: NumPy's primal run."""
+    from fastnn import _passes
+    rng = np.random.default_rng(3)
+    dims, m, steps = [9, 5, 1], 4, 3
+    params = {}
+    for l in range(1, len(dims)):
+        params[f"W{l}"] = _rand(rng, (dims[l], dims[l - 1]), dtype)
+        params[f"b{l}"] = _rand(rng, (dims[l], 1), dtype)
+    X = _rand(rng, (dims[0], m), dtype)
+    Y = (rng.random((1, m)) > 0.5).astype(dtype)
+    out = {}
+    for bk, dual in ((cb, True), (nb, False)):
+        Ws = [bk.to_device(params[f"W{l}"]) for l in range(1, len(dims))]
+        bs = [bk.to_device(params[f"b{l}"]) for l in range(1, len(dims))]
+        costs, done = _passes.sgd_loop(bk, Ws, bs, bk.to_device(X), bk.to_device(Y), "tanh",
+                                       "sigmoid", "deferred", 0.0, 0.5, steps, dual=dual)
+        out[bk] = (costs, done, [bk.to_host(P) for P in Ws + bs])
+    (costs, done, P), (costs_e, done_e, P_e) = out[cb], out[nb]
+    assert done == done_e == steps
+    P0 = [params[f"W{l}"] for l in range(1, len(dims))] + [params[f"b{l}"] for l in range(1, len(dims))]
+    for got, want, start in zip(P, P_e, P0):
+        close(tols, got, want, dtype, steps * dims[0], np.abs(start) + np.abs(want - start), "param")
+    close(tols, costs, costs_e, dtype, steps * dims[0], costs_e + np.max(costs_e), "costs")
