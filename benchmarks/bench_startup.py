@@ -32,7 +32,7 @@ _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _SETUP = """\
 import os, sys
 {cache}
-sys.path.insert(0, {root!r})
+sys.path.append({root!r})  # last: fastnn must be the copy installed for the commit measured
 import numpy as np
 from benchmarks.common import make_data
 p, X, Y = make_data("mnist", "float32")
