@@ -23,6 +23,9 @@ from fastnn_suite import BACKEND_PARAMS
 PATHS = [pytest.param(None, "sgd", id="whole-loop"), pytest.param(4, "sgd", id="minibatch-sgd"),
          pytest.param(None, "adam", id="full-batch-adam"), pytest.param(4, "momentum", id="minibatch-momentum")]
 DT = [pytest.param(np.dtype(np.float32), id="float32"), pytest.param(np.dtype(np.float64), id="float64")]
+#: Backends whose update kernels compute in float64 and round once per stored value
+#: (cuda_backend's docstring), where _replay's NumPy lines round every operation.
+UPDATES_IN_FLOAT64 = ("cuda",)
 
 
 def _data(dtype, scale, seed=0, m=16):
@@ -38,10 +41,11 @@ def _fit(model, X, Y, batch_size, optimizer, lr, backend, epochs=6, **kw):
 
 
 def _replay(params, X, Y, batch_size, lr, dtype, backend, hidden="identity", optimizer="sgd", stop=None,
-            skip=None, epochs=None):
+            skip=None, epochs=None, update=None):
     """The parameters fit should hold, recomputed one step at a time with the functional API
     (same kernels, same permutations from the shuffle generator, the update written in
-    NumPy -- bitwise the backends' update kernels): after every step before ``stop``
+    NumPy -- bitwise the numpy and Numba update kernels, which compute in the array dtype --
+    or made by ``update(optimizer, P, G, V, lr, beta)``): after every step before ``stop``
     (epoch, step), or after ``epochs`` epochs with the step ``skip`` left out and lr
     halved from then on."""
     P = {k: v.copy() for k, v in params.items()}
@@ -61,7 +65,9 @@ def _replay(params, X, Y, batch_size, lr, dtype, backend, hidden="identity", opt
             Xb, Yb = (X, Y) if batch_size >= m else (np.take(X, idx, axis=1), np.take(Y, idx, axis=1))
             _, g = fastnn.gradients(P, Xb, Yb, hidden=hidden, backend=backend)
             for k in P:
-                if optimizer == "momentum":
+                if update is not None:
+                    update(optimizer, P[k], g["d" + k], V[k], dtype.type(lr), beta)
+                elif optimizer == "momentum":
                     V[k] *= beta
                     V[k] += (dtype.type(1) - beta) * g["d" + k]
                     P[k] -= dtype.type(lr) * V[k]
@@ -75,7 +81,10 @@ def _replay(params, X, Y, batch_size, lr, dtype, backend, hidden="identity", opt
 def update_fault(backend, at_step, n_arrays):
     """Fault injection: the update of global step ``at_step`` writes an inf into W1 -- and
     so does any later update with exactly the same inputs, lr included (a deterministic
-    fault, like a real overflow: replaying the step reproduces it, a halved lr does not)."""
+    fault, like a real overflow: replaying the step reproduces it, a halved lr does not).
+
+    Yields ``update(optimizer, P, G, V, lr, beta)``: one update of the host arrays P (and V)
+    in place by the backend's own kernels, without the fault (for :func:`_replay`)."""
     bk = get_backend(backend)
     names = ("sgd_update", "momentum_update")
     originals = {n: getattr(bk, n) for n in names}
@@ -83,19 +92,29 @@ def update_fault(backend, at_step, n_arrays):
 
     def wrap(fn):
         def faulty(P, G, *args):
-            key = hash((P.tobytes(), G.tobytes()) + tuple(np.asarray(a).tobytes() for a in args))
+            # to_host: the arrays may be device arrays (cuda); scalars pass through.
+            key = hash(tuple(np.asarray(bk.to_host(a)).tobytes() for a in (P, G) + args))
             fn(P, G, *args)
             calls[0] += 1
             if calls[0] == (at_step - 1) * n_arrays + 1:
                 faulty_inputs.add(key)
             if key in faulty_inputs:
-                P.flat[0] = np.inf
+                P[(0,) * P.ndim] = np.inf
         return faulty
+
+    def clean_update(optimizer, P, G, V, lr, beta):
+        Pd, Gd, Vd = bk.to_device(P), bk.to_device(G), bk.to_device(V)
+        if optimizer == "momentum":
+            originals["momentum_update"](Pd, Gd, Vd, lr, beta)
+        else:
+            originals["sgd_update"](Pd, Gd, lr)
+        P[...] = bk.to_host(Pd)
+        V[...] = bk.to_host(Vd)
 
     for n, fn in originals.items():
         setattr(bk, n, wrap(fn))
     try:
-        yield
+        yield clean_update
     finally:
         for n, fn in originals.items():
             setattr(bk, n, fn)
@@ -192,33 +211,39 @@ def test_injected_update_fault(backend, dtype, batch_size, optimizer, mode):
     epoch, step = 1 + 6 // steps_per_epoch, 1 + 6 % steps_per_epoch
     model = fastnn.Model([3, 4, 1], "identity", "sigmoid", dtype=dtype, seed=0)
     start = {k: v.copy() for k, v in model.params.items()}
-    with update_fault(backend, 7, 4):
+    with update_fault(backend, 7, 4) as kernel_update:
+        update = kernel_update if backend in UPDATES_IN_FLOAT64 else None
         if mode == "raise":
             with pytest.raises(DivergenceError, match=f"epoch {epoch}, step {step}: the update made") as info:
                 _fit(model, X, Y, batch_size, optimizer, 0.5, backend, epochs=10)
             assert info.value.reason == "update"
             ref = _replay(start, X, Y, batch_size or 16, 0.5, dtype, backend, optimizer=optimizer,
-                          stop=(epoch, step))
+                          stop=(epoch, step), update=update)
         else:
             h = _fit(model, X, Y, batch_size, optimizer, 0.5, backend, epochs=10, on_divergence="skip")
             assert [(c["epoch"], c["step"], c["lr"], c["reason"]) for c in h.lr_changes] == \
                 [(epoch, step, 0.25, "update")]
             assert len(h.cost) == 10 and np.isfinite(h.cost).all() or batch_size is None
             ref = _replay(start, X, Y, batch_size or 16, 0.5, dtype, backend, optimizer=optimizer,
-                          skip=(epoch, step), epochs=10)
+                          skip=(epoch, step), epochs=10, update=update)
     for k in ref:
         np.testing.assert_array_equal(model.params[k], ref[k], err_msg=k)
 
 
 @pytest.mark.parametrize("backend", BACKEND_PARAMS)
 def test_skip_steps_over_an_outlier_batch(backend):
-    """float32 regression data with one example at 1e20: every minibatch holding it has a
+    """float32 regression data with one example at 1e30: every minibatch holding it has a
     non-finite gradient.  "raise" stops there; "skip" skips that batch each epoch (lr halves,
-    recorded) and trains on the rest, like a run without the outlier's batches."""
+    recorded) and trains on the rest, like a run without the outlier's batches.
+
+    The exact dW1 of that batch is ~ w * 1e30 * 1e30 / 8 ~ 1e58, beyond float32 however it
+    is summed.  (An outlier of 1e20 gives an exact dW1 of 1.6e38, representable: only a
+    float32 dZ @ X.T, which overflows before the 1/m, makes it inf; the cuda kernels sum in
+    float64 and return the finite value.)"""
     rng = np.random.default_rng(3)
     X = rng.standard_normal((2, 32)).astype(np.float32)
     Y = (X.sum(axis=0, keepdims=True) * 0.5).astype(np.float32)
-    X[0, 5] = 1e20
+    X[0, 5] = 1e30
     model = fastnn.Model([2, 1], "relu", "identity", dtype=np.float32, seed=0)
     with pytest.raises(DivergenceError, match="epoch 1, step"):
         model.fit(X, Y, lr=0.1, epochs=5, batch_size=8, backend=backend, shuffle_seed=0, progress=False)

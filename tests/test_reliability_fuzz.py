@@ -76,20 +76,36 @@ def fuzz_settings(n):
 # ------------------------------------------------------------- kernel guard
 
 
+def is_device_array(a):
+    """A numba.cuda device array (or the simulator's stand-in), told apart without importing numba."""
+    return not isinstance(a, np.ndarray) and hasattr(a, "copy_to_host") and hasattr(a, "dtype")
+
+
+def _is_array(a):
+    return isinstance(a, np.ndarray) or is_device_array(a)
+
+
 def _arrays(args):
     for a in args:
-        if isinstance(a, np.ndarray):
+        if _is_array(a):
             yield a
         elif isinstance(a, (list, tuple)):
-            yield from (x for x in a if isinstance(x, np.ndarray))
+            yield from (x for x in a if _is_array(x))
 
 
 def _check_kernel_call(bk, name, args):
     """The preconditions _interface promises the kernels: fail loudly if one is broken."""
     arrays = list(_arrays(args))
     for a in arrays:
-        assert a.flags.c_contiguous and a.flags.aligned and a.flags.writeable, \
-            f"{bk.NAME}.{name}: got an array that is not C-contiguous, aligned and writeable"
+        if is_device_array(a):
+            # Device allocations are aligned and writeable; layout is all that can go wrong.
+            assert a.is_c_contiguous(), f"{bk.NAME}.{name}: got a device array that is not C-contiguous"
+        else:
+            assert a.flags.c_contiguous and a.flags.aligned and a.flags.writeable, \
+                f"{bk.NAME}.{name}: got an array that is not C-contiguous, aligned and writeable"
+        # The cuda kernels take device arrays only: a host array would be copied to the GPU
+        # and back around every launch (and written back into, for in-place kernels).
+        assert bk.NAME != "cuda" or is_device_array(a), f"{bk.NAME}.{name}: got a host array"
         assert a.dtype.type in bk.DTYPES, f"{bk.NAME}.{name}: dtype {a.dtype} not in {bk.DTYPES}"
         assert a.ndim == 2 and a.size > 0, f"{bk.NAME}.{name}: array of shape {a.shape}"
     assert len({a.dtype for a in arrays}) <= 1, f"{bk.NAME}.{name}: mixed dtypes"
