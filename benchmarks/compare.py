@@ -7,7 +7,9 @@
 For every config and dtype it times a training step (forward, cost, backward,
 SGD update) of: the course-style NumPy code (``common.course_step``), each
 fastnn backend kernel by kernel (``step``) and as a compiled whole loop
-(``loop``), and PyTorch eager on the CPU when torch is installed.  For the
+(``loop``), and PyTorch eager on the CPU when torch is installed (in a process
+of its own, ``benchmarks/torch_worker.py``, so that fastnn's OpenMP setting
+does not reach it; its steps are timed there).  For the
 course's full-batch nets (planar, cat) ``loop x100`` times the loop in calls
 of 100 steps, as the course runs it (reporting the cost every 100 steps):
 there ``sgd_loop`` may run the first layer in its dual form
@@ -60,8 +62,8 @@ def blas_info():
                      if d.get("user_api") == "blas")
 
 
-def gemm_rates(dtype, n=1024, repeats=5):
-    """GFLOP/s of a square GEMM with NumPy (and PyTorch when present)."""
+def gemm_rates(dtype, torch=None, n=1024, repeats=5):
+    """GFLOP/s of a square GEMM with NumPy (and PyTorch, in its worker, when present)."""
     rng = np.random.default_rng(0)
     a = rng.standard_normal((n, n)).astype(dtype)
     b = rng.standard_normal((n, n)).astype(dtype)
@@ -73,26 +75,57 @@ def gemm_rates(dtype, n=1024, repeats=5):
         a @ b
         ts.append(time.perf_counter() - t0)
     rates["numpy"] = 2 * n ** 3 / min(ts) / 1e9
-    torch = _torch()
     if torch is not None:
-        ta, tb = torch.from_numpy(a), torch.from_numpy(b)
-        ta @ tb
-        ts = []
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            ta @ tb
-            ts.append(time.perf_counter() - t0)
-        rates["torch"] = 2 * n ** 3 / min(ts) / 1e9
+        rates["torch"] = torch.ask({"gemm": dtype})["gflops"]
     return rates
 
 
-def _torch():
-    try:
-        import torch
-    except ImportError:
-        return None
-    torch.set_num_threads(os.cpu_count() or 1)
-    return torch
+class TorchWorker:
+    """PyTorch in a process of its own (``benchmarks.torch_worker``: why), or None if absent."""
+
+    def __init__(self):
+        from fastnn.backends._numba_config import USER_OMP_WAIT_POLICY
+
+        env = dict(os.environ)
+        if USER_OMP_WAIT_POLICY is None:  # fastnn's own setting, not the user's
+            env.pop("OMP_WAIT_POLICY", None)
+        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        self.proc = subprocess.Popen([sys.executable, "-m", "benchmarks.torch_worker"], cwd=root,
+                                     env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     text=True)
+        line = self.proc.stdout.readline()
+        if not line:
+            self.proc.wait()
+            raise ImportError("torch did not start in the worker process")
+        self.__version__ = json.loads(line)["version"]
+
+    @classmethod
+    def start(cls):
+        try:
+            import importlib.util
+            if importlib.util.find_spec("torch") is None:
+                return None
+            return cls()
+        except ImportError:
+            return None
+
+    def ask(self, msg):
+        self.proc.stdin.write(json.dumps(msg) + "\n")
+        self.proc.stdin.flush()
+        return json.loads(self.proc.stdout.readline())
+
+    def runner(self, config, dtype):
+        """``run(k)`` timing k steps in the worker; returns the worker's seconds."""
+        name = f"{config}-{dtype}"
+        self.ask({"setup": name, "config": config, "dtype": dtype})
+
+        def run(k):
+            return self.ask({"run": name, "k": k})["seconds"]
+        return run
+
+    def close(self):
+        self.proc.stdin.close()
+        self.proc.wait()
 
 
 # ------------------------------------------------------------------ contenders
@@ -139,33 +172,7 @@ def _fastnn_loop_runner(bk, params, X, Y, hidden, output, chunk=1):
     return run
 
 
-def _torch_runner(torch, params, X, Y, hidden, output):
-    L = len(params) // 2
-    P = [torch.tensor(params[f"{p}{l}"], requires_grad=True) for l in range(1, L + 1) for p in "Wb"]
-    Xt, Yt = torch.from_numpy(X), torch.from_numpy(Y)
-    act = {"relu": torch.relu, "tanh": torch.tanh, "sigmoid": torch.sigmoid}[hidden]
-    labels = Yt.argmax(dim=0) if output == "softmax" else None
-
-    def run(k):
-        for _ in range(k):
-            A = Xt
-            for l in range(L):
-                Z = P[2 * l] @ A + P[2 * l + 1]
-                A = act(Z) if l < L - 1 else Z
-            if output == "softmax":
-                loss = torch.nn.functional.cross_entropy(A.T, labels)
-            else:
-                loss = torch.nn.functional.binary_cross_entropy_with_logits(A, Yt)
-            for p in P:
-                p.grad = None
-            loss.backward()
-            with torch.no_grad():
-                for p in P:
-                    p -= 0.01 * p.grad
-    return run
-
-
-def contenders(config, dtype, backends, with_torch):
+def contenders(config, dtype, backends, torch=None):
     params, X, Y = make_data(config, dtype)
     _, hidden, output, _ = CONFIGS[config]
     runs = {"numpy-course": _course_runner(params, X, Y, hidden, output)}
@@ -180,9 +187,8 @@ def contenders(config, dtype, backends, with_torch):
             # cost every 100), where sgd_loop may pick the dual first layer.
             runs[f"{name} loop x{LOOP_CHUNK}"] = _fastnn_loop_runner(bk, params, X, Y, hidden,
                                                                    output, LOOP_CHUNK)
-    torch = _torch() if with_torch else None
     if torch is not None:
-        runs["torch"] = _torch_runner(torch, params, X, Y, hidden, output)
+        runs["torch"] = torch.runner(config, dtype)
     return runs
 
 
@@ -206,9 +212,10 @@ def _time_interleaved(runs, rounds, target_s, seed=0):
         for i in rng.permutation(len(names)):
             name = names[i]
             t0 = time.perf_counter()
-            runs[name](reps[name])
+            inner = runs[name](reps[name])  # a worker's own timing, without the pipe
+            elapsed = time.perf_counter() - t0 if inner is None else inner
             steps = reps[name] * getattr(runs[name], "steps_per_call", 1)
-            samples[name].append((time.perf_counter() - t0) / steps)
+            samples[name].append(elapsed / steps)
     return {name: float(np.median(s)) for name, s in samples.items()}
 
 
@@ -302,11 +309,11 @@ def main(argv=None):
     print(f"fastnn {fastnn.__version__}, numpy {np.__version__}, {os.cpu_count()} cores")
     if os.environ.get("FASTNN_BENCH_UNSET_OPENBLAS"):
         print("OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE were set: unset for this run")
-    torch = None if args.no_torch else _torch()
+    torch = None if args.no_torch else TorchWorker.start()
     print(f"BLAS: {blas_info()}; torch: {torch.__version__ if torch else 'not installed'}")
     results = {"steps": [], "gemm": {}, "kernels": [], "startup": {}}
     for dtype in args.dtypes.split(","):
-        rates = gemm_rates(dtype)
+        rates = gemm_rates(dtype, torch)
         results["gemm"][dtype] = rates
         print(f"GEMM {dtype}: " + ", ".join(f"{k} {v:.1f} GFLOP/s" for k, v in rates.items()))
     print()
@@ -315,7 +322,7 @@ def main(argv=None):
     print("-" * len(header))
     for config in args.configs.split(","):
         for dtype in args.dtypes.split(","):
-            runs = contenders(config, dtype, backends, torch is not None)
+            runs = contenders(config, dtype, backends, torch)
             med = _time_interleaved(runs, args.rounds, args.target_ms / 1e3)
             peak = max(results["gemm"][dtype].values())
             base, ref = med["numpy-course"], med.get("torch")
@@ -340,6 +347,8 @@ def main(argv=None):
                 verdict.append(f"{100 * frac:.0f}% of GEMM peak (target >= 90%: {'met' if frac >= 0.9 else 'NOT met'})")
             print("   -> " + "; ".join(verdict))
         print()
+    if torch is not None:
+        torch.close()
     if not args.skip_kernels and "numba" in backends:
         print(f"{'dtype':8} {'kernel at (2048, 512)':32} {'ms':>8}")
         for dtype, name, t in kernel_table(args.rounds):

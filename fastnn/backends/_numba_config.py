@@ -28,6 +28,9 @@ import types
 # load, a minibatch epoch of numba-parallel took 1.6 s spinning and 0.11 s
 # passive.  Must be set before Numba starts its OpenMP pool; a user's own
 # setting wins.
+#: The user's own OMP_WAIT_POLICY (None: fastnn set PASSIVE), for tools that
+#: start processes of other libraries (benchmarks.compare runs PyTorch so).
+USER_OMP_WAIT_POLICY = os.environ.get("OMP_WAIT_POLICY")
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import numba  # noqa: E402
