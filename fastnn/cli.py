@@ -84,7 +84,7 @@ def _train(args):
     Ytr, Yte = (ytr.reshape(1, -1), yte.reshape(1, -1)) if n_out == 1 else (ytr, yte)
     dims = [Xtr.shape[0], *args.layers, n_out]
     model = Model(dims, args.hidden, output, dtype=args.dtype, seed=args.seed)
-    bk = get_backend(args.backend, min(args.batch_size, Xtr.shape[1]) * max(dims))
+    bk = get_backend(args.backend, min(args.batch_size, Xtr.shape[1]) * max(dims[1:]))
     print(f"fastnn train: {args.data}, {Xtr.shape[1]} train / {Xte.shape[1]} test examples, "
           f"layers {dims}, {args.hidden}/{output}")
     print(f"backend {bk.NAME}, dtype {args.dtype}, optimizer {args.optimizer} lr={args.lr}, "

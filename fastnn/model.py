@@ -228,7 +228,7 @@ class Model:
         if saved is not None and backend is None:
             backend = _stored_backend(saved[0])
         P = self._checked_params()
-        bk = get_backend(backend, batch_size * max(self.layer_dims))
+        bk = get_backend(backend, batch_size * max(self.layer_dims[1:]))
         if self.dtype.type not in bk.DTYPES:
             raise V.FastnnTypeError(f"dtype: {self.dtype} is not supported by backend {bk.NAME!r}")
 

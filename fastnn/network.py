@@ -192,7 +192,7 @@ def _resolve(params, hidden, output, backend, X=_NO_X):
         X = None
     else:
         X = V.check_X(X, Ws[0].shape[1], dtype)
-    work = None if X is None else X.shape[1] * max(max(W.shape) for W in Ws)
+    work = None if X is None else X.shape[1] * max(W.shape[0] for W in Ws)
     bk = get_backend(backend, work)
     if dtype.type not in bk.DTYPES:
         raise V.FastnnTypeError(f"params: dtype {dtype} is not supported by backend {bk.NAME!r} "

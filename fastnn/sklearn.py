@@ -436,7 +436,7 @@ class _BaseMLP(BaseEstimator):
             batch_size = int(np.clip(self.batch_size, 1, n_samples))
 
         units = [XR.shape[1]] + [np.shape(c)[1] for c in self.coefs_]
-        bk = self._backend(batch_size * max(units))
+        bk = self._backend(batch_size * max(units[1:]))
         if dtype.type not in bk.DTYPES:
             raise TypeError(f"{type(self).__name__}: dtype {dtype} is not supported by backend "
                             f"{bk.NAME!r}")
@@ -552,7 +552,7 @@ class _BaseMLP(BaseEstimator):
         dtype = np.asarray(self.coefs_[0]).dtype
         XT = _columns(X, dtype, "X")
         units = [XT.shape[0]] + [np.shape(c)[1] for c in self.coefs_]
-        bk = self._backend(XT.shape[1] * max(units))
+        bk = self._backend(XT.shape[1] * max(units[1:]))
         Ws, bs = self._device_params(bk, dtype)
         return self._output_from(bk, Ws, bs, bk.to_device(XT))
 

@@ -48,7 +48,7 @@ def run(parameters, X, Y, hidden, learning_rate, num_iterations, backend, report
     Ws, bs, _ = V.check_params(parameters, "parameters")
     X = V.check_X(X, Ws[0].shape[1], np.float64, n0_from="parameters['W1'] has n_0 columns")
     Y = V.check_Y(Y, "sigmoid", Ws[-1].shape[0], X.shape[1], np.float64)
-    bk = get_backend(backend, X.shape[1] * max(max(W.shape) for W in Ws))
+    bk = get_backend(backend, X.shape[1] * max(W.shape[0] for W in Ws))
     Ws = [bk.to_device(W.astype(np.float64, copy=True)) for W in Ws]
     bs = [bk.to_device(b.astype(np.float64, copy=True)) for b in bs]
     Xd, Yd = bk.to_device(X), bk.to_device(Y)
