@@ -181,14 +181,25 @@ def test_all_finite(cb, small_launch, dtype):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("activation", HIDDEN_ACTIVATIONS)
-def test_forward_hidden(cb, tols, small_launch, activation, dtype):
-    rng = np.random.default_rng(1)
+@pytest.mark.parametrize("offset", [False, True], ids=["plain", "offset"])
+def test_forward_hidden(cb, tols, small_launch, activation, dtype, offset):
+    """g(W @ A + b), and with ``offset`` g(W @ A + Z0 + b) (the dual first layer's forward):
+    bias, offset and activation fused into the matmul epilogue."""
+    rng = np.random.default_rng(7 if offset else 1)
     for n, k, m in SHAPES:
         W, A0, b = _rand(rng, (n, k), dtype), _rand(rng, (k, m), dtype), _rand(rng, (n, 1), dtype)
-        got = cb.forward_hidden(cb.to_device(W), cb.to_device(A0), cb.to_device(b), activation)
-        ref = nb.forward_hidden(W, A0, b, activation)
-        close(tols, _host(cb, got, dtype), ref, dtype, k,
-              _mag_activation(activation, ref, _mag_affine(W, A0, b)), f"{activation} {(n, k, m)}")
+        mag = _mag_affine(W, A0, b)
+        if offset:
+            Z0 = _rand(rng, (n, m), dtype)
+            got = cb.forward_hidden_offset(cb.to_device(W), cb.to_device(A0), cb.to_device(b),
+                                           cb.to_device(Z0), activation)
+            ref = nb.forward_hidden_offset(W, A0, b, Z0, activation)
+            mag = mag + np.abs(Z0)
+        else:
+            got = cb.forward_hidden(cb.to_device(W), cb.to_device(A0), cb.to_device(b), activation)
+            ref = nb.forward_hidden(W, A0, b, activation)
+        close(tols, _host(cb, got, dtype), ref, dtype, k, _mag_activation(activation, ref, mag),
+              f"{activation} {(n, k, m)}")
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -632,22 +643,6 @@ def test_sgd_loop(cb, tols, net_launch, dtype):
         costs_e, steps_e, _ = run(nb, huge, 3)
     assert steps == steps_e < 3
     assert np.isfinite(costs[:steps]).all()
-
-
-@pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("activation", HIDDEN_ACTIVATIONS)
-def test_forward_hidden_offset(cb, tols, small_launch, activation, dtype):
-    """g(W @ A + Z0 + b), the dual first layer's forward, fused into the matmul epilogue."""
-    rng = np.random.default_rng(7)
-    for n, k, m in SHAPES:
-        W, A0, b = _rand(rng, (n, k), dtype), _rand(rng, (k, m), dtype), _rand(rng, (n, 1), dtype)
-        Z0 = _rand(rng, (n, m), dtype)
-        got = cb.forward_hidden_offset(cb.to_device(W), cb.to_device(A0), cb.to_device(b),
-                                       cb.to_device(Z0), activation)
-        ref = nb.forward_hidden_offset(W, A0, b, Z0, activation)
-        mag = _mag_affine(W, A0, b) + np.abs(Z0)
-        close(tols, _host(cb, got, dtype), ref, dtype, k, _mag_activation(activation, ref, mag),
-              f"{activation} {(n, k, m)}")
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
