@@ -422,7 +422,8 @@ class _BaseMLP(BaseEstimator):
 
         # Minibatches are gathered as rows of the row-major X (contiguous reads: a column
         # gather from a transposed copy reads one cache line per entry, ~16x the traffic)
-        # and each batch is transposed to the kernels' C-contiguous (n_features, m).
+        # and reach the first layer as a transposed view (gather_columns): a transposed
+        # copy per batch cost as much as the gather.
         XR = _rows(X_train, dtype, "X")
         YT = _columns(Y_train, dtype, "y", copy=True)
         del X_train, Y_train
@@ -458,12 +459,9 @@ class _BaseMLP(BaseEstimator):
                     sample_idx = _shuffle(sample_idx, random_state=self._random_state)
                 accumulated_loss = 0.0
                 for batch in gen_batches(n_samples, batch_size):
-                    if self.shuffle:
-                        idx = sample_idx[batch]
-                        Xb, Yb = np.ascontiguousarray(XR[idx].T), np.take(YT, idx, axis=1)
-                    else:
-                        Xb, Yb = np.ascontiguousarray(XR[batch].T), np.ascontiguousarray(YT[:, batch])
-                    Xb, Yb = bk.to_device(Xb), bk.to_device(Yb)
+                    idx = sample_idx[batch] if self.shuffle else batch
+                    Xb = bk.gather_columns(XR, idx)
+                    Yb = bk.to_device(np.take(YT, idx, axis=1) if self.shuffle else YT[:, batch])
                     m = Xb.shape[1]
                     As, ZL = _forward(bk, Ws, bs, Xb, hidden, output)
                     dWs, dbs, loss_sum = _backward(bk, Ws, As, ZL, Yb, hidden, output,

@@ -17,6 +17,7 @@ from fastnn.backends import REGISTRY, get_backend
 from fastnn.backends._numba_config import BLOCK
 
 from conftest import assert_close, make_problem, n_out_for, tol
+import naive
 
 STATUS = fastnn.available_backends()
 COMPILED = [pytest.param(n, id=n, marks=[pytest.mark.skip(reason=f"unavailable: {STATUS[n]}")]
@@ -62,6 +63,82 @@ def test_kernels_across_block_boundaries(name, dtype, m):
         assert_close(got[0], ref[0], dtype, 1, err_msg="output dZ")
         assert_close(got[1], ref[1], dtype, m, magnitude=np.abs(ref[0]).sum(axis=1, keepdims=True) * scale)
         assert abs(got[2] - ref[2]) <= rtol * abs(ref[2]) + atol
+
+
+@pytest.mark.parametrize("name", COMPILED)
+@pytest.mark.parametrize("m", [1, 7, BLOCK - 1, BLOCK, BLOCK + 1, 2 * BLOCK + 3])
+def test_softmax_output_across_block_boundaries(name, dtype, m):
+    """The compiled bias + softmax against the NumPy backend and the per-example reference."""
+    bk = get_backend(name)
+    rng = np.random.default_rng(m)
+    n, k = 10, 6
+    W = (3 * rng.standard_normal((n, k))).astype(dtype)
+    A0, b = rng.standard_normal((k, m)).astype(dtype), rng.standard_normal((n, 1)).astype(dtype)
+    Z, A = bk.forward_output(W, A0, b, "softmax")
+    Z_ref, A_ref = REF.forward_output(W, A0, b, "softmax")
+    assert Z.dtype == A.dtype == dtype
+    np.testing.assert_array_equal(Z, Z_ref)  # same BLAS product, same bias add
+    # exp within an ulp of NumPy's, then n terms summed and one division
+    assert_close(A, A_ref, dtype, n, magnitude=A_ref)
+    Z64 = Z_ref.astype(np.float64)
+    for j in sorted({0, m // 2, m - 1}):
+        naive_col = naive.output_activation("softmax", list(Z64[:, j]))
+        assert_close(A[:, j], np.array(naive_col), dtype, n, magnitude=np.array(naive_col))
+
+
+@pytest.mark.parametrize("name", COMPILED)
+def test_softmax_output_non_finite_like_numpy(name, dtype):
+    """A NaN or an infinite logit makes its column NaN, as in the NumPy backend; huge
+    finite logits do not overflow."""
+    bk = get_backend(name)
+    big = np.finfo(dtype).max
+    Z0 = np.array([[np.nan, 1, np.inf, -np.inf, big, 0], [0, 0, 0, 0, -big, -np.inf]], dtype)
+    W, b = np.eye(2, dtype=dtype), np.zeros((2, 1), dtype)
+    with np.errstate(all="ignore"):
+        for A0 in (Z0, Z0[::-1].copy()):
+            _, A = bk.forward_output(W, np.ascontiguousarray(A0), b, "softmax")
+            _, A_ref = REF.forward_output(W, np.ascontiguousarray(A0), b, "softmax")
+            np.testing.assert_array_equal(np.isnan(A), np.isnan(A_ref))
+            finite = ~np.isnan(A_ref)
+            assert_close(A[finite], A_ref[finite], dtype, 2, magnitude=np.ones(finite.sum()))
+
+
+@pytest.mark.parametrize("name", ["numpy"] + COMPILED)
+def test_gather_columns_is_the_column_batch(name, dtype):
+    """gather_columns(X.T, idx) has the values of X[:, idx], for index arrays and slices."""
+    bk = get_backend(name)
+    X = np.random.default_rng(4).standard_normal((7, 50)).astype(dtype)
+    XR = np.ascontiguousarray(X.T)
+    for idx in (np.array([3, 0, 49, 3]), np.arange(50)[::-1].copy(), np.array([12]),
+                slice(10, 27), slice(49, 50)):
+        got = np.asarray(bk.to_host(bk.gather_columns(XR, idx)))
+        assert got.dtype == dtype
+        np.testing.assert_array_equal(got, X[:, idx])
+
+
+@pytest.mark.parametrize("name", ["numpy"] + COMPILED)
+@pytest.mark.parametrize("output", ["softmax", "identity"])
+def test_step_on_gathered_batch(name, dtype, output):
+    """A gathered (possibly transposed-view) batch as the first layer's input gives the
+    gradients of the same batch as a C-contiguous array, also for a one-layer net."""
+    bk = get_backend(name)
+    for dims in ([9, 8, 6, n_out_for(output)], [9, n_out_for(output)]):
+        params, X, Y = make_problem(dims, 40, output, dtype, seed=6)
+        XR = np.ascontiguousarray(X.T)
+        idx = np.random.default_rng(1).permutation(40)[:17]
+        Yb = np.ascontiguousarray(Y[:, idx])
+        out = []
+        for Xb in (bk.gather_columns(XR, idx), bk.to_device(np.ascontiguousarray(X[:, idx]))):
+            Ws, bs = _lists(params)
+            As, ZL = _passes._forward(bk, Ws, bs, Xb, "relu", output)
+            out.append(_passes._backward(bk, Ws, As, ZL, bk.to_device(Yb), "relu", output,
+                                         "deferred", "fused", 0.1))
+        (dWs, dbs, loss), (dWs_ref, dbs_ref, loss_ref) = out
+        for a, e in zip(dWs + dbs, dWs_ref + dbs_ref):
+            a, e = np.asarray(bk.to_host(a)), np.asarray(bk.to_host(e))
+            assert a.dtype == dtype
+            assert_close(a, e, dtype, 40, magnitude=np.abs(e) + np.abs(e).max())
+        assert abs(loss - loss_ref) <= tol(dtype, 40)[0] * abs(loss_ref)
 
 
 @pytest.mark.parametrize("name", COMPILED)

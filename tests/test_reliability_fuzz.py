@@ -93,11 +93,41 @@ def _arrays(args):
             yield from (x for x in a if _is_array(x))
 
 
-def _check_kernel_call(bk, name, args):
-    """The preconditions _interface promises the kernels: fail loudly if one is broken."""
+#: Kernels whose second argument is a layer's input A_prev, which for the first
+#: layer may be the transposed view that gather_columns returns (see _interface).
+_TAKES_A_PREV = ("forward_hidden", "forward_output", "weight_grad")
+
+
+def _check_gather_call(bk, args):
+    """gather_columns(XR, idx): a host C-contiguous (N, n_x) array and in-range indices."""
+    XR, idx = args
+    assert isinstance(XR, np.ndarray) and XR.ndim == 2 and XR.flags.c_contiguous, \
+        f"{bk.NAME}.gather_columns: XR is not a C-contiguous 2-D host array"
+    assert XR.dtype.type in bk.DTYPES, f"{bk.NAME}.gather_columns: dtype {XR.dtype}"
+    if isinstance(idx, slice):
+        start, stop, step = idx.indices(XR.shape[0])
+        assert step == 1 and stop > start, f"{bk.NAME}.gather_columns: slice {idx}"
+    else:
+        assert isinstance(idx, np.ndarray) and idx.ndim == 1 and idx.size > 0 \
+            and idx.dtype.kind in "iu" and 0 <= idx.min() and idx.max() < XR.shape[0], \
+            f"{bk.NAME}.gather_columns: indices {idx!r} for {XR.shape[0]} rows"
+
+
+def _check_kernel_call(bk, name, args, gathered=()):
+    """The preconditions _interface promises the kernels: fail loudly if one is broken.
+
+    ``gathered``: ids of the batches gather_columns returned, which may be
+    transposed views where a kernel takes the first layer's input.
+    """
+    if name == "gather_columns":
+        return _check_gather_call(bk, args)
     arrays = list(_arrays(args))
+    batch = args[1] if name in _TAKES_A_PREV and id(args[1]) in gathered else None
     for a in arrays:
-        if is_device_array(a):
+        if a is batch and isinstance(a, np.ndarray):
+            assert (a.flags.c_contiguous or a.flags.f_contiguous) and a.flags.aligned, \
+                f"{bk.NAME}.{name}: a gathered batch that is not contiguous"
+        elif is_device_array(a):
             # Device allocations are aligned and writeable; layout is all that can go wrong.
             assert a.is_c_contiguous(), f"{bk.NAME}.{name}: got a device array that is not C-contiguous"
         else:
@@ -140,11 +170,17 @@ def kernel_guard(bk):
     """Every kernel of ``bk`` checks its arguments first (see module docstring)."""
     names = [n for n in _interface.KERNELS if n not in ("to_device", "to_host")]
     originals = {n: getattr(bk, n) for n in names}
+    batches = []  # what gather_columns returned (kept alive, so their ids stay theirs)
+    gathered = set()
 
     def wrap(name, fn):
         def guarded(*args):
-            _check_kernel_call(bk, name, args)
-            return fn(*args)
+            _check_kernel_call(bk, name, args, gathered)
+            out = fn(*args)
+            if name == "gather_columns":
+                batches.append(out)
+                gathered.add(id(out))
+            return out
         return guarded
 
     for n, fn in originals.items():
@@ -165,6 +201,13 @@ def test_kernel_guard_catches_a_bad_array():
             bk.forward_hidden(np.ones((2, 3)), np.ones((4, 4)), np.ones((2, 1)), "relu")
         with pytest.raises(AssertionError, match="mixed"):
             bk.sgd_update(np.ones((2, 3)), np.ones((2, 3), np.float32), 0.1)
+        with pytest.raises(AssertionError, match="indices"):
+            bk.gather_columns(np.ones((4, 3)), np.array([0, 4]))
+        # a gathered batch may be a transposed view, as the first layer's input only
+        Xb = bk.gather_columns(np.ones((4, 3)), np.array([0, 3]))
+        bk.forward_hidden(np.ones((2, 3)), Xb, np.ones((2, 1)), "relu")
+        with pytest.raises(AssertionError, match="contiguous"):
+            bk.backward_hidden(Xb, Xb, "relu", 1.0)
     assert bk.forward_hidden.__name__ == "forward_hidden"
 
 

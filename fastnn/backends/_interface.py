@@ -3,7 +3,11 @@
 The network and trainer code call only these names, through the module that the
 registry returns, and never branch on which backend it is.  Arrays passed in are
 C-contiguous, of one floating dtype listed in the module's ``DTYPES``, already
-validated at the public boundary; kernels may assume so.
+validated at the public boundary; kernels may assume so.  The one exception is
+the batch that ``gather_columns`` returns: it may be a transposed (F-ordered)
+view, and is only ever passed as ``A_prev`` of the first layer
+(``forward_hidden``, ``forward_output``, ``weight_grad``), whose products go to
+BLAS, which takes either order without a copy.
 
 Shapes use the course's notation: ``W`` is ``(n_l, n_{l-1})``, ``b`` is
 ``(n_l, 1)``, activations ``A`` are ``(n_l, m)`` with one example per column.
@@ -14,6 +18,7 @@ KERNELS = (
     # moving data
     "to_device",          # (x) -> backend array (no copy when already usable)
     "to_host",            # (x) -> numpy.ndarray
+    "gather_columns",     # (XR, idx) -> batch (n_x, b): rows idx of row-major XR (N, n_x), as columns
     # forward
     "forward_hidden",     # (W, A_prev, b, activation) -> A = g(W @ A_prev + b)
     "forward_hidden_offset",  # (W, A_prev, b, Z0, activation) -> A = g(W @ A_prev + Z0 + b)

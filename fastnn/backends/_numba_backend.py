@@ -38,7 +38,8 @@ def build(parallel):
     def c(func):
         return compile_variant(func, parallel)
 
-    k_bias_act, k_bias_add = c(forward.bias_act), c(forward.bias_add)
+    k_bias_act, k_bias_add, k_bias_softmax = (c(forward.bias_act), c(forward.bias_add),
+                                              c(forward.bias_softmax))
     k_backward = c(backward.backward_fused)
     k_delta, k_loss, k_loss_softmax = (c(output.output_delta), c(output.loss_elementwise),
                                        c(output.loss_softmax))
@@ -78,6 +79,10 @@ def build(parallel):
     def forward_output(W, A_prev, b, output_name):
         """(Z, A) of the output layer, both (n_L, m)."""
         Z = W @ A_prev
+        if output_name == "softmax":
+            A = np.empty_like(Z)
+            k_bias_softmax(Z, b, A)
+            return Z, A
         k_bias_add(Z, b)
         return Z, ACTIVATIONS[output_name](Z, np.empty_like(Z))
 
@@ -127,10 +132,11 @@ def build(parallel):
         k_momentum(P.reshape(-1), G.reshape(-1), V.reshape(-1), lr, beta, P.dtype.type(1) - beta)
 
     def adam_update(P, G, M, V, lr, beta1, beta2, eps, t):
-        """Bias-corrected Adam step t, in place."""
+        """Bias-corrected Adam step t, in place (numpy_backend.adam_coefficients)."""
         one = P.dtype.type(1)
-        k_adam(P.reshape(-1), G.reshape(-1), M.reshape(-1), V.reshape(-1), lr,
-               beta1, one - beta1, beta2, one - beta2, one - beta1 ** t, one - beta2 ** t, eps)
+        step, eps_t = _np_backend.adam_coefficients(lr, beta1, beta2, eps, t, P.dtype)
+        k_adam(P.reshape(-1), G.reshape(-1), M.reshape(-1), V.reshape(-1),
+               beta1, one - beta1, beta2, one - beta2, step, eps_t)
 
     def sgd_loop(Ws, bs, X, Y, hidden, output_name, scaling, l2, lr, iterations):
         """Full-batch SGD for ``iterations`` steps in one compiled call; Ws, bs updated in place.
@@ -162,6 +168,7 @@ def build(parallel):
         "DTYPES": DTYPES,
         "to_device": _np_backend.to_device,
         "to_host": _np_backend.to_host,
+        "gather_columns": _np_backend.gather_columns,
         "zeros_like": _np_backend.zeros_like,
         "input_grad": _np_backend.input_grad,
         "forward_hidden": forward_hidden,

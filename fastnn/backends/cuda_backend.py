@@ -52,6 +52,7 @@ from numba import cuda, float64, from_dtype
 from .. import _passes
 from ..activations import LEAKY_SLOPE
 from ..errors import SaturationError
+from . import numpy_backend as _np_backend
 
 if not cuda.is_available():
     # The registry turns this into BackendUnavailableError with this message.
@@ -430,8 +431,8 @@ def _make_adam(dtype):
     cast = from_dtype(dtype)
 
     @cuda.jit
-    def adam(P, G, M, V, lr, beta1, beta2, eps, bc1, bc2):
-        """One bias-corrected Adam step on the flat arrays; bc1, bc2 = 1 - beta**t."""
+    def adam(P, G, M, V, beta1, beta2, step, eps_t):
+        """One bias-corrected Adam step on the flat arrays (numpy_backend.adam_coefficients)."""
         k = cuda.grid(1)
         if k < P.shape[0]:
             g = float64(G[k])
@@ -440,9 +441,7 @@ def _make_adam(dtype):
             vk = cast(beta2 * float64(V[k]) + (1.0 - beta2) * (g * g))
             M[k] = mk
             V[k] = vk
-            m_hat = float64(mk) / bc1
-            v_hat = float64(vk) / bc2
-            P[k] = float64(P[k]) - lr * m_hat / (math.sqrt(v_hat) + eps)
+            P[k] = float64(P[k]) - step * float64(mk) / (math.sqrt(float64(vk)) + eps_t)
 
     return adam
 
@@ -553,6 +552,22 @@ def to_host(x):
     if cuda.devicearray.is_cuda_ndarray(x):
         return x.copy_to_host()
     return np.asarray(x)
+
+
+def gather_columns(XR, idx):
+    """Minibatch ``X[:, idx]`` from the host's row-major ``XR = X.T``, copied to the GPU.
+
+    Parameters
+    ----------
+    XR : numpy.ndarray, shape (N, n_x), C-contiguous
+    idx : ndarray of int, shape (b,), or slice
+
+    Returns
+    -------
+    numba.cuda device array, shape (n_x, b), C-contiguous
+        Gathered and transposed on the host, then copied once.
+    """
+    return to_device(np.ascontiguousarray(XR[idx].T))
 
 
 def zeros_like(x):
@@ -845,12 +860,10 @@ def adam_update(P, G, M, V, lr, beta1, beta2, eps, t):
     lr, beta1, beta2, eps : float
     t : int
     """
-    # The corrections are computed with the caller's scalars (of the array dtype)
-    # exactly as the NumPy backend does, so both divide by the same numbers.
-    bc1 = float(1 - beta1 ** t)
-    bc2 = float(1 - beta2 ** t)
-    _launch_flat("adam", P, _flat(P), _flat(G), _flat(M), _flat(V), float(lr), float(beta1),
-                 float(beta2), float(eps), bc1, bc2)
+    # The same step and eps_t (rounded to the array dtype) as the NumPy backend.
+    step, eps_t = _np_backend.adam_coefficients(lr, beta1, beta2, eps, t, P.dtype)
+    _launch_flat("adam", P, _flat(P), _flat(G), _flat(M), _flat(V), float(beta1),
+                 float(beta2), float(step), float(eps_t))
 
 
 def sgd_loop(Ws, bs, X, Y, hidden, output, scaling, l2, lr, iterations):

@@ -8,6 +8,8 @@ contiguous axis of C-ordered ``(n, m)`` arrays, where NumPy sums pairwise
 
 import sys
 
+import math
+
 import numpy as np
 
 from .. import _passes
@@ -26,6 +28,28 @@ def to_device(x):
 def to_host(x):
     """Return ``x`` as a NumPy array."""
     return np.asarray(x)
+
+
+def gather_columns(XR, idx):
+    """Minibatch ``X[:, idx]`` from the row-major copy ``XR = X.T``, without a transposed copy.
+
+    Parameters
+    ----------
+    XR : ndarray, shape (N, n_x), C-contiguous
+        The examples as rows.
+    idx : ndarray of int, shape (b,), or slice
+        The batch's examples.
+
+    Returns
+    -------
+    ndarray, shape (n_x, b)
+        An F-ordered view of the gathered rows (a view of ``XR`` itself for a
+        slice): one contiguous read per example, and the matmuls of the first
+        layer take it as a transposed operand.
+    """
+    if isinstance(idx, slice):
+        return XR[idx].T
+    return np.take(XR, idx, axis=0).T
 
 
 def zeros_like(x):
@@ -161,15 +185,31 @@ def momentum_update(P, G, V, lr, beta):
     P -= lr * V
 
 
+def adam_coefficients(lr, beta1, beta2, eps, t, dtype):
+    """``(step, eps_t)`` of Adam step ``t`` in the form every backend computes.
+
+    The bias-corrected step ``lr * (M / bc1) / (sqrt(V / bc2) + eps)``, with
+    ``bc = 1 - beta**t``, equals ``step * M / (sqrt(V) + eps_t)`` with
+    ``step = lr sqrt(bc2) / bc1`` and ``eps_t = eps sqrt(bc2)`` (Kingma & Ba's
+    efficient form, and scikit-learn's): one division and one square root per
+    entry instead of three divisions and a root, which made the update
+    division-bound.  The two scalars are formed in float64 from the caller's
+    values and rounded once to ``dtype``.
+    """
+    root_bc2 = math.sqrt(1.0 - float(beta2) ** t)
+    dtype = np.dtype(dtype).type
+    return (dtype(float(lr) * root_bc2 / (1.0 - float(beta1) ** t)),
+            dtype(float(eps) * root_bc2))
+
+
 def adam_update(P, G, M, V, lr, beta1, beta2, eps, t):
-    """Bias-corrected Adam step t (t >= 1), in place."""
+    """Bias-corrected Adam step t (t >= 1), in place (see :func:`adam_coefficients`)."""
     M *= beta1
     M += (1 - beta1) * G
     V *= beta2
     V += (1 - beta2) * (G * G)
-    m_hat = M / (1 - beta1 ** t)
-    v_hat = V / (1 - beta2 ** t)
-    P -= lr * m_hat / (np.sqrt(v_hat) + eps)
+    step, eps_t = adam_coefficients(lr, beta1, beta2, eps, t, P.dtype)
+    P -= step * M / (np.sqrt(V) + eps_t)
 
 
 def sgd_loop(Ws, bs, X, Y, hidden, output, scaling, l2, lr, iterations):

@@ -160,6 +160,17 @@ def test_roundtrip_and_dtype(cb, dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+def test_gather_columns(cb, dtype):
+    """A batch of columns from the host's row-major copy lands on the device as X[:, idx]."""
+    X = _rand(np.random.default_rng(3), (5, 30), dtype)
+    XR = np.ascontiguousarray(X.T)
+    for idx in (np.array([4, 0, 29, 4]), slice(3, 11)):
+        d = cb.gather_columns(XR, idx)
+        assert not isinstance(d, np.ndarray) and d.dtype == np.dtype(dtype)
+        np.testing.assert_array_equal(_host(cb, d, dtype), X[:, idx])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 def test_zeros_like(cb, small_launch, dtype):
     z = cb.zeros_like(cb.to_device(np.ones((3, 5), dtype)))
     np.testing.assert_array_equal(_host(cb, z, dtype), np.zeros((3, 5), dtype))

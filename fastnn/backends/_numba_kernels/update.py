@@ -45,13 +45,13 @@ def _momentum_slice(p, g, v, lr, beta, one_minus_beta):
 
 
 @jit
-def _adam_slice(p, g, mm, v, lr, beta1, c1, beta2, c2, bc1, bc2, eps):
+def _adam_slice(p, g, mm, v, beta1, c1, beta2, c2, step, eps_t):
     """One Adam step on 1-D slices (see :func:`adam`)."""
     for j in range(p.size):
         gj = g[j]
         mm[j] = mm[j] * beta1 + c1 * gj
         v[j] = v[j] * beta2 + c2 * (gj * gj)
-        p[j] -= lr * (mm[j] / bc1) / (math.sqrt(v[j] / bc2) + eps)
+        p[j] -= step * mm[j] / (math.sqrt(v[j]) + eps_t)
 
 
 @jit
@@ -95,13 +95,12 @@ def momentum(P, G, V, lr, beta, one_minus_beta):
         _momentum_slice(P[j0:j1], G[j0:j1], V[j0:j1], lr, beta, one_minus_beta)
 
 
-def adam(P, G, M, V, lr, beta1, c1, beta2, c2, bc1, bc2, eps):
-    """Adam: c = 1 - beta, bc = 1 - beta**t (bias corrections), all in the array dtype."""
+def adam(P, G, M, V, beta1, c1, beta2, c2, step, eps_t):
+    """Adam: c = 1 - beta; step, eps_t from numpy_backend.adam_coefficients; all in the array dtype."""
     n = P.size
     for k in prange((n + BLOCK - 1) // BLOCK):
         j0, j1 = k * BLOCK, min(k * BLOCK + BLOCK, n)
-        _adam_slice(P[j0:j1], G[j0:j1], M[j0:j1], V[j0:j1], lr, beta1, c1, beta2, c2, bc1, bc2,
-                    eps)
+        _adam_slice(P[j0:j1], G[j0:j1], M[j0:j1], V[j0:j1], beta1, c1, beta2, c2, step, eps_t)
 
 
 def all_finite(x):
