@@ -22,17 +22,26 @@ def _forward(bk, Ws, bs, X, hidden, output):
     return As, ZL
 
 
-def _backward(bk, Ws, As, ZL, Y, hidden, output, scaling, output_grad, l2):
-    """Gradient lists (dWs, dbs) and the summed loss, all on the backend."""
+def _backward(bk, Ws, As, ZL, Y, hidden, output, scaling, output_grad, l2, weight_epilogue=True):
+    """Gradient lists (dWs, dbs) and the summed loss, all on the backend.
+
+    ``weight_epilogue=False`` leaves every dW as the bare ``dZ @ A_prev.T``, for an
+    optimizer that applies ``w_scale * dW + (l2 / m) W`` itself (``adam_update``'s
+    ``g_scale``, ``l2``): one pass over the weights less.
+    """
     m, dtype = Y.shape[1], Y.dtype
     dz_scale, w_scale = _scales(scaling, m, dtype)
     l2_scale = dtype.type(l2 / m)
+    if not weight_epilogue:
+        w_scale_dW, l2_scale = dtype.type(1), dtype.type(0)
+    else:
+        w_scale_dW = w_scale
     delta = bk.output_delta_chain if output_grad == "chain" else bk.output_delta
     dZ, db, loss_sum = delta(ZL, As[-1], Y, output, dz_scale, w_scale)
     L = len(Ws)
     dWs, dbs = [None] * L, [None] * L
     for l in range(L - 1, -1, -1):
-        dWs[l] = bk.weight_grad(dZ, As[l], Ws[l], w_scale, l2_scale)
+        dWs[l] = bk.weight_grad(dZ, As[l], Ws[l], w_scale_dW, l2_scale)
         dbs[l] = db
         if l:  # dA[0] = W[1].T @ dZ[1] is never used: skip it
             dA = bk.input_grad(Ws[l], dZ)

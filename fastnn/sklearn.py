@@ -39,7 +39,7 @@ from sklearn.utils import shuffle as _shuffle
 from sklearn.utils.multiclass import type_of_target, unique_labels
 from sklearn.utils.validation import check_is_fitted
 
-from ._passes import _backward, _forward
+from ._passes import _backward, _forward, _scales
 from .backends import get_backend
 
 try:
@@ -165,7 +165,10 @@ class _SklearnSGD:
         if self.velocities is not None:
             self.velocities = [np.asarray(bk.to_host(v)) for v in self.velocities]
 
-    def step(self, bk, params, grads):
+    #: The gradients it takes are complete (weight_grad applied 1/m and L2).
+    FOLDS_WEIGHT_EPILOGUE = False
+
+    def step(self, bk, params, grads, fold=None):
         """One update of every parameter, in place."""
         t = params[0].dtype.type
         lr = t(self.learning_rate)
@@ -206,10 +209,12 @@ class _SklearnAdam:
     """scikit-learn's ``AdamOptimizer`` through the backend's ``adam_update`` kernel.
 
     scikit-learn steps ``p -= lr_t * m / (sqrt(v) + eps)`` with
-    ``lr_t = lr * sqrt(1 - beta_2^t) / (1 - beta_1^t)``; fastnn's kernel steps
-    ``p -= lr * m_hat / (sqrt(v_hat) + eps')`` with bias-corrected moments.  The
-    two are the same update when ``eps' = eps / sqrt(1 - beta_2^t)``, which is
-    what is passed, so the rule is scikit-learn's up to rounding, on any backend.
+    ``lr_t = lr * sqrt(1 - beta_2^t) / (1 - beta_1^t)``; fastnn's ``adam_update``
+    is specified as ``p -= lr * m_hat / (sqrt(v_hat) + eps')`` with bias-corrected
+    moments.  The two are the same update when ``eps' = eps / sqrt(1 - beta_2^t)``,
+    which is what is passed, so the rule is scikit-learn's up to rounding, on any
+    backend.  The weights' gradients arrive bare (``dZ @ A_prev.T``) and the
+    kernel applies ``1/m`` and the L2 term as it updates (``fold``).
     """
 
     def __init__(self, learning_rate_init, beta_1, beta_2, epsilon):
@@ -230,15 +235,27 @@ class _SklearnAdam:
         self.ms = [np.asarray(bk.to_host(a)) for a in self.ms]
         self.vs = [np.asarray(bk.to_host(a)) for a in self.vs]
 
-    def step(self, bk, params, grads):
+    #: It takes each dW bare and applies ``g_scale dW + l2 W`` itself (``fold``).
+    FOLDS_WEIGHT_EPILOGUE = True
+
+    def step(self, bk, params, grads, fold=None):
+        """One update of every parameter, in place.
+
+        ``fold = (n_weights, g_scale, l2)``: the first ``n_weights`` gradients
+        are bare ``dZ @ A_prev.T`` and get ``adam_update``'s ``g_scale``, ``l2``.
+        """
         self.t += 1
         correction2 = np.sqrt(1.0 - self.beta_2 ** self.t)
         self.learning_rate = self.learning_rate_init * correction2 / (1.0 - self.beta_1 ** self.t)
         t = params[0].dtype.type
         lr, b1, b2 = t(self.learning_rate_init), t(self.beta_1), t(self.beta_2)
         eps = t(self.epsilon / correction2)
-        for P, G, M, V in zip(params, grads, self.ms, self.vs):
-            bk.adam_update(P, G, M, V, lr, b1, b2, eps, self.t)
+        n_weights, g_scale, l2 = fold or (0, 1, 0)
+        for i, (P, G, M, V) in enumerate(zip(params, grads, self.ms, self.vs)):
+            if i < n_weights:
+                bk.adam_update(P, G, M, V, lr, b1, b2, eps, self.t, g_scale, l2)
+            else:
+                bk.adam_update(P, G, M, V, lr, b1, b2, eps, self.t)
 
     def iteration_ends(self, time_step):
         pass
@@ -448,6 +465,7 @@ class _BaseMLP(BaseEstimator):
         XvT = None if X_val is None else bk.to_device(_columns(X_val, dtype, "X"))
 
         hidden, output = _HIDDEN[self.activation], _OUTPUT[self.out_activation_]
+        fold = opt.FOLDS_WEIGHT_EPILOGUE
         alpha = float(self.alpha)
         # scikit-learn's squared loss is also averaged over the outputs.
         loss_div = self.n_outputs_ if output == "identity" else 1
@@ -465,13 +483,16 @@ class _BaseMLP(BaseEstimator):
                     m = Xb.shape[1]
                     As, ZL = _forward(bk, Ws, bs, Xb, hidden, output)
                     dWs, dbs, loss_sum = _backward(bk, Ws, As, ZL, Yb, hidden, output,
-                                                   self.scaling, "fused", alpha)
+                                                   self.scaling, "fused", alpha,
+                                                   weight_epilogue=not fold)
                     del As, ZL
                     batch_loss = loss_sum / (m * loss_div)
                     if alpha:
                         batch_loss += 0.5 * alpha * _sum_squares(bk, Ws) / m
                     accumulated_loss += batch_loss * m
-                    opt.step(bk, params, dWs + dbs)
+                    opt.step(bk, params, dWs + dbs,
+                             (len(Ws), _scales(self.scaling, m, dtype)[1], dtype.type(alpha / m))
+                             if fold else None)
 
                 self.n_iter_ += 1
                 self.loss_ = accumulated_loss / n_samples

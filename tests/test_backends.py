@@ -161,6 +161,49 @@ def test_optimizer_updates_are_bitwise_numpy(name, dtype):
         np.testing.assert_array_equal(x, y)
 
 
+@pytest.mark.parametrize("name", ["numpy"] + COMPILED)
+@pytest.mark.parametrize("scaling", ["deferred", "absorbed"])
+def test_adam_folds_the_weight_epilogue_bitwise(name, dtype, scaling):
+    """adam_update(..., g_scale, l2) on the bare dZ @ A_prev.T is the same update, to the
+    bit, as weight_grad's epilogue followed by a plain adam_update, and the same as the
+    NumPy backend; each step is also checked against a float64 Adam on the full gradient."""
+    bk = get_backend(name)
+    rng = np.random.default_rng(2)
+    m = 13
+    W0 = rng.standard_normal((6, 5)).astype(dtype)
+    c = dtype.type
+    w_scale = _passes._scales(scaling, m, np.dtype(dtype))[1]
+    l2 = c(0.7 / m)
+    batches = [(rng.standard_normal((6, m)).astype(dtype), rng.standard_normal((5, m)).astype(dtype))
+               for _ in range(3)]
+    runs = {}
+    for route in ("epilogue", "folded", "numpy-folded"):
+        b = REF if route == "numpy-folded" else bk
+        W, M, V = W0.copy(), np.zeros_like(W0), np.zeros_like(W0)
+        W64, M64, V64 = W0.astype(np.float64), np.zeros(W0.shape), np.zeros(W0.shape)
+        for t, (dZ, A) in enumerate(batches, start=1):
+            if route == "epilogue":
+                G = b.weight_grad(dZ, A, W, w_scale, l2)
+                b.adam_update(W, G, M, V, c(0.01), c(0.9), c(0.999), c(1e-8), t)
+            else:
+                G = b.weight_grad(dZ, A, W, c(1), c(0))
+                b.adam_update(W, G, M, V, c(0.01), c(0.9), c(0.999), c(1e-8), t, w_scale, l2)
+            # float64 Adam (textbook form) on the full gradient, one step from the same W
+            g = float(w_scale) * (dZ.astype(np.float64) @ A.T.astype(np.float64)) \
+                + float(l2) * W64
+            M64 = 0.9 * M64 + 0.1 * g
+            V64 = 0.999 * V64 + 0.001 * g * g
+            W64 = W64 - 0.01 * (M64 / (1 - 0.9 ** t)) / (np.sqrt(V64 / (1 - 0.999 ** t)) + 1e-8)
+            assert_close(W, W64, dtype, 2 * m, magnitude=np.abs(W64) + 0.01)
+            W64 = W.astype(np.float64)  # next step from where the backend is
+            M64, V64 = M.astype(np.float64), V.astype(np.float64)
+        runs[route] = (W, M, V)
+    for route in ("folded", "numpy-folded"):
+        for x, y in zip(runs["epilogue"], runs[route]):
+            assert x.dtype == y.dtype == dtype
+            np.testing.assert_array_equal(x, y, err_msg=route)
+
+
 @pytest.mark.parametrize("name", COMPILED)
 def test_all_finite_finds_any_bad_entry(name, dtype):
     """One inf, -inf or NaN anywhere (first, last, either side of a block edge) is found."""

@@ -34,7 +34,8 @@ KERNELS = (
     # optimizers, in place
     "sgd_update",         # (P, G, lr)
     "momentum_update",    # (P, G, V, lr, beta)
-    "adam_update",        # (P, G, M, V, lr, beta1, beta2, eps, t)
+    "adam_update",        # (P, G, M, V, lr, beta1, beta2, eps, t, g_scale=1, l2=0); gradient
+                          # g_scale*G + l2*P: weight_grad's epilogue folded into the update
     # whole loop
     "sgd_loop",           # (Ws, bs, X, Y, hidden, output, scaling, l2, lr, iterations) -> (costs, steps)
     # utilities

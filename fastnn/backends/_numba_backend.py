@@ -47,6 +47,7 @@ def build(parallel):
     k_scale_add, k_scale = c(update.scale_add), c(update.scale)
     k_sgd, k_momentum, k_adam, k_finite = (c(update.sgd), c(update.momentum), c(update.adam),
                                            c(update.all_finite))
+    k_adam_folded = c(update.adam_folded)
 
     def _partials(n, m):
         return np.empty((n, (m + BLOCK - 1) // BLOCK), dtype=np.float64)
@@ -131,12 +132,17 @@ def build(parallel):
         """V = beta V + (1 - beta) G; P -= lr V, in place."""
         k_momentum(P.reshape(-1), G.reshape(-1), V.reshape(-1), lr, beta, P.dtype.type(1) - beta)
 
-    def adam_update(P, G, M, V, lr, beta1, beta2, eps, t):
-        """Bias-corrected Adam step t, in place (numpy_backend.adam_coefficients)."""
+    def adam_update(P, G, M, V, lr, beta1, beta2, eps, t, g_scale=1, l2=0):
+        """Bias-corrected Adam step t on the gradient g_scale*G + l2*P, in place
+        (numpy_backend.adam_update)."""
         one = P.dtype.type(1)
         step, eps_t = _np_backend.adam_coefficients(lr, beta1, beta2, eps, t, P.dtype)
-        k_adam(P.reshape(-1), G.reshape(-1), M.reshape(-1), V.reshape(-1),
-               beta1, one - beta1, beta2, one - beta2, step, eps_t)
+        flat = (P.reshape(-1), G.reshape(-1), M.reshape(-1), V.reshape(-1),
+                beta1, one - beta1, beta2, one - beta2, step, eps_t)
+        if g_scale != 1 or l2:
+            k_adam_folded(*flat, P.dtype.type(g_scale), P.dtype.type(l2))
+        else:
+            k_adam(*flat)
 
     def sgd_loop(Ws, bs, X, Y, hidden, output_name, scaling, l2, lr, iterations):
         """Full-batch SGD for ``iterations`` steps in one compiled call; Ws, bs updated in place.

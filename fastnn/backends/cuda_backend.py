@@ -431,11 +431,11 @@ def _make_adam(dtype):
     cast = from_dtype(dtype)
 
     @cuda.jit
-    def adam(P, G, M, V, beta1, beta2, step, eps_t):
-        """One bias-corrected Adam step on the flat arrays (numpy_backend.adam_coefficients)."""
+    def adam(P, G, M, V, beta1, beta2, step, eps_t, g_scale, l2):
+        """One bias-corrected Adam step on the flat arrays (numpy_backend.adam_update)."""
         k = cuda.grid(1)
         if k < P.shape[0]:
-            g = float64(G[k])
+            g = float64(G[k]) * g_scale + l2 * float64(P[k])
             # The state is kept in the array dtype, so the step uses it rounded.
             mk = cast(beta1 * float64(M[k]) + (1.0 - beta1) * g)
             vk = cast(beta2 * float64(V[k]) + (1.0 - beta2) * (g * g))
@@ -850,7 +850,7 @@ def momentum_update(P, G, V, lr, beta):
     _launch_flat("momentum", P, _flat(P), _flat(G), _flat(V), float(lr), float(beta))
 
 
-def adam_update(P, G, M, V, lr, beta1, beta2, eps, t):
+def adam_update(P, G, M, V, lr, beta1, beta2, eps, t, g_scale=1, l2=0):
     """Bias-corrected Adam step ``t`` (``t >= 1``), in place.
 
     Parameters
@@ -859,11 +859,13 @@ def adam_update(P, G, M, V, lr, beta1, beta2, eps, t):
         Parameter, gradient, first and second moments (all updated but ``G``).
     lr, beta1, beta2, eps : float
     t : int
+    g_scale, l2 : float
+        The gradient is ``g_scale * G + l2 * P`` (weight_grad's epilogue, folded in).
     """
     # The same step and eps_t (rounded to the array dtype) as the NumPy backend.
     step, eps_t = _np_backend.adam_coefficients(lr, beta1, beta2, eps, t, P.dtype)
     _launch_flat("adam", P, _flat(P), _flat(G), _flat(M), _flat(V), float(beta1),
-                 float(beta2), float(step), float(eps_t))
+                 float(beta2), float(step), float(eps_t), float(g_scale), float(l2))
 
 
 def sgd_loop(Ws, bs, X, Y, hidden, output, scaling, l2, lr, iterations):

@@ -202,8 +202,16 @@ def adam_coefficients(lr, beta1, beta2, eps, t, dtype):
             dtype(float(eps) * root_bc2))
 
 
-def adam_update(P, G, M, V, lr, beta1, beta2, eps, t):
-    """Bias-corrected Adam step t (t >= 1), in place (see :func:`adam_coefficients`)."""
+def adam_update(P, G, M, V, lr, beta1, beta2, eps, t, g_scale=1, l2=0):
+    """Bias-corrected Adam step t (t >= 1), in place (see :func:`adam_coefficients`).
+
+    The gradient is ``g_scale * G + l2 * P``: with ``G`` the unscaled
+    ``dZ @ A_prev.T`` this is :func:`weight_grad`'s epilogue, rounded the same
+    way, folded into the update (one pass over memory less).
+    """
+    if g_scale != 1 or l2:
+        c = P.dtype.type
+        G = G * c(g_scale) + c(l2) * P
     M *= beta1
     M += (1 - beta1) * G
     V *= beta2

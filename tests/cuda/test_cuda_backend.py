@@ -475,9 +475,10 @@ def test_launch_constants_take_effect(cb, launch):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("optimizer", ["sgd", "momentum", "adam"])
+@pytest.mark.parametrize("optimizer", ["sgd", "momentum", "adam", "adam-folded"])
 def test_updates(cb, tols, small_launch, optimizer, dtype):
-    """Three in-place steps on a (3, 5) parameter, state included, against NumPy."""
+    """Three in-place steps on a (3, 5) parameter, state included, against NumPy
+    (adam-folded: the gradient is g_scale * G + l2 * P, weight_grad's epilogue)."""
     rng = np.random.default_rng(10)
     P = _rand(rng, (3, 5), dtype)
     Gs = [_rand(rng, (3, 5), dtype) for _ in range(3)]
@@ -497,16 +498,21 @@ def test_updates(cb, tols, small_launch, optimizer, dtype):
             cb.momentum_update(Pd, Gd, Vd, t(lr), t(beta))
             nb.momentum_update(Pe, G, Ve, t(lr), t(beta))
             M_mag = beta * M_mag + (1 - beta) * np.abs(G64)
-        else:
+        elif optimizer == "adam":
             cb.adam_update(Pd, Gd, Md, Vd, t(lr), t(beta1), t(beta2), t(eps), step)
             nb.adam_update(Pe, G, Me, Ve, t(lr), t(beta1), t(beta2), t(eps), step)
             M_mag = beta1 * M_mag + (1 - beta1) * np.abs(G64)
+        else:
+            g_scale, l2 = t(0.25), t(0.3)
+            cb.adam_update(Pd, Gd, Md, Vd, t(lr), t(beta1), t(beta2), t(eps), step, g_scale, l2)
+            nb.adam_update(Pe, G, Me, Ve, t(lr), t(beta1), t(beta2), t(eps), step, g_scale, l2)
+            M_mag = beta1 * M_mag + (1 - beta1) * (0.25 * np.abs(G64) + 0.3 * np.abs(before))
         P_mag += np.abs(Pe - before)
     n = len(Gs)
     close(tols, _host(cb, Pd, dtype), Pe, dtype, n, P_mag, "P")
     if optimizer == "momentum":
         close(tols, _host(cb, Vd, dtype), Ve, dtype, n, M_mag, "V")
-    if optimizer == "adam":
+    if optimizer.startswith("adam"):
         close(tols, _host(cb, Md, dtype), Me, dtype, n, M_mag, "M")
         close(tols, _host(cb, Vd, dtype), Ve, dtype, n, Ve, "V")
 
@@ -623,6 +629,31 @@ def test_fit_parity(cb, tols, registered, net_launch, optimizer, output, options
               np.abs(P0[key]) + moved[key], key)
     close(tols, np.array(hc.cost), np.array(hn.cost), dtype, steps * N_TERMS, np.array(hn.cost),
           "cost")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("solver", ["adam", "sgd"])
+def test_mlp_classifier_parity(cb, tols, registered, net_launch, solver, dtype):
+    """fastnn.MLPClassifier on cuda (gathered batches, adam with the L2 epilogue folded
+    into the update) against the NumPy backend: same parameters and losses."""
+    from fastnn import MLPClassifier
+
+    rng = np.random.default_rng(7)
+    X = _rand(rng, (21, 5), dtype)
+    y = rng.integers(0, 3, 21)
+    fits = {}
+    for backend in ("cuda", "numpy"):
+        fits[backend] = MLPClassifier((6,), solver=solver, alpha=0.3, batch_size=8, max_iter=2,
+                                      learning_rate_init=0.01, random_state=0,
+                                      backend=backend).fit(X, y)
+    a, e = fits["cuda"], fits["numpy"]
+    steps = 2 * 3
+    for x, ref in zip(a.coefs_ + a.intercepts_, e.coefs_ + e.intercepts_):
+        assert x.dtype == np.dtype(dtype)
+        # |P| plus what the steps moved it (about lr each), over steps x batch terms
+        close(tols, x, ref, dtype, steps * 8, np.abs(ref) + steps * 0.01)
+    close(tols, np.array(a.loss_curve_), np.array(e.loss_curve_), dtype, steps * 8,
+          np.array(e.loss_curve_))
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

@@ -55,6 +55,16 @@ def _adam_slice(p, g, mm, v, beta1, c1, beta2, c2, step, eps_t):
 
 
 @jit
+def _adam_folded_slice(p, g, mm, v, beta1, c1, beta2, c2, step, eps_t, g_scale, l2):
+    """_adam_slice on the gradient g * g_scale + l2 * p (the dW epilogue, as scale_add)."""
+    for j in range(p.size):
+        gj = g[j] * g_scale + l2 * p[j]
+        mm[j] = mm[j] * beta1 + c1 * gj
+        v[j] = v[j] * beta2 + c2 * (gj * gj)
+        p[j] -= step * mm[j] / (math.sqrt(v[j]) + eps_t)
+
+
+@jit
 def _count_nonfinite_slice(x):
     """Nonzero when a 1-D slice holds inf or NaN (x - x is NaN exactly then)."""
     bad = 0
@@ -101,6 +111,15 @@ def adam(P, G, M, V, beta1, c1, beta2, c2, step, eps_t):
     for k in prange((n + BLOCK - 1) // BLOCK):
         j0, j1 = k * BLOCK, min(k * BLOCK + BLOCK, n)
         _adam_slice(P[j0:j1], G[j0:j1], M[j0:j1], V[j0:j1], beta1, c1, beta2, c2, step, eps_t)
+
+
+def adam_folded(P, G, M, V, beta1, c1, beta2, c2, step, eps_t, g_scale, l2):
+    """adam on the gradient G * g_scale + l2 * P, computed in place of a scale_add pass."""
+    n = P.size
+    for k in prange((n + BLOCK - 1) // BLOCK):
+        j0, j1 = k * BLOCK, min(k * BLOCK + BLOCK, n)
+        _adam_folded_slice(P[j0:j1], G[j0:j1], M[j0:j1], V[j0:j1], beta1, c1, beta2, c2, step,
+                           eps_t, g_scale, l2)
 
 
 def all_finite(x):
