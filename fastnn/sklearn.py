@@ -84,11 +84,7 @@ def _rows(A, dtype, name):
 
 def _sum_squares(bk, Ws):
     """sum_l ||W[l]||^2 as a float (scikit-learn's L2 term before scaling)."""
-    total = 0.0
-    for W in Ws:
-        w = np.asarray(bk.to_host(W)).ravel()
-        total += float(np.dot(w, w))
-    return total
+    return sum(float(np.vdot(W, W)) for W in map(bk.to_host, Ws))
 
 
 def _is_bool(value):
@@ -440,9 +436,10 @@ class _BaseMLP(BaseEstimator):
         # Minibatches are gathered as rows of the row-major X (contiguous reads: a column
         # gather from a transposed copy reads one cache line per entry, ~16x the traffic)
         # and reach the first layer as a transposed view (gather_columns): a transposed
-        # copy per batch cost as much as the gather.
+        # copy per batch cost as much as the gather.  Targets likewise: one cache line
+        # per example (its row) instead of one per output.
         XR = _rows(X_train, dtype, "X")
-        YT = _columns(Y_train, dtype, "y", copy=True)
+        YR = _rows(Y_train, dtype, "y")
         del X_train, Y_train
         n_samples = XR.shape[0]
         if self.batch_size == "auto":
@@ -479,7 +476,8 @@ class _BaseMLP(BaseEstimator):
                 for batch in gen_batches(n_samples, batch_size):
                     idx = sample_idx[batch] if self.shuffle else batch
                     Xb = bk.gather_columns(XR, idx)
-                    Yb = bk.to_device(np.take(YT, idx, axis=1) if self.shuffle else YT[:, batch])
+                    Yr = np.take(YR, idx, axis=0) if self.shuffle else YR[idx]
+                    Yb = bk.to_device(np.ascontiguousarray(Yr.T))
                     m = Xb.shape[1]
                     As, ZL = _forward(bk, Ws, bs, Xb, hidden, output)
                     dWs, dbs, loss_sum = _backward(bk, Ws, As, ZL, Yb, hidden, output,

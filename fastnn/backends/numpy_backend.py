@@ -6,9 +6,9 @@ contiguous axis of C-ordered ``(n, m)`` arrays, where NumPy sums pairwise
 (error growing like ``log2(m) * eps`` instead of ``m * eps``).
 """
 
-import sys
-
+import functools
 import math
+import sys
 
 import numpy as np
 
@@ -185,6 +185,7 @@ def momentum_update(P, G, V, lr, beta):
     P -= lr * V
 
 
+@functools.lru_cache(maxsize=16)  # one step updates every parameter with the same scalars
 def adam_coefficients(lr, beta1, beta2, eps, t, dtype):
     """``(step, eps_t)`` of Adam step ``t`` in the form every backend computes.
 

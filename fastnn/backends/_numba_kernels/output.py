@@ -3,10 +3,12 @@ per-example loss computed from the logits."""
 
 import math
 
+import numpy as np
 from numba import prange
 
 from .._numba_config import BLOCK, jit
 from .activation import SIGMOID, sum_slice
+from .vmath import exp_nonpos
 
 
 def output_delta(A, Y, dz_scale, dZ, partial):
@@ -46,7 +48,8 @@ def loss_elementwise(Z, A, Y, code, partial):
 
 @jit
 def softmax_ce_column(Z, Y, j):
-    """Categorical cross-entropy of column j from the logits (log-sum-exp, float64)."""
+    """Categorical cross-entropy of column j from the logits (log-sum-exp, float64);
+    the compiled loop's per-column form."""
     n = Z.shape[0]
     zmax = float(Z[0, j])
     for i in range(1, n):
@@ -61,12 +64,55 @@ def softmax_ce_column(Z, Y, j):
     return s
 
 
+@jit
+def _widen_into(z, out):
+    """out = float64(z) on 1-D slices."""
+    for j in range(z.size):
+        out[j] = z[j]
+
+
+@jit
+def _max_into(z, mx):
+    """mx = max(mx, float64(z)) elementwise on 1-D slices (a NaN in z propagates)."""
+    for j in range(z.size):
+        v = float(z[j])
+        mx[j] = v if (v > mx[j]) | (v != v) else mx[j]
+
+
+@jit
+def _sum_exp_into(z, mx, s):
+    """s += exp(z - mx) in float64 on 1-D slices (NaN passes through)."""
+    for j in range(z.size):
+        d = float(z[j]) - mx[j]
+        e = exp_nonpos(d)
+        s[j] += e if d == d else d
+
+
+@jit
+def _xent_into(z, y, lse, acc):
+    """acc += y (lse - z) in float64 on 1-D slices: each term >= 0, no cancellation."""
+    for j in range(z.size):
+        acc[j] += float(y[j]) * (lse[j] - float(z[j]))
+
+
 def loss_softmax(Z, Y, partial):
-    """Block partial sums (float64) of the categorical cross-entropy from logits (log-sum-exp)."""
-    m = Z.shape[1]
+    """Block partial sums (float64) of the categorical cross-entropy from logits
+    (log-sum-exp); tasks are column blocks, each swept row by row so the exp vectorises."""
+    n, m = Z.shape
     nb = partial.shape[1]
     for k in prange(nb):
-        s = 0.0
-        for j in range(k * BLOCK, min(k * BLOCK + BLOCK, m)):
-            s += softmax_ce_column(Z, Y, j)
-        partial[0, k] = s
+        j0 = k * BLOCK
+        j1 = min(j0 + BLOCK, m)
+        lse = np.empty(j1 - j0)
+        _widen_into(Z[0, j0:j1], lse)
+        for i in range(1, n):
+            _max_into(Z[i, j0:j1], lse)
+        s = np.zeros_like(lse)
+        for i in range(n):
+            _sum_exp_into(Z[i, j0:j1], lse, s)
+        for j in range(lse.size):
+            lse[j] += math.log(s[j])
+        acc = np.zeros_like(lse)
+        for i in range(n):
+            _xent_into(Z[i, j0:j1], Y[i, j0:j1], lse, acc)
+        partial[0, k] = sum_slice(acc)
