@@ -52,6 +52,15 @@ model.fit(X, Y, epochs=1, backend={backend!r}, progress=False)
 """
 
 
+def first_step_code(backend, cache_line):
+    """``(setup, stmt)`` of the first-step child process: ``setup`` (untimed)
+    points Numba at a cache folder (``cache_line``), imports NumPy and makes the
+    mnist data; ``stmt`` is ``import fastnn`` and the first step.  Shared with
+    ``python -m benchmarks.compare``, so both report the same figure."""
+    return (_SETUP.format(cache=cache_line, root=_ROOT),
+            textwrap.dedent(_STMT.format(backend=backend)))
+
+
 class TimerawImport:
     rounds = 1
     repeat = (3, 10, 10.0)
@@ -82,9 +91,8 @@ class TimerawFirstStep:
                        stdout=subprocess.DEVNULL)
 
     def _code(self, backend):
-        setup = _SETUP.format(cache=self.cache_line, root=_ROOT)
-        return setup, _STMT.format(backend=backend)
+        return first_step_code(backend, self.cache_line)
 
     def timeraw_first_step(self, backend, cache):
         setup, stmt = self._code(backend)
-        return textwrap.dedent(stmt), setup
+        return stmt, setup
