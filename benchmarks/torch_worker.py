@@ -9,7 +9,8 @@ environment the user started ``compare`` with, and ``compare`` drives it over
 a pipe, interleaved with the other contenders.
 
 Protocol (one JSON object per line): ``{"gemm": dtype}`` -> GFLOP/s of a
-square GEMM; ``{"setup": name, "config": c, "dtype": d}`` -> ``{"ok": true}``;
+square GEMM; ``{"setup": name, "config": c, "dtype": d}`` -> ``{"ok": true}``
+(``{"setup_gemm": name, "dtype": d, "n": n}``: k square GEMMs per run);
 ``{"run": name, "k": k}`` -> ``{"seconds": t}`` for k training steps.
 """
 
@@ -48,6 +49,17 @@ def runner(torch, params, X, Y, hidden, output):
     return run
 
 
+def gemm_runner(torch, dtype, n):
+    """``run(k)``: k square (n, n) GEMMs."""
+    rng = np.random.default_rng(0)
+    a, b = (torch.from_numpy(rng.standard_normal((n, n)).astype(dtype)) for _ in range(2))
+
+    def run(k):
+        for _ in range(k):
+            a @ b
+    return run
+
+
 def gemm_rate(torch, dtype, n=1024, repeats=5):
     rng = np.random.default_rng(0)
     a, b = (torch.from_numpy(rng.standard_normal((n, n)).astype(dtype)) for _ in range(2))
@@ -76,6 +88,9 @@ def main():
         msg = json.loads(line)
         if "gemm" in msg:
             out = {"gflops": gemm_rate(torch, msg["gemm"], msg.get("n", 1024))}
+        elif "setup_gemm" in msg:
+            runs[msg["setup_gemm"]] = gemm_runner(torch, msg["dtype"], msg["n"])
+            out = {"ok": True}
         elif "setup" in msg:
             params, X, Y = make_data(msg["config"], msg["dtype"])
             _, hidden, output, _ = CONFIGS[msg["config"]]

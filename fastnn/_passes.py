@@ -22,17 +22,20 @@ def _forward(bk, Ws, bs, X, hidden, output):
     return As, ZL
 
 
-def _backward(bk, Ws, As, ZL, Y, hidden, output, scaling, output_grad, l2, weight_epilogue=True):
+def _backward(bk, Ws, As, ZL, Y, hidden, output, scaling, output_grad, l2, weights="full"):
     """Gradient lists (dWs, dbs) and the summed loss, all on the backend.
 
-    ``weight_epilogue=False`` leaves every dW as the bare ``dZ @ A_prev.T``, for an
-    optimizer that applies ``w_scale * dW + (l2 / m) W`` itself (``adam_update``'s
-    ``g_scale``, ``l2``): one pass over the weights less.
+    ``weights`` says what the dW list holds: ``"full"`` the gradients
+    ``w_scale * dZ @ A_prev.T + (l2 / m) W``; ``"bare"`` the products
+    ``dZ @ A_prev.T``, for an optimizer that applies the scale and the L2 term
+    itself (``adam_update``'s ``g_scale``, ``l2``: one pass over the weights
+    less); ``"deltas"`` each layer's ``dZ`` (no product at all), for an update
+    that is one GEMM (``weight_step``).
     """
     m, dtype = Y.shape[1], Y.dtype
     dz_scale, w_scale = _scales(scaling, m, dtype)
     l2_scale = dtype.type(l2 / m)
-    if not weight_epilogue:
+    if weights == "bare":
         w_scale_dW, l2_scale = dtype.type(1), dtype.type(0)
     else:
         w_scale_dW = w_scale
@@ -41,7 +44,8 @@ def _backward(bk, Ws, As, ZL, Y, hidden, output, scaling, output_grad, l2, weigh
     L = len(Ws)
     dWs, dbs = [None] * L, [None] * L
     for l in range(L - 1, -1, -1):
-        dWs[l] = bk.weight_grad(dZ, As[l], Ws[l], w_scale_dW, l2_scale)
+        dWs[l] = dZ if weights == "deltas" else bk.weight_grad(dZ, As[l], Ws[l], w_scale_dW,
+                                                                l2_scale)
         dbs[l] = db
         if l:  # dA[0] = W[1].T @ dZ[1] is never used: skip it
             dA = bk.input_grad(Ws[l], dZ)
@@ -105,16 +109,50 @@ def sgd_loop(bk, Ws, bs, X, Y, hidden, output, scaling, l2, lr, iterations, dual
         raise ValueError("the dual first layer needs a hidden layer and no L2 term")
     if dual and iterations > 0:
         return _sgd_loop_dual(bk, Ws, bs, X, Y, hidden, output, scaling, lr, iterations, costs)
+    dtype = X.dtype
+    _, w_scale = _scales(scaling, m, dtype)
+    l2_scale = dtype.type(l2 / m)
+    # Each weight matrix takes its step in one GEMM, W = beta W + alpha dZ @ A_prev.T
+    # (weight_step): no dW array, no scaling or update pass over it.
+    alpha, beta = dtype.type(-lr * w_scale), dtype.type(1) - lr * l2_scale
     for it in range(iterations):
         As, ZL = _forward(bk, Ws, bs, X, hidden, output)
-        dWs, dbs, loss_sum = _backward(bk, Ws, As, ZL, Y, hidden, output, scaling, "fused", l2)
+        dZs, dbs, loss_sum = _backward(bk, Ws, As, ZL, Y, hidden, output, scaling, "fused", l2,
+                                       weights="deltas")
         costs[it] = _cost(bk, loss_sum, Ws, m, l2)
-        grads = dWs + dbs
-        if not np.isfinite(costs[it]) or not all(bk.all_finite(g) for g in grads):
+        if not np.isfinite(costs[it]) or not all(bk.all_finite(g) for g in dbs):
             return costs, it
-        for P, G in zip(Ws + bs, grads):
-            bk.sgd_update(P, G, lr)
+        if all(_weight_grad_bounded(bk, dZ, A, W, w_scale, l2_scale)
+               for W, dZ, A in zip(Ws, dZs, As)):
+            for W, dZ, A in zip(Ws, dZs, As):
+                bk.weight_step(W, dZ, A, alpha, beta)
+        else:
+            # Possibly non-finite: form every dW and check it before any update, as
+            # the step-by-step path does (the same step then counts as failed).
+            dWs = [bk.weight_grad(dZ, A, W, w_scale, l2_scale) for W, dZ, A in zip(Ws, dZs, As)]
+            if not all(bk.all_finite(g) for g in dWs):
+                return costs, it
+            for W, G in zip(Ws, dWs):
+                bk.sgd_update(W, G, lr)
+        for b, g in zip(bs, dbs):
+            bk.sgd_update(b, g, lr)
     return costs, iterations
+
+
+def _weight_grad_bounded(bk, dZ, A_prev, W, w_scale, l2_scale):
+    """True when ``dW = w_scale dZ @ A_prev.T + l2_scale W`` is certainly finite.
+
+    ``P = m max|dZ| max|A_prev|`` bounds every partial sum of the product (before
+    its scaling), and ``|w_scale| P + |l2_scale| max|W|`` the result; below a
+    quarter of the dtype's largest value the rounded values are finite too.  A
+    non-finite input makes the bound inf or NaN (False).
+    """
+    product = dZ.shape[1] * bk.max_abs(dZ) * bk.max_abs(A_prev)
+    result = abs(float(w_scale)) * product
+    if l2_scale:
+        result += abs(float(l2_scale)) * bk.max_abs(W)
+    limit = float(np.finfo(dZ.dtype).max) / 4
+    return product < limit and result < limit
 
 
 def _sgd_loop_dual(bk, Ws, bs, X, Y, hidden, output, scaling, lr, iterations, costs):

@@ -482,7 +482,7 @@ class _BaseMLP(BaseEstimator):
                     As, ZL = _forward(bk, Ws, bs, Xb, hidden, output)
                     dWs, dbs, loss_sum = _backward(bk, Ws, As, ZL, Yb, hidden, output,
                                                    self.scaling, "fused", alpha,
-                                                   weight_epilogue=not fold)
+                                                   weights="bare" if fold else "full")
                     del As, ZL
                     batch_loss = loss_sum / (m * loss_div)
                     if alpha:

@@ -265,6 +265,112 @@ def test_compiled_loop_equals_step_by_step(name, dtype, hidden, output):
         assert_close(y, x, dtype, 23 * 25, magnitude=np.abs(x) + np.max(np.abs(x)))
 
 
+@pytest.mark.parametrize("name", ["numpy"] + COMPILED)
+@pytest.mark.parametrize("blas", ["numpy's gemm", "two steps"])
+def test_weight_step_is_beta_w_plus_alpha_product(name, dtype, blas, monkeypatch):
+    """weight_step(W, dZ, A, alpha, beta) updates W in place to beta W + alpha dZ @ A.T,
+    against a float64 reference, with NumPy's own gemm and with the two-step fallback."""
+    from fastnn.backends import _blas
+    if blas == "two steps":
+        monkeypatch.setattr(_blas, "GEMM", {})
+    bk = get_backend(name)
+    rng = np.random.default_rng(8)
+    for n, k, m in [(1, 1, 1), (7, 5, 11), (33, 64, 1030)]:
+        W = rng.standard_normal((n, k)).astype(dtype)
+        dZ, A = rng.standard_normal((n, m)).astype(dtype), rng.standard_normal((k, m)).astype(dtype)
+        for alpha, beta in [(-0.01, 1.0), (-0.5 / m, 0.97)]:
+            W64, target = W.astype(np.float64), W.copy()
+            ref = beta * W64 + alpha * (dZ.astype(np.float64) @ A.T.astype(np.float64))
+            assert bk.weight_step(target, dZ, A, dtype.type(alpha), dtype.type(beta)) is None
+            assert target.dtype == dtype
+            mag = np.abs(W64) + abs(alpha) * (np.abs(dZ.astype(np.float64)) @ np.abs(A.T))
+            assert_close(target, ref, dtype, m, magnitude=mag, err_msg=f"{(n, k, m)} {alpha}")
+
+
+def test_numpy_gemm_is_found_where_numpy_ships_openblas():
+    """The fused update uses the BLAS NumPy loaded; where NumPy ships its own OpenBLAS
+    (the PyPI wheels on Linux) the symbols must be found, else the speed-up is silently lost."""
+    import glob
+    from fastnn.backends import _blas
+    bundled = glob.glob(os.path.join(os.path.dirname(os.path.dirname(np.__file__)), "numpy.libs",
+                                     "*openblas*"))
+    if not bundled or _blas._loaded_libraries() is None:
+        pytest.skip("NumPy does not ship its own OpenBLAS here (or no /proc/self/maps)")
+    assert _blas.LIBRARY is not None and set(_blas.GEMM) == {np.dtype(np.float32),
+                                                            np.dtype(np.float64)}
+
+
+@pytest.mark.parametrize("name", ["numpy"] + COMPILED)
+def test_max_abs(name, dtype):
+    bk = get_backend(name)
+    x = np.random.default_rng(3).standard_normal((5, 2 * BLOCK + 3)).astype(dtype)
+    assert bk.max_abs(x) == float(np.abs(x).max())
+    x[2, 7] = -40.0
+    assert bk.max_abs(x) == 40.0
+    assert bk.max_abs(np.zeros((2, 0), dtype)) == 0.0
+    for bad, want in [(np.inf, np.inf), (-np.inf, np.inf), (np.nan, None)]:
+        y = x.copy()
+        y[4, -1] = bad
+        got = bk.max_abs(y)
+        assert (np.isnan(got) or got == np.inf) if want is None else got == want, (bad, got)
+
+
+def _plain_sgd_loop(bk, Ws, bs, X, Y, hidden, output, scaling, l2, lr, iterations):
+    """The step-by-step reference for sgd_loop: every dW formed, checked, then applied."""
+    costs, m = np.full(iterations, np.nan), X.shape[1]
+    for it in range(iterations):
+        As, ZL = _passes._forward(bk, Ws, bs, X, hidden, output)
+        dWs, dbs, loss = _passes._backward(bk, Ws, As, ZL, Y, hidden, output, scaling, "fused", l2)
+        costs[it] = _passes._cost(bk, loss, Ws, m, l2)
+        if not np.isfinite(costs[it]) or not all(bk.all_finite(g) for g in dWs + dbs):
+            return costs, it
+        for P, G in zip(Ws + bs, dWs + dbs):
+            bk.sgd_update(P, G, X.dtype.type(lr))
+    return costs, iterations
+
+
+@pytest.mark.parametrize("name", ["numpy"] + COMPILED)
+@pytest.mark.parametrize("route", ["weight_step", "near overflow: dW formed"])
+@pytest.mark.parametrize("scaling, l2", [("deferred", 0.3), ("absorbed", 0.0)])
+def test_sgd_loop_equals_plain_steps(name, dtype, route, scaling, l2, monkeypatch):
+    """The kernel-by-kernel sgd_loop (each W updated by one weight_step GEMM, or, when
+    the bound on dW fails, dW formed and checked) runs as the plain step loop."""
+    if route != "weight_step":
+        monkeypatch.setattr(_passes, "_weight_grad_bounded", lambda *a: False)
+    bk = get_backend(name)
+    params, X, Y = make_problem([6, 9, 5, 3], 37, "softmax", dtype, seed=12)
+    runs = {}
+    for label, fn in (("plain", _plain_sgd_loop),
+                      ("sgd_loop", lambda *a: _passes.sgd_loop(*a, dual=False))):
+        Ws, bs = _lists(params)
+        costs, steps = fn(bk, Ws, bs, X, Y, "tanh", "softmax", scaling, l2, 0.2, 15)
+        assert steps == 15
+        runs[label] = (costs, Ws + bs)
+    n = 37 * 15
+    np.testing.assert_allclose(runs["sgd_loop"][0], runs["plain"][0], rtol=tol(dtype, n)[0])
+    for x, y in zip(runs["plain"][1], runs["sgd_loop"][1]):
+        assert y.dtype == dtype
+        assert_close(y, x, dtype, n, magnitude=np.abs(x) + np.max(np.abs(x)))
+
+
+@pytest.mark.parametrize("name", ["numpy"] + COMPILED)
+def test_sgd_loop_fused_update_stops_where_plain_steps_stop(name):
+    """Divergence through the weight_step route: the loop stops at the same step as the
+    plain loop, without applying the failing step."""
+    params, X, Y = make_problem([3, 8, 1], 20, "identity", np.float64, seed=2)
+    X = X * 1e3
+    runs = {}
+    for label, fn in (("plain", _plain_sgd_loop),
+                      ("sgd_loop", lambda *a: _passes.sgd_loop(*a, dual=False))):
+        Ws, bs = _lists(params)
+        costs, steps = fn(get_backend(name), Ws, bs, X, Y, "relu", "identity", "deferred", 0.0,
+                          1e6, 50)
+        runs[label] = steps
+        assert steps < 50 and np.isfinite(costs[:steps]).all()
+        assert all(np.isfinite(w).all() for w in Ws + bs)
+    assert runs["sgd_loop"] == runs["plain"]
+
+
 @pytest.mark.parametrize("name", COMPILED)
 def test_compiled_loop_stops_at_divergence(name):
     params, X, Y = make_problem([3, 8, 1], 20, "identity", np.float64, seed=2)

@@ -150,6 +150,9 @@ def _check_kernel_call(bk, name, args, gathered=()):
     elif name == "weight_grad":
         dZ, A, W = s[:3]
         ok = dZ[1] == A[1] and W == (dZ[0], A[0])
+    elif name == "weight_step":
+        W, dZ, A = s[:3]
+        ok = dZ[1] == A[1] and W == (dZ[0], A[0])
     elif name == "input_grad":
         ok = s[0][0] == s[1][0]
     elif name in ("sgd_update", "momentum_update", "adam_update"):

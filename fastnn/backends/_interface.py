@@ -31,6 +31,8 @@ KERNELS = (
     "backward_hidden",    # (dA, A, activation, db_scale) -> (dZ, db); may reuse dA
     "weight_grad",        # (dZ, A_prev, W, scale, l2_scale) -> scale*dZ@A_prev.T + l2_scale*W
     "input_grad",         # (W, dZ) -> W.T @ dZ
+    "weight_step",        # (W, dZ, A_prev, alpha, beta): W = beta*W + alpha*dZ@A_prev.T in
+                          # place, no dW array (sgd_loop's update of a weight matrix)
     # optimizers, in place
     "sgd_update",         # (P, G, lr)
     "momentum_update",    # (P, G, V, lr, beta)
@@ -40,6 +42,7 @@ KERNELS = (
     "sgd_loop",           # (Ws, bs, X, Y, hidden, output, scaling, l2, lr, iterations) -> (costs, steps)
     # utilities
     "all_finite",         # (x) -> bool
+    "max_abs",            # (x) -> float: largest |entry|; inf or nan when one is not finite
     "zeros_like",         # (x) -> backend array of zeros
 )
 

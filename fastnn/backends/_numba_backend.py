@@ -16,6 +16,7 @@ import numpy as np
 
 from ..activations import ACTIVATIONS, LEAKY_SLOPE
 from ..errors import SaturationError
+from . import _blas
 from . import numpy_backend as _np_backend
 from ._numba_config import BLOCK, compile_variant
 from .. import _passes
@@ -124,6 +125,15 @@ def build(parallel):
             k_scale(dW.reshape(-1), scale)
         return dW
 
+    def weight_step(W, dZ, A_prev, alpha, beta):
+        """W = beta W + alpha dZ @ A_prev.T in place: one GEMM of NumPy's own BLAS with
+        its beta (see _blas), else the NumPy backend's two steps."""
+        gemm = _blas.GEMM.get(W.dtype)
+        if gemm is None or not A_prev.flags.c_contiguous:
+            _np_backend.weight_step(W, dZ, A_prev, alpha, beta)
+        else:
+            gemm(W, dZ, A_prev, alpha, beta)
+
     def sgd_update(P, G, lr):
         """P -= lr G, in place."""
         k_sgd(P.reshape(-1), G.reshape(-1), lr)
@@ -188,6 +198,8 @@ def build(parallel):
         "momentum_update": momentum_update,
         "adam_update": adam_update,
         "all_finite": all_finite,
+        "max_abs": _np_backend.max_abs,
+        "weight_step": weight_step,
         "sgd_loop": sgd_loop,
         "forward_hidden_offset": forward_hidden_offset,
     }

@@ -152,6 +152,19 @@ def _column_loss(Z, A, Y, j, code):
 
 
 @cuda.jit(device=True)
+def _tree_max(s, t, size):
+    """Fold s[0:size] into s[0] by max (exact in any order); every thread of the block calls it."""
+    half = 1
+    while half * 2 < size:
+        half *= 2
+    while half > 0:
+        if t < half and t + half < size:
+            s[t] = max(s[t], s[t + half])
+        cuda.syncthreads()
+        half //= 2
+
+
+@cuda.jit(device=True)
 def _tree_sum(s, t, size):
     """Fold s[0:size] into s[0] pairwise in a fixed order; every thread of the block calls it."""
     half = 1
@@ -401,6 +414,28 @@ def _make_count_nonfinite(dtype, tpb):
     return count_nonfinite
 
 
+def _make_max_abs(dtype, tpb):
+    @cuda.jit
+    def max_abs(x, partial):
+        """partial[block] = max |x| over the block's segment of the flat x; inf for a NaN or inf."""
+        s = cuda.shared.array(0, float64)
+        t = cuda.threadIdx.x
+        b = cuda.blockIdx.x
+        k = b * tpb + t
+        v = 0.0
+        if k < x.shape[0]:
+            v = abs(float64(x[k]))
+            if not math.isfinite(v):
+                v = math.inf
+        s[t] = v
+        cuda.syncthreads()
+        _tree_max(s, t, tpb)
+        if t == 0:
+            partial[b] = s[0]
+
+    return max_abs
+
+
 def _make_sgd(dtype):
     @cuda.jit
     def sgd(P, G, lr):
@@ -464,6 +499,7 @@ _FACTORIES = {
     "backward": _make_backward,
     "finish": _make_finish,
     "count_nonfinite": _make_count_nonfinite,
+    "max_abs": _make_max_abs,
     "sgd": _make_sgd,
     "momentum": _make_momentum,
     "adam": _make_adam,
@@ -498,10 +534,12 @@ def _flat(x):
 
 
 def _matmul(A, B, M, N, trans_a, trans_b, epilogue, bias=None, E=None, alpha=1.0, beta=0.0,
-            act=_IDENTITY):
-    """A new (M, N) array: op(A) @ op(B) with the epilogue applied, in A's dtype."""
+            act=_IDENTITY, out=None):
+    """op(A) @ op(B) with the epilogue applied, in A's dtype, into a new (M, N) array or
+    ``out`` (which may be ``E``: each entry is read and written by one thread only)."""
     tile = int(TILE)
-    out = cuda.device_array((M, N), dtype=A.dtype)
+    if out is None:
+        out = cuda.device_array((M, N), dtype=A.dtype)
     kern = _kernel("matmul", A.dtype, tile, bool(trans_a), bool(trans_b), epilogue)
     shared = 2 * tile * (tile + 1) * A.dtype.itemsize
     # Unused operands get a placeholder of the right kind: the kernel never reads them.
@@ -610,6 +648,33 @@ def all_finite(x):
     count = cuda.device_array((1, 1), dtype=np.float64)
     _finish(partial, 0, 1, 1.0, count)
     return bool(count.copy_to_host()[0, 0] == 0)
+
+
+def max_abs(x):
+    """Largest ``|x|``.
+
+    Parameters
+    ----------
+    x : device array, any shape
+
+    Returns
+    -------
+    float
+        inf when an entry is inf or NaN; 0.0 for an empty array.  Block maxima
+        are folded by the same kernel until one value is left (max is exact in
+        any order), then one scalar is copied to the host.
+    """
+    if x.size == 0:
+        return 0.0
+    tpb = int(TPB)
+    v = _flat(x)
+    while True:
+        nb = _blocks(v.size, tpb)
+        partial = cuda.device_array(nb, dtype=np.float64)
+        _kernel("max_abs", v.dtype, tpb)[nb, tpb, 0, _tree_bytes(tpb)](v, partial)
+        if nb == 1:
+            return float(partial.copy_to_host()[0])
+        v = partial
 
 
 def forward_hidden(W, A_prev, b, activation):
@@ -802,6 +867,21 @@ def weight_grad(dZ, A_prev, W, scale, l2_scale):
     """
     return _matmul(dZ, A_prev, dZ.shape[0], A_prev.shape[0], False, True, _EPI_AXPBY,
                    E=W, alpha=scale, beta=l2_scale)
+
+
+def weight_step(W, dZ, A_prev, alpha, beta):
+    """A weight matrix's SGD step in one matmul: ``W = beta * W + alpha * dZ @ A_prev.T``.
+
+    Parameters
+    ----------
+    W : device array, shape (n_l, n_{l-1}), updated in place (the epilogue reads
+        and writes each entry from one thread)
+    dZ : device array, shape (n_l, m)
+    A_prev : device array, shape (n_{l-1}, m)
+    alpha, beta : float
+    """
+    _matmul(dZ, A_prev, dZ.shape[0], A_prev.shape[0], False, True, _EPI_AXPBY, E=W,
+            alpha=alpha, beta=beta, out=W)
 
 
 def input_grad(W, dZ):

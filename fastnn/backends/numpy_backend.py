@@ -168,6 +168,31 @@ def weight_grad(dZ, A_prev, W, scale, l2_scale):
     return dW
 
 
+def weight_step(W, dZ, A_prev, alpha, beta):
+    """``W = beta * W + alpha * (dZ @ A_prev.T)``, in place.
+
+    Parameters
+    ----------
+    W : ndarray, shape (n_l, n_{l-1})
+    dZ : ndarray, shape (n_l, m)
+    A_prev : ndarray, shape (n_{l-1}, m)
+    alpha, beta : scalars of W's dtype
+        An SGD step with deferred 1/m and L2 is ``alpha = -lr/m``,
+        ``beta = 1 - lr * l2/m``.
+    """
+    if beta != 1:
+        W *= beta
+    W += alpha * (dZ @ A_prev.T)
+
+
+def max_abs(x):
+    """Largest ``|x|`` as a float: inf or NaN when an entry is not finite (0.0 when empty)."""
+    if not x.size:
+        return 0.0
+    hi, lo = float(x.max()), float(x.min())  # both NaN when any entry is
+    return max(hi, -lo) if hi == hi else hi
+
+
 def input_grad(W, dZ):
     """dA_prev = W.T @ dZ, shape (n_{l-1}, m)."""
     return W.T @ dZ

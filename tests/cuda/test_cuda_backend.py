@@ -373,6 +373,34 @@ def test_weight_grad(cb, tols, small_launch, dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+def test_weight_step(cb, tols, small_launch, dtype):
+    """W = beta W + alpha dZ @ A.T in place (the matmul's epilogue reads and writes W)."""
+    rng = np.random.default_rng(9)
+    for n, k, m in SHAPES:
+        W, dZ, A0 = _rand(rng, (n, k), dtype), _rand(rng, (n, m), dtype), _rand(rng, (k, m), dtype)
+        Wd = cb.to_device(W)
+        cb.weight_step(Wd, cb.to_device(dZ), cb.to_device(A0), -0.3, 0.9)
+        We = W.copy()
+        nb.weight_step(We, dZ, A0, np.dtype(dtype).type(-0.3), np.dtype(dtype).type(0.9))
+        mag = np.abs(W.astype(np.float64)) + 0.3 * (np.abs(dZ.astype(np.float64)) @ np.abs(A0.T))
+        close(tols, _host(cb, Wd, dtype), We, dtype, m, mag, f"{(n, k, m)}")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_max_abs(cb, small_launch, dtype):
+    """Block maxima folded until one is left: every size, and inf for inf or NaN."""
+    rng = np.random.default_rng(4)
+    for size in (1, 3, 4, 5, 17, 70):
+        x = _rand(rng, (size,), dtype)
+        assert cb.max_abs(cb.to_device(x)) == float(np.abs(x).max())
+        for bad in (np.inf, -np.inf, np.nan):
+            y = x.copy()
+            y[size // 2] = bad
+            assert cb.max_abs(cb.to_device(y)) == np.inf
+    assert cb.max_abs(cb.to_device(np.zeros((2, 0), dtype))) == 0.0
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 def test_input_grad(cb, tols, small_launch, dtype):
     rng = np.random.default_rng(7)
     for n, k, m in SHAPES:
