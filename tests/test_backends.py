@@ -141,6 +141,36 @@ def test_step_on_gathered_batch(name, dtype, output):
         assert abs(loss - loss_ref) <= tol(dtype, 40)[0] * abs(loss_ref)
 
 
+def _lane_sum_reference(r):
+    """sum_slice's order written out in NumPy: runs of 128 summed as 16 vector adds of
+    8 lanes in r's dtype, lanes combined pairwise, run totals added with Neumaier."""
+    total, comp, j = 0.0, 0.0, 0
+    while j + 128 <= r.size:
+        acc = r[j:j + 8].copy()
+        for q in range(1, 16):
+            acc = acc + r[j + 8 * q:j + 8 * q + 8]
+        x = float(((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7])))
+        t = total + x
+        comp += (total - t) + x if abs(total) >= abs(x) else (x - t) + total
+        total, j = t, j + 128
+    tail = 0.0
+    for v in r[j:]:
+        tail += float(v)
+    return (total + tail) + comp
+
+
+def test_sum_slice_is_its_lane_order_bitwise(dtype):
+    """The SIMD base case (lanes.run_sum128) adds the same values in the same order as
+    the written-out reference: bitwise equal, for any length and any start offset."""
+    from fastnn.backends._numba_kernels.activation import sum_slice
+    rng = np.random.default_rng(5)
+    big = (rng.standard_normal(3000) * 10.0 ** rng.uniform(-6, 6, 3000)).astype(dtype)
+    for n in (0, 1, 127, 128, 129, 255, 256, 1000, 1024, 2051):
+        for offset in (0, 1, 5):
+            r = big[offset:offset + n]
+            assert sum_slice(r) == _lane_sum_reference(r), (n, offset)
+
+
 @pytest.mark.parametrize("name", COMPILED)
 def test_optimizer_updates_are_bitwise_numpy(name, dtype):
     """Same operations in the same order: the updates agree exactly."""

@@ -10,6 +10,7 @@ does not vectorise and mispredicts on random signs (measured 6x slower).
 """
 
 from .._numba_config import jit
+from .lanes import run_sum128
 
 IDENTITY, SIGMOID, TANH, RELU, LEAKY_RELU, SOFTMAX = range(6)
 
@@ -62,32 +63,16 @@ def sum_slice(r):
     """float64 sum of a 1-D slice: NumPy's pairwise base case, then compensated.
 
     Each run of 128 values is summed in eight interleaved accumulators of r's
-    dtype (as NumPy's pairwise sum does; these vectorise), and the run totals
-    are added in float64 with Neumaier compensation.  Fixed order throughout.
+    dtype (as NumPy's pairwise sum does; one SIMD vector, :mod:`.lanes`), and
+    the run totals are added in float64 with Neumaier compensation.  Fixed
+    order throughout.
     """
     total = 0.0
     comp = 0.0
     n = r.size
     j = 0
     while j + 128 <= n:
-        s0 = r[j]
-        s1 = r[j + 1]
-        s2 = r[j + 2]
-        s3 = r[j + 3]
-        s4 = r[j + 4]
-        s5 = r[j + 5]
-        s6 = r[j + 6]
-        s7 = r[j + 7]
-        for q in range(j + 8, j + 128, 8):
-            s0 += r[q]
-            s1 += r[q + 1]
-            s2 += r[q + 2]
-            s3 += r[q + 3]
-            s4 += r[q + 4]
-            s5 += r[q + 5]
-            s6 += r[q + 6]
-            s7 += r[q + 7]
-        x = float(((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7)))
+        x = float(run_sum128(r, j))  # one <8 x dtype> vector: see lanes.py
         t = total + x
         if abs(total) >= abs(x):
             comp += (total - t) + x
