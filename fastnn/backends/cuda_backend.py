@@ -394,46 +394,35 @@ def _make_finish(dtype, tpb):
     return finish
 
 
-def _make_count_nonfinite(dtype, tpb):
+def _make_block_reduce(dtype, tpb, op):
+    """``op`` "count_nonfinite" (a sum of 0/1) or "max_abs" (inf for inf or NaN) over blocks."""
+    count = op == "count_nonfinite"
+
     @cuda.jit
-    def count_nonfinite(x, partial):
-        """partial[0, block] = number of non-finite entries in the block's segment of the flat x."""
-        s = cuda.shared.array(0, float64)
-        t = cuda.threadIdx.x
-        b = cuda.blockIdx.x
-        k = b * tpb + t
-        c = 0.0
-        if k < x.shape[0] and not math.isfinite(float64(x[k])):
-            c = 1.0
-        s[t] = c
-        cuda.syncthreads()
-        _tree_sum(s, t, tpb)
-        if t == 0:
-            partial[0, b] = s[0]
-
-    return count_nonfinite
-
-
-def _make_max_abs(dtype, tpb):
-    @cuda.jit
-    def max_abs(x, partial):
-        """partial[block] = max |x| over the block's segment of the flat x; inf for a NaN or inf."""
+    def block_reduce(x, partial):
+        """partial[0, block] = op over the block's segment of the flat x."""
         s = cuda.shared.array(0, float64)
         t = cuda.threadIdx.x
         b = cuda.blockIdx.x
         k = b * tpb + t
         v = 0.0
         if k < x.shape[0]:
-            v = abs(float64(x[k]))
-            if not math.isfinite(v):
-                v = math.inf
+            a = abs(float64(x[k]))
+            finite = math.isfinite(a)
+            if count:
+                v = 0.0 if finite else 1.0
+            else:
+                v = a if finite else math.inf
         s[t] = v
         cuda.syncthreads()
-        _tree_max(s, t, tpb)
+        if count:
+            _tree_sum(s, t, tpb)
+        else:
+            _tree_max(s, t, tpb)
         if t == 0:
-            partial[b] = s[0]
+            partial[0, b] = s[0]
 
-    return max_abs
+    return block_reduce
 
 
 def _make_sgd(dtype):
@@ -498,8 +487,7 @@ _FACTORIES = {
     "output": _make_output,
     "backward": _make_backward,
     "finish": _make_finish,
-    "count_nonfinite": _make_count_nonfinite,
-    "max_abs": _make_max_abs,
+    "block_reduce": _make_block_reduce,
     "sgd": _make_sgd,
     "momentum": _make_momentum,
     "adam": _make_adam,
@@ -644,7 +632,8 @@ def all_finite(x):
     tpb = int(TPB)
     nb = _blocks(x.size, tpb)
     partial = cuda.device_array((1, nb), dtype=np.float64)
-    _kernel("count_nonfinite", x.dtype, tpb)[nb, tpb, 0, _tree_bytes(tpb)](_flat(x), partial)
+    _kernel("block_reduce", x.dtype, tpb, "count_nonfinite")[nb, tpb, 0, _tree_bytes(tpb)](
+        _flat(x), partial)
     count = cuda.device_array((1, 1), dtype=np.float64)
     _finish(partial, 0, 1, 1.0, count)
     return bool(count.copy_to_host()[0, 0] == 0)
@@ -670,11 +659,11 @@ def max_abs(x):
     v = _flat(x)
     while True:
         nb = _blocks(v.size, tpb)
-        partial = cuda.device_array(nb, dtype=np.float64)
-        _kernel("max_abs", v.dtype, tpb)[nb, tpb, 0, _tree_bytes(tpb)](v, partial)
+        partial = cuda.device_array((1, nb), dtype=np.float64)
+        _kernel("block_reduce", v.dtype, tpb, "max_abs")[nb, tpb, 0, _tree_bytes(tpb)](v, partial)
         if nb == 1:
-            return float(partial.copy_to_host()[0])
-        v = partial
+            return float(partial.copy_to_host()[0, 0])
+        v = _flat(partial)
 
 
 def forward_hidden(W, A_prev, b, activation):
