@@ -239,7 +239,7 @@ def _gemm_runner(dtype, n):
 SETTLE_S = 0.15
 
 
-def _time_interleaved(runs, rounds, target_s, seed=0):
+def _time_interleaved(runs, rounds, target_s, seed=0, settle_s=None):
     """Median seconds per step of each runner; runners interleaved, shuffled each round."""
     reps = {}
     for name, run in runs.items():
@@ -258,7 +258,7 @@ def _time_interleaved(runs, rounds, target_s, seed=0):
     for _ in range(rounds):
         for i in rng.permutation(len(names)):
             name = names[i]
-            time.sleep(SETTLE_S)
+            time.sleep(SETTLE_S if settle_s is None else settle_s)
             t0 = time.perf_counter()
             inner = runs[name](reps[name])  # a worker's own timing, without the pipe
             elapsed = inner if isinstance(inner, float) else time.perf_counter() - t0
@@ -297,8 +297,13 @@ def kernel_table(rounds):
             runs[f"{name} fused backward"] = (lambda bk=bk: bk.backward_hidden(dA, A, "relu", scale))
             runs[f"{name} adam (2048x2048)"] = (lambda bk=bk: bk.adam_update(
                 P, G, M, V, c(1e-9), c(0.9), c(0.999), c(1e-8), 1))
+        # No settle pause: no contender here runs BLAS (whose threads spin after a
+        # product), and a process that sleeps lets the second core go idle, after
+        # which a whole sample of numba-parallel ran at serial speed (measured: 0.29
+        # ms per call after a 20 ms sleep, 0.18 ms after 20 ms of other work).  In
+        # training the kernels run back to back.
         med = _time_interleaved({k: (lambda n, f=f: [f() for _ in range(n)]) for k, f in runs.items()},
-                               rounds, 0.05)
+                               rounds, 0.05, settle_s=0.0)
         for k, v in med.items():
             rows.append((np.dtype(dtype).name, k, v))
     return rows
