@@ -152,14 +152,18 @@ def _column_loss(Z, A, Y, j, code):
 
 
 @cuda.jit(device=True)
-def _tree_max(s, t, size):
-    """Fold s[0:size] into s[0] by max (exact in any order); every thread of the block calls it."""
+def _tree_fold(s, t, size, take_max):
+    """Fold s[0:size] into s[0] pairwise in a fixed order, by + (or by max when take_max);
+    every thread of the block calls it."""
     half = 1
     while half * 2 < size:
         half *= 2
     while half > 0:
         if t < half and t + half < size:
-            s[t] = max(s[t], s[t + half])
+            if take_max:
+                s[t] = max(s[t], s[t + half])
+            else:
+                s[t] += s[t + half]
         cuda.syncthreads()
         half //= 2
 
@@ -167,14 +171,7 @@ def _tree_max(s, t, size):
 @cuda.jit(device=True)
 def _tree_sum(s, t, size):
     """Fold s[0:size] into s[0] pairwise in a fixed order; every thread of the block calls it."""
-    half = 1
-    while half * 2 < size:
-        half *= 2
-    while half > 0:
-        if t < half and t + half < size:
-            s[t] += s[t + half]
-        cuda.syncthreads()
-        half //= 2
+    _tree_fold(s, t, size, False)
 
 
 # --------------------------------------------------------------- kernel factories
@@ -415,10 +412,7 @@ def _make_block_reduce(dtype, tpb, op):
                 v = a if finite else math.inf
         s[t] = v
         cuda.syncthreads()
-        if count:
-            _tree_sum(s, t, tpb)
-        else:
-            _tree_max(s, t, tpb)
+        _tree_fold(s, t, tpb, not count)
         if t == 0:
             partial[0, b] = s[0]
 
