@@ -50,7 +50,8 @@ def _numpy_blas_paths():
     loaded = _loaded_libraries()
     if loaded is None:
         return []
-    return [p for p in found if os.path.realpath(p) in {os.path.realpath(q) for q in loaded}]
+    loaded = {os.path.realpath(q) for q in loaded}
+    return [p for p in found if os.path.realpath(p) in loaded]
 
 
 def _bind(lib, t, ctype, scalar):

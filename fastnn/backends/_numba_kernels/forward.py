@@ -30,7 +30,7 @@ def bias_add(Z, b):
 
 
 @jit
-def _max_into(z, mx):
+def max_into(z, mx):
     """mx = max(mx, z) elementwise on 1-D slices (a NaN in z propagates)."""
     for j in range(z.size):
         v = z[j]
@@ -71,7 +71,7 @@ def bias_softmax(Z, b, A):
             bias_act_slice(Z[i, j0:j1], b[i, 0], IDENTITY, b[i, 0])
         mx = Z[0, j0:j1].copy()
         for i in range(1, n):
-            _max_into(Z[i, j0:j1], mx)
+            max_into(Z[i, j0:j1], mx)
         s = np.zeros_like(mx)
         for i in range(n):
             _exp_shifted(Z[i, j0:j1], mx, A[i, j0:j1], s)

@@ -8,6 +8,7 @@ from numba import prange
 
 from .._numba_config import BLOCK, jit
 from .activation import SIGMOID, sum_slice
+from .forward import max_into
 from .vmath import exp_nonpos
 
 
@@ -72,14 +73,6 @@ def _widen_into(z, out):
 
 
 @jit
-def _max_into(z, mx):
-    """mx = max(mx, float64(z)) elementwise on 1-D slices (a NaN in z propagates)."""
-    for j in range(z.size):
-        v = float(z[j])
-        mx[j] = v if (v > mx[j]) | (v != v) else mx[j]
-
-
-@jit
 def _sum_exp_into(z, mx, s):
     """s += exp(z - mx) in float64 on 1-D slices (NaN passes through)."""
     for j in range(z.size):
@@ -103,10 +96,11 @@ def loss_softmax(Z, Y, partial):
     for k in prange(nb):
         j0 = k * BLOCK
         j1 = min(j0 + BLOCK, m)
-        lse = np.empty(j1 - j0)
-        _widen_into(Z[0, j0:j1], lse)
+        mx = Z[0, j0:j1].copy()
         for i in range(1, n):
-            _max_into(Z[i, j0:j1], lse)
+            max_into(Z[i, j0:j1], mx)  # exact in the dtype, then widened
+        lse = np.empty(j1 - j0)
+        _widen_into(mx, lse)
         s = np.zeros_like(lse)
         for i in range(n):
             _sum_exp_into(Z[i, j0:j1], lse, s)

@@ -44,24 +44,26 @@ def _momentum_slice(p, g, v, lr, beta, one_minus_beta):
         p[j] -= lr * v[j]
 
 
+@jit(inline="always")
+def _adam_at(p, mm, v, j, gj, beta1, c1, beta2, c2, step, eps_t):
+    """One Adam step of entry j with gradient gj."""
+    mm[j] = mm[j] * beta1 + c1 * gj
+    v[j] = v[j] * beta2 + c2 * (gj * gj)
+    p[j] -= step * mm[j] / (math.sqrt(v[j]) + eps_t)
+
+
 @jit
 def _adam_slice(p, g, mm, v, beta1, c1, beta2, c2, step, eps_t):
     """One Adam step on 1-D slices (see :func:`adam`)."""
     for j in range(p.size):
-        gj = g[j]
-        mm[j] = mm[j] * beta1 + c1 * gj
-        v[j] = v[j] * beta2 + c2 * (gj * gj)
-        p[j] -= step * mm[j] / (math.sqrt(v[j]) + eps_t)
+        _adam_at(p, mm, v, j, g[j], beta1, c1, beta2, c2, step, eps_t)
 
 
 @jit
 def _adam_folded_slice(p, g, mm, v, beta1, c1, beta2, c2, step, eps_t, g_scale, l2):
     """_adam_slice on the gradient g * g_scale + l2 * p (the dW epilogue, as scale_add)."""
     for j in range(p.size):
-        gj = g[j] * g_scale + l2 * p[j]
-        mm[j] = mm[j] * beta1 + c1 * gj
-        v[j] = v[j] * beta2 + c2 * (gj * gj)
-        p[j] -= step * mm[j] / (math.sqrt(v[j]) + eps_t)
+        _adam_at(p, mm, v, j, g[j] * g_scale + l2 * p[j], beta1, c1, beta2, c2, step, eps_t)
 
 
 @jit
