@@ -130,7 +130,7 @@ SATURATION_LEVELS = [1e-3, 1e-6, 1e-8, 1e-12, 1e-17]
 
 def require_backend(name):
     """The backend module ``name``, or NotImplementedError (asv's "skip") when
-    it does not run here: what ``fastnn.available_backends()[name] is not None``
+    it does not run here: what ``not fastnn.available_backends()[name].available``
     says, checked for this one backend only (so a CPU benchmark never
     initialises a CUDA driver), and also when this version of fastnn does not
     register the name at all."""

@@ -273,7 +273,7 @@ def kernel_table(rounds):
     """Fused backward at (2048, 512) against a tight NumPy version, and
     numba-parallel against numba on elementwise kernels (fused backward, Adam)."""
     rows = []
-    names = [n for n in ("numba", "numba-parallel") if available_backends()[n] is None]
+    names = [n for n in ("numba", "numba-parallel") if available_backends()[n].available]
     for dtype in (np.float32, np.float64):
         rng = np.random.default_rng(0)
         dA = rng.standard_normal((2048, 512)).astype(dtype)
@@ -371,7 +371,7 @@ def main(argv=None):
         args.rounds, args.configs, args.dtypes = 3, "planar,mnist", "float32"
     status = available_backends()
     backends = args.backends.split(",") if args.backends else [
-        n for n, why in status.items() if why is None and n != "cuda"]
+        n for n, st in status.items() if st.available and n != "cuda"]
     print(f"fastnn {fastnn.__version__}, numpy {np.__version__}, {os.cpu_count()} cores")
     if os.environ.get("FASTNN_BENCH_UNSET_OPENBLAS"):
         print("OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE were set: unset for this run")

@@ -48,8 +48,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
     X, Y, what = load_data()
     print(f"{what}: X {X.shape}, {args.iterations} iterations, float64")
-    backends = [None, "auto"] + [n for n, why in available_backends().items()
-                                 if why is None and n not in ("numpy", "cuda")]
+    backends = [None, "auto"] + [n for n, st in available_backends().items()
+                                 if st.available and n not in ("numpy", "cuda")]
     for model, dims in ((dnn.two_layer_model, (12288, 7, 1)), (dnn.L_layer_model, [12288, 20, 7, 5, 1])):
         model(X, Y, dims, num_iterations=2, backend="auto")  # JIT warm-up, outside the timings
         times = {b: [] for b in backends}

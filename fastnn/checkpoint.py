@@ -105,10 +105,13 @@ def remove_stale_temps(path):
 def read_npz(path, name):
     """All arrays of an ``.npz`` file; anything unreadable is a FastnnValueError naming ``name``."""
     try:
-        with np.load(path, allow_pickle=False) as data:
+        # The file is opened here so that it is closed also when NumPy refuses it.
+        with open(path, "rb") as fh:
+            data = np.load(fh, allow_pickle=False)
             if not hasattr(data, "files"):
                 raise ValueError("not an .npz archive")
-            return {k: data[k] for k in data.files}
+            with data:
+                return {k: data[k] for k in data.files}
     except (FileNotFoundError, IsADirectoryError, PermissionError):
         raise
     except MemoryError:

@@ -27,4 +27,16 @@ class DivergenceError(FloatingPointError):
 
 
 class BackendUnavailableError(RuntimeError):
-    """A backend was requested by name but cannot run on this machine."""
+    """A backend was requested by name but cannot run on this machine.
+
+    ``status`` is the backend's :class:`fastnn.backends.BackendStatus` (its
+    ``state`` says whether it is not installed, has no device, or is broken).
+    """
+
+    def __init__(self, message, status=None):
+        super().__init__(message)
+        self.status = status
+
+
+class NoDeviceError(ImportError):
+    """Raised while importing a device backend (CUDA) on a machine without the device."""

@@ -77,7 +77,7 @@ def point_key(point):
 def _available_backends(names):
     from .backends import available_backends
     status = available_backends()
-    return tuple(n for n in names if status.get(n, "unknown") is None)
+    return tuple(n for n in names if n in status and status[n].available)
 
 
 def sweep_points(preset="medium", *, dtypes=None, scalings=None, ms=None, seeds=None, steps=None,

@@ -42,11 +42,24 @@ For float32 results the reference is the float64 naive computation on the
 same (float32-representable) inputs, so the error measured is float32's own.
 """
 
+import importlib.util
 import math
+import os
 import sys
+
+# scikit-learn's array-API estimator check runs only when SciPy's array-API
+# mode is on, which must be set before SciPy is first imported.
+os.environ.setdefault("SCIPY_ARRAY_API", "1")
 
 import numpy as np
 import pytest
+from hypothesis import settings as _hypothesis_settings
+
+# CI runs the same examples every time (a failure there is reproducible, never a
+# draw's luck); elsewhere hypothesis explores new examples on every run.
+_hypothesis_settings.register_profile("ci", derandomize=True, print_blob=True)
+if os.environ.get("CI"):
+    _hypothesis_settings.load_profile("ci")
 
 import fastnn
 from fastnn.backends import REGISTRY
@@ -68,6 +81,9 @@ def pytest_plugin_registered(plugin, manager):
 
 #: Bound on gradcheck's relative error for a correct float64 gradient.
 GRADCHECK_TOL = 1e-7
+#: Step of the tests' own central differences (float64): near eps^(1/3), where
+#: truncation (h^2 |F'''| / 6) and rounding (eps |F| / h) errors are both ~1e-10.
+FD_STEP = 1e-5
 #: A planted bug (wrong 1/m, missing transpose) must push gradcheck above this.
 PLANTED_MIN = 1e-3
 
@@ -88,6 +104,52 @@ DTYPES = (np.float32, np.float64)
 #: Problem size the fixed table below is computed for (the suite's small nets:
 #: widths and m <= 16).
 DEFAULT_N_TERMS = 16
+
+
+#: Comparisons that are not one reduction, each in units of the dtype's eps
+#: (the ``*_rtol`` helpers below turn them into relative tolerances):
+#:
+#: SAME_OPS_ULPS -- the same operations in the same order on both sides (the
+#: course's helpers against fastnn's on the same call): bitwise equal, but a
+#: BLAS may pick another kernel for the same call (other blocking), a few ulp
+#: per product; 4096 ulp (9e-13 in float64) leaves room for that and nothing
+#: else: a real difference (a wrong 1/m, order or seed) is O(1e-3) or more.
+SAME_OPS_ULPS = 4096
+#: TRAJECTORY_ULPS -- two training runs that differ only in rounding (another
+#: summation order in a GEMM or reduction; fastnn vs scikit-learn, numpy vs
+#: numba) over a few dozen optimizer steps, relative to the largest value
+#: compared.  Measured at most ~3 eps over 3-10 epochs of 2-7 steps; 100 leaves
+#: a margin of ~30, while a real difference in the math is O(1e-3) or more.
+TRAJECTORY_ULPS = 100
+#: LIBM_ULPS -- an elementwise formula of exp/log evaluated by NumPy and by
+#: Python's math (each within 1 ulp of exact) with up to three more rounded
+#: operations (sigmoid: exp, add, divide): at most ~4 ulp apart; 8 for margin.
+LIBM_ULPS = 8
+#: LAYERED_C -- vectorised results against a scalar-loop reference through
+#: ``depth`` layers of n-term sums: |err| <= n eps sum|terms| per layer (the
+#: classical worst case), sum|terms| bounded by the largest entry, and a factor
+#: 64 for exp/log ulps, the 1/m scaling and sigmoid's s (1 - s).
+LAYERED_C = 64
+
+
+def same_ops_rtol(dtype=np.float64):
+    """Relative tolerance for the same operations in the same order (SAME_OPS_ULPS)."""
+    return SAME_OPS_ULPS * float(np.finfo(dtype).eps)
+
+
+def trajectory_rtol(dtype=np.float64):
+    """Relative tolerance between two training runs differing in rounding only (TRAJECTORY_ULPS)."""
+    return TRAJECTORY_ULPS * float(np.finfo(dtype).eps)
+
+
+def libm_rtol(dtype=np.float64, operations=1):
+    """Relative tolerance for ``operations`` chained exp/log formulas, NumPy against math (LIBM_ULPS)."""
+    return LIBM_ULPS * operations * float(np.finfo(dtype).eps)
+
+
+def layered_rtol(n_terms, depth=1, dtype=np.float64):
+    """Worst-case tolerance through ``depth`` layers of ``n_terms``-term sums (LAYERED_C)."""
+    return LAYERED_C * float(np.finfo(dtype).eps) * max(int(n_terms), 1) * depth
 
 
 def tol(dtype, n_terms=DEFAULT_N_TERMS):
@@ -138,18 +200,116 @@ def assert_grads_close(actual, expected, dtype, n_terms=DEFAULT_N_TERMS, magnitu
                      None if magnitudes is None else magnitudes[key], err_msg=f"{err_msg} [{key}]")
 
 
-def _backend_params():
-    status = fastnn.available_backends()
-    params = []
-    for name in REGISTRY:
-        reason = status.get(name)
-        marks = [pytest.mark.skip(reason=f"backend {name!r} unavailable: {reason}")] if reason else []
-        params.append(pytest.param(name, id=name, marks=marks))
-    return params
+# --------------------------------------------------------------------------
+# The gate: which backends must load, and which skips are allowed.
+# --------------------------------------------------------------------------
+
+#: Every backend's status here (fastnn.backends.BackendStatus).
+BACKEND_STATUS = fastnn.available_backends()
 
 
-#: Backend names in REGISTRY, as pytest params (unavailable ones skipped with the reason).
-BACKEND_PARAMS = _backend_params()
+def _required_backends():
+    """Backends whose failure to load fails the run instead of skipping.
+
+    ``FASTNN_REQUIRE_BACKENDS`` (comma-separated names) when set; otherwise
+    ``numpy``, plus ``numba`` and ``numba-parallel`` wherever Numba is
+    installed: an installed backend that does not load is a bug, never a skip.
+    """
+    env = os.environ.get("FASTNN_REQUIRE_BACKENDS", "").strip()
+    if env:
+        names = {n.strip() for n in env.split(",") if n.strip()}
+        unknown = names - set(REGISTRY)
+        if unknown:
+            raise pytest.UsageError(f"FASTNN_REQUIRE_BACKENDS names unknown backends {sorted(unknown)}")
+        return frozenset(names)
+    names = {"numpy"}
+    if importlib.util.find_spec("numba") is not None:
+        names |= {"numba", "numba-parallel"}
+    return frozenset(names)
+
+
+REQUIRED_BACKENDS = _required_backends()
+
+#: The only skip reasons the suite allows: a run in which any other test is
+#: skipped fails (``pytest_sessionfinish`` below).  CUDA without a GPU (and
+#: without the simulator) is the one named exception.
+ALLOWED_SKIP_PREFIXES = ("CUDA hardware:",)
+
+
+def skip_reason(name):
+    """Why backend ``name`` is skipped here, or None when its tests must run.
+
+    A required backend never skips (its tests fail if it does not load); the
+    CUDA backend without a device or without numba-cuda skips with a reason
+    on the allow-list; any other unavailable backend skips with a reason that
+    is not, so the run fails at its end.
+    """
+    status = BACKEND_STATUS[name]
+    if status.available or name in REQUIRED_BACKENDS:
+        return None
+    if name == "cuda":
+        return f"CUDA hardware: backend 'cuda' {status}"
+    return f"backend {name!r} {status}"
+
+
+def backend_param(name):
+    """``name`` as a pytest param, skipped only as :func:`skip_reason` says."""
+    reason = skip_reason(name)
+    return pytest.param(name, id=name, marks=[pytest.mark.skip(reason=reason)] if reason else [])
+
+
+def backend_params(names=None):
+    """:func:`backend_param` for each of ``names`` (default: every registered backend)."""
+    return [backend_param(n) for n in (REGISTRY if names is None else names)]
+
+
+def requires_backends(*names):
+    """Marker: run the test only where these backends run (see :func:`skip_reason`)."""
+    reasons = [r for r in map(skip_reason, names) if r]
+    return pytest.mark.skipif(bool(reasons), reason="; ".join(reasons) or "unused")
+
+
+_disallowed_skips = []
+
+
+def _skip_text(report):
+    longrepr = report.longrepr
+    text = longrepr[2] if isinstance(longrepr, tuple) and len(longrepr) == 3 else str(longrepr)
+    return text[len("Skipped: "):] if text.startswith("Skipped: ") else text
+
+
+def pytest_runtest_logreport(report):
+    """Record every skip whose reason is not on ALLOWED_SKIP_PREFIXES."""
+    if report.skipped and not hasattr(report, "wasxfail"):
+        reason = _skip_text(report)
+        if not reason.startswith(ALLOWED_SKIP_PREFIXES):
+            _disallowed_skips.append((report.nodeid, reason))
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Fail a run that skipped a test for a reason not on the allow-list."""
+    if _disallowed_skips and exitstatus == 0:
+        session.exitstatus = 1
+
+
+def pytest_terminal_summary(terminalreporter):
+    if _disallowed_skips:
+        tr = terminalreporter
+        tr.section("skips not on the allow-list (the run fails)", red=True)
+        for nodeid, reason in _disallowed_skips[:50]:
+            tr.line(f"{nodeid}: {reason}")
+        if len(_disallowed_skips) > 50:
+            tr.line(f"... and {len(_disallowed_skips) - 50} more")
+        tr.line(f"allowed skip reasons start with one of {ALLOWED_SKIP_PREFIXES}")
+
+
+def pytest_report_header(config):
+    return (f"fastnn backends: " + ", ".join(f"{n} {s.state}" for n, s in BACKEND_STATUS.items())
+            + f"; required: {', '.join(sorted(REQUIRED_BACKENDS))}")
+
+
+#: Backend names in REGISTRY, as pytest params (see :func:`skip_reason`).
+BACKEND_PARAMS = backend_params()
 
 
 @pytest.fixture(params=BACKEND_PARAMS)

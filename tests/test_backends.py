@@ -16,13 +16,10 @@ from fastnn import _passes
 from fastnn.backends import REGISTRY, get_backend
 from fastnn.backends._numba_config import BLOCK
 
-from conftest import assert_close, make_problem, n_out_for, tol
+from conftest import assert_close, backend_params, make_problem, n_out_for, requires_backends, tol
 import naive
 
-STATUS = fastnn.available_backends()
-COMPILED = [pytest.param(n, id=n, marks=[pytest.mark.skip(reason=f"unavailable: {STATUS[n]}")]
-                         if STATUS[n] else [])
-            for n in REGISTRY if n not in ("numpy", "cuda")]
+COMPILED = backend_params([n for n in REGISTRY if n not in ("numpy", "cuda")])
 HIDDEN = ("identity", "sigmoid", "tanh", "relu", "leaky_relu")
 OUTPUTS = ("sigmoid", "softmax", "identity")
 REF = get_backend("numpy")
@@ -383,6 +380,14 @@ def test_sgd_loop_equals_plain_steps(name, dtype, route, scaling, l2, monkeypatc
         assert_close(y, x, dtype, n, magnitude=np.abs(x) + np.max(np.abs(x)))
 
 
+#: The divergence tests drive weights to overflow on purpose: NumPy's warnings
+#: for it are expected there (and only there).
+DIVERGENCE_WARNINGS = [pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning"),
+                       pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")]
+
+
+@DIVERGENCE_WARNINGS[0]
+@DIVERGENCE_WARNINGS[1]
 @pytest.mark.parametrize("name", ["numpy"] + COMPILED)
 def test_sgd_loop_fused_update_stops_where_plain_steps_stop(name):
     """Divergence through the weight_step route: the loop stops at the same step as the
@@ -401,6 +406,8 @@ def test_sgd_loop_fused_update_stops_where_plain_steps_stop(name):
     assert runs["sgd_loop"] == runs["plain"]
 
 
+@DIVERGENCE_WARNINGS[0]
+@DIVERGENCE_WARNINGS[1]
 @pytest.mark.parametrize("name", COMPILED)
 def test_compiled_loop_stops_at_divergence(name):
     params, X, Y = make_problem([3, 8, 1], 20, "identity", np.float64, seed=2)
@@ -432,11 +439,17 @@ def test_gradients_match_numpy_any_shape(name, dims, m, hidden, output, f32):
     c_ref, g_ref = fastnn.gradients(params, X, Y, hidden=hidden, output=output, backend="numpy")
     c, g = fastnn.gradients(params, X, Y, hidden=hidden, output=output, backend=name)
     n = max(m, max(dims))
+    # Each entry against the sum of |terms| it is made of (conftest's model): the two
+    # backends round differently (the float32 softmax loss cancels log-sum-exp against
+    # z_y), and a small entry made of large terms may differ by many ulp of itself.
+    p64 = {k: v.astype(np.float64) for k, v in params.items()}
+    J_mag, mags = naive.gradient_magnitudes(p64, X.astype(np.float64), Y.astype(np.float64),
+                                            hidden, output)
     for k in g_ref:
         assert g[k].dtype == dtype
-        assert_close(g[k], g_ref[k], dtype, n, magnitude=np.abs(g_ref[k]) + np.max(np.abs(g_ref[k])),
+        assert_close(g[k], g_ref[k], dtype, n, magnitude=mags[k],
                      err_msg=k)
-    assert abs(c - c_ref) <= tol(dtype, n)[0] * abs(c_ref) * 4
+    assert_close(c, c_ref, dtype, n, magnitude=J_mag, err_msg="cost")
 
 
 @pytest.mark.parametrize("name", COMPILED)
@@ -484,7 +497,7 @@ print(json.dumps({k: v.tobytes().hex() for k, v in g.items()}))
 """
 
 
-@pytest.mark.skipif(STATUS.get("numba-parallel") is not None, reason="numba-parallel unavailable")
+@requires_backends("numba-parallel")
 def test_parallel_results_do_not_depend_on_thread_count():
     outs = []
     for threads in ("1", "2"):
@@ -495,8 +508,7 @@ def test_parallel_results_do_not_depend_on_thread_count():
     assert outs[0] == outs[1]
 
 
-@pytest.mark.skipif(STATUS.get("numba") is not None or STATUS.get("numba-parallel") is not None,
-                    reason="Numba backends unavailable")
+@requires_backends("numba", "numba-parallel")
 def test_serial_and_parallel_are_bitwise_equal(dtype):
     params, X, Y = make_problem([8, 16, 12, 4], 3001, "softmax", dtype, seed=9)
     g1 = fastnn.gradients(params, X, Y, hidden="leaky_relu", output="softmax", backend="numba")[1]
@@ -506,12 +518,11 @@ def test_serial_and_parallel_are_bitwise_equal(dtype):
         np.testing.assert_array_equal(g1[k], g2[k])
 
 
+@requires_backends("numba", "numba-parallel")
 def test_auto_picks_a_compiled_backend_by_work():
     from fastnn.backends import AUTO_PARALLEL_MIN
-    if STATUS.get("numba") is None:
-        assert get_backend("auto", 10).NAME == "numba"
-    if STATUS.get("numba-parallel") is None:
-        assert get_backend("auto", AUTO_PARALLEL_MIN).NAME == "numba-parallel"
+    assert get_backend("auto", 10).NAME == "numba"
+    assert get_backend("auto", AUTO_PARALLEL_MIN).NAME == "numba-parallel"
 
 
 @pytest.mark.parametrize("name", COMPILED)

@@ -9,12 +9,9 @@ import fastnn
 from fastnn import _passes
 from fastnn.backends import REGISTRY, get_backend
 
-from conftest import assert_close, make_problem, n_out_for
+from conftest import assert_close, backend_params, make_problem, n_out_for
 
-STATUS = fastnn.available_backends()
-HOST = [pytest.param(n, id=n, marks=[pytest.mark.skip(reason=f"unavailable: {STATUS[n]}")]
-                     if STATUS[n] else [])
-        for n in REGISTRY if n != "cuda"]
+HOST = backend_params([n for n in REGISTRY if n != "cuda"])
 REF = get_backend("numpy")
 DIMS = [40, 5, 4]  # n0 = 40 > m = 7: the shape the dual form is for
 M, ITERS = 7, 30

@@ -17,7 +17,7 @@ import pytest
 
 import fastnn
 import naive
-from fastnn_suite import assert_close, make_problem
+from fastnn_suite import GRADCHECK_TOL, assert_close, make_problem
 
 BLOCKED = ("numba", "llvmlite", "scipy")
 
@@ -29,7 +29,7 @@ CHILD = textwrap.dedent(r'''
     class Blocker(importlib.abc.MetaPathFinder):
         def find_spec(self, name, path=None, target=None):
             if name.partition(".")[0] in BLOCKED:
-                raise ImportError(f"No module named {name!r} (blocked by test_no_numba)")
+                raise ModuleNotFoundError(f"No module named {name!r} (blocked by test_no_numba)", name=name)
             return None
 
     sys.meta_path.insert(0, Blocker())
@@ -55,8 +55,8 @@ CHILD = textwrap.dedent(r'''
         fastnn.set_backend("auto")
         J4, _ = fastnn.gradients(params, X, Y, **kw)
         working = {}
-        for name, reason in status.items():
-            if reason is None:   # every backend that claims to work must work
+        for name, st in status.items():
+            if st.available:   # every backend that claims to work must work
                 working[name] = fastnn.gradients(params, X, Y, backend=name, **kw)[0]
             else:
                 try:
@@ -71,7 +71,7 @@ CHILD = textwrap.dedent(r'''
                                       for k in grads) and J4 == J,
         "dtypes": sorted({str(v.dtype) for v in grads.values()}),
         "AL": AL.tolist(), "cache_backend": cache.backend, "gradcheck": err,
-        "status": status, "working": working,
+        "status": {n: [st.state, st.reason] for n, st in status.items()}, "working": working,
         "blocked_loaded": sorted(m for m in sys.modules if m.partition(".")[0] in BLOCKED),
         "warnings": [f"{w.category.__name__}: {w.message}" for w in caught],
     }))
@@ -103,11 +103,11 @@ def child(problem):
 
 def test_imports_and_runs_without_numba(child):
     assert child["blocked_loaded"] == [], "a blocked module got imported"
-    assert child["status"]["numpy"] is None
+    assert child["status"]["numpy"] == ["available", ""]
     assert child["cache_backend"] == "numpy"
     assert child["dtypes"] == ["float64"]
     assert child["same_again"]
-    assert child["gradcheck"] < 1e-7
+    assert child["gradcheck"] < GRADCHECK_TOL
     for name in fastnn.backends.REGISTRY:
         assert name in child["status"]
     # a backend that reports itself available works; an unavailable one raises
@@ -118,8 +118,8 @@ def test_imports_and_runs_without_numba(child):
 def test_backends_needing_numba_report_why(child):
     needs_numba = [n for n in fastnn.backends.REGISTRY if "numba" in fastnn.backends.REGISTRY[n]]
     for name in needs_numba:
-        reason = child["status"][name]
-        assert reason, f"backend {name!r} claims to work with numba blocked"
+        state, reason = child["status"][name]
+        assert state == "not installed", f"backend {name!r}: {state} with numba absent ({reason})"
         assert "numba" in reason.lower() or "llvmlite" in reason.lower(), reason
 
 

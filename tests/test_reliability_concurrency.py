@@ -23,10 +23,9 @@ import numpy as np
 import pytest
 
 import fastnn
-from fastnn_suite import BACKEND_PARAMS
+from fastnn_suite import BACKEND_PARAMS, requires_backends
 
 CPU = [p for p in BACKEND_PARAMS if p.values[0] != "cuda"]
-PARALLEL_OK = fastnn.available_backends().get("numba-parallel") is None
 
 
 def _data(seed, n0=20, m=1500, classes=3, dtype=np.float64):
@@ -129,7 +128,7 @@ def _child(mode, **env):
     return json.loads(res.stdout.strip().splitlines()[-1])
 
 
-@pytest.mark.skipif(not PARALLEL_OK, reason="numba-parallel unavailable")
+@requires_backends("numba-parallel")
 def test_results_do_not_depend_on_numba_num_threads():
     one = _child("sequential", NUMBA_NUM_THREADS="1")
     two = _child("sequential", NUMBA_NUM_THREADS="2")
@@ -137,7 +136,7 @@ def test_results_do_not_depend_on_numba_num_threads():
     assert one["params"] == two["params"]
 
 
-@pytest.mark.skipif(not PARALLEL_OK, reason="numba-parallel unavailable")
+@requires_backends("numba-parallel")
 def test_workqueue_layer_two_threads_do_not_abort():
     """Regression: two threads on numba-parallel under the workqueue layer aborted the
     interpreter; now the launches are serialised and the results are the sequential ones."""

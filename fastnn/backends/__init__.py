@@ -6,10 +6,12 @@ Backends are imported on first use, so ``import fastnn`` does not pay for Numba
 """
 
 import importlib
+import importlib.util
 import os
 import warnings
+from dataclasses import dataclass
 
-from ..errors import BackendUnavailableError, FastnnValueError
+from ..errors import BackendUnavailableError, FastnnValueError, NoDeviceError
 
 #: backend name -> module that implements it.
 REGISTRY = {
@@ -32,30 +34,102 @@ _AUTO_ORDER_SMALL = ("numba", "numpy")
 #: (wide, [2048, 2048, 2048, 10], m = 512: 172 vs 189 ms a step, float32).
 AUTO_PARALLEL_MIN = 1 << 18
 
+#: backend name -> the third-party packages it needs; a backend whose load fails
+#: because one of these is absent is "not installed", any other failure "broken".
+REQUIRES = {
+    "numpy": (),
+    "numba": ("numba", "llvmlite"),
+    "numba-parallel": ("numba", "llvmlite"),
+    "cuda": ("numba", "llvmlite", "numba.cuda"),
+}
+
+#: The pip distribution that provides each package of REQUIRES.
+_PIP_NAME = {"numba": "numba", "llvmlite": "numba", "numba.cuda": "numba-cuda"}
+
+#: The states of :class:`BackendStatus`.
+AVAILABLE, NOT_INSTALLED, NO_DEVICE, BROKEN = "available", "not installed", "no device", "broken"
+
+
+@dataclass(frozen=True)
+class BackendStatus:
+    """Whether a backend works here, and if not, why.
+
+    ``state`` is ``"available"``; ``"not installed"`` (a package it needs is
+    absent: ``pip install`` it); ``"no device"`` (CUDA: no GPU or driver and
+    the simulator is off); or ``"broken"`` (everything it needs is installed,
+    yet loading it failed: a bug, or incompatible versions).  ``reason`` is the
+    error text (empty when available).  True in a boolean context exactly when
+    the backend is available.
+    """
+
+    name: str
+    state: str
+    reason: str = ""
+
+    @property
+    def available(self):
+        """True when the backend loads and runs here."""
+        return self.state == AVAILABLE
+
+    def __bool__(self):
+        return self.available
+
+    def __str__(self):
+        return self.state if self.available else f"{self.state}: {self.reason}"
+
+
 _loaded = {}
-_unavailable = {}
+_status = {}
 _default = None
+
+
+def _missing_requirement(name, exc):
+    """The required package whose absence caused ``exc``, else None."""
+    if not isinstance(exc, ModuleNotFoundError) or not exc.name:
+        return None
+    for package in REQUIRES[name]:
+        if exc.name == package or exc.name.startswith(package + "."):
+            try:
+                found = importlib.util.find_spec(package) is not None
+            except (ImportError, ValueError):
+                found = False
+            if not found:
+                return package
+    return None
+
+
+def _classify(name, exc):
+    """BackendStatus for a backend whose import raised ``exc``."""
+    reason = f"{type(exc).__name__}: {exc}"
+    if isinstance(exc, NoDeviceError):
+        return BackendStatus(name, NO_DEVICE, reason)
+    package = _missing_requirement(name, exc)
+    if package is not None:
+        return BackendStatus(name, NOT_INSTALLED, f"{reason} (pip install {_PIP_NAME[package]})")
+    return BackendStatus(name, BROKEN, f"installed but failed to load: {reason}")
 
 
 def _load(name):
     if name in _loaded:
         return _loaded[name]
-    if name in _unavailable:
-        raise BackendUnavailableError(f"backend {name!r} is not available: {_unavailable[name]}")
+    if name in _status:
+        raise BackendUnavailableError(f"backend {name!r} is not available: {_status[name]}",
+                                      status=_status[name])
     try:
         module = importlib.import_module(REGISTRY[name])
     except Exception as exc:  # ImportError, or a CUDA driver error at import
-        _unavailable[name] = f"{type(exc).__name__}: {exc}"
+        _status[name] = _classify(name, exc)
         raise BackendUnavailableError(
-            f"backend {name!r} is not available: {_unavailable[name]}") from exc
+            f"backend {name!r} is not available: {_status[name]}", status=_status[name]) from exc
     _loaded[name] = module
+    _status[name] = BackendStatus(name, AVAILABLE)
     return module
 
 
-def _check_name(name):
+def _check_name(name, source="backend"):
     if not isinstance(name, str) or (name not in REGISTRY and name != "auto"):
         raise FastnnValueError(
-            f"backend: unknown backend {name!r}; expected 'auto' or one of {tuple(REGISTRY)}")
+            f"{source}: unknown backend {name!r}; expected 'auto' or one of {tuple(REGISTRY)}")
     return name
 
 
@@ -83,7 +157,9 @@ def get_backend(name=None, work=None):
     """
     global _warned
     if name is None:
-        name = _default or os.environ.get("FASTNN_BACKEND") or "auto"
+        if _default is None and os.environ.get("FASTNN_BACKEND"):
+            name = _check_name(os.environ["FASTNN_BACKEND"], "environment variable FASTNN_BACKEND")
+        name = name or _default or "auto"
     _check_name(name)
     if name != "auto":
         return _load(name)
@@ -95,19 +171,22 @@ def get_backend(name=None, work=None):
             continue
         if candidate == "numpy" and not _warned:
             _warned = True
-            warnings.warn("fastnn: Numba is not available, using the NumPy backend "
-                          f"({_unavailable.get('numba', '')})", RuntimeWarning, stacklevel=3)
+            warnings.warn("fastnn: the Numba backends are not available, using the NumPy backend "
+                          f"(numba: {_status.get('numba', '')})", RuntimeWarning, stacklevel=3)
         return module
     return _load("numpy")
 
 
 def available_backends():
-    """Map each backend name to ``None`` when it works here, else the reason it does not."""
-    status = {}
+    """Map each backend name to its :class:`BackendStatus` (loading each one).
+
+    >>> {name: str(status) for name, status in available_backends().items()}  # doctest: +SKIP
+    {'numpy': 'available', 'numba': 'available', 'numba-parallel': 'available',
+     'cuda': "no device: NoDeviceError: numba.cuda found no usable CUDA GPU/driver ..."}
+    """
     for name in REGISTRY:
         try:
             _load(name)
-            status[name] = None
         except BackendUnavailableError:
-            status[name] = _unavailable[name]
-    return status
+            pass
+    return {name: _status[name] for name in REGISTRY}

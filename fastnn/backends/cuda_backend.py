@@ -51,12 +51,12 @@ from numba import cuda, float64, from_dtype
 
 from .. import _passes
 from ..activations import LEAKY_SLOPE
-from ..errors import SaturationError
+from ..errors import NoDeviceError, SaturationError
 from . import numpy_backend as _np_backend
 
 if not cuda.is_available():
-    # The registry turns this into BackendUnavailableError with this message.
-    raise ImportError(
+    # The registry turns this into BackendUnavailableError, state "no device".
+    raise NoDeviceError(
         "numba.cuda found no usable CUDA GPU/driver and the simulator is off "
         "(set NUMBA_ENABLE_CUDASIM=1 before numba is imported to simulate)")
 
