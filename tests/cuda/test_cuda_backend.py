@@ -659,6 +659,7 @@ def test_fit_parity(cb, tols, registered, net_launch, optimizer, output, options
           "cost")
 
 
+@pytest.mark.filterwarnings("ignore:Stochastic Optimizer. Maximum iterations:sklearn.exceptions.ConvergenceWarning")
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("solver", ["adam", "sgd"])
 def test_mlp_classifier_parity(cb, tols, registered, net_launch, solver, dtype):
