@@ -331,7 +331,9 @@ def test_dropout_backward_rederived_and_by_differences_with_the_masks_fixed():
         assert_close(grads[key], expected, np.float64, 7, magnitude=np.abs(expected).max())
     assert not grads["dA1"][masks[0] == 0].any()
     # Every forward call reseeds, so the masks stay fixed under the differences.
-    cost = lambda q: reg.compute_cost(reg.forward_propagation_with_dropout(X, q, keep_prob)[0], Y)  # noqa: E731
+    def cost(q):
+        return reg.compute_cost(reg.forward_propagation_with_dropout(X, q, keep_prob)[0], Y)
+
     assert relative_difference(grads, central_differences(cost, p)) < GRADCHECK_TOL
 
 
