@@ -26,7 +26,8 @@ def run(parameters, X, Y, hidden, learning_rate, num_iterations, backend, report
     parameters : dict
         ``W1, b1, ..., WL, bL`` (float64).
     X : ndarray, shape (n_x, m)
-    Y : ndarray, shape (1, m), float64 0/1 labels
+    Y : ndarray, shape (1, m) or (m,), float64 labels: any finite real values,
+        as the course's loop takes them (its public tests feed ``randn`` labels)
     hidden : {"relu", "tanh"}
         Hidden activation; the output layer is sigmoid.
     learning_rate : float
@@ -47,7 +48,9 @@ def run(parameters, X, Y, hidden, learning_rate, num_iterations, backend, report
         raise V.FastnnValueError(f"X: expected a non-empty (n_x, m) array, got shape {X.shape}")
     Ws, bs, _ = V.check_params(parameters, "parameters")
     X = V.check_X(X, Ws[0].shape[1], np.float64, n0_from="parameters['W1'] has n_0 columns")
-    Y = V.check_Y(Y, "sigmoid", Ws[-1].shape[0], X.shape[1], np.float64)
+    # Shape and finiteness only: the logit form of the cost, softplus(z) - y z,
+    # and dZ = A - Y equal the course's formulas for every real y, not just 0/1.
+    Y = V.check_Y(Y, "identity", Ws[-1].shape[0], X.shape[1], np.float64)
     bk = get_backend(backend, X.shape[1] * max(W.shape[0] for W in Ws))
     Ws = [bk.to_device(W.astype(np.float64, copy=True)) for W in Ws]
     bs = [bk.to_device(b.astype(np.float64, copy=True)) for b in bs]

@@ -150,18 +150,28 @@ def initialize_parameters_deep(layer_dims, *, variant="step"):
         ``W_l`` (n_l, n_{l-1}) and ``b_l`` (n_l, 1) for l = 1..L.
     """
     if variant == "step":
-        np.random.seed(3)
-    elif variant == "app":
-        np.random.seed(1)
-    else:
-        raise ValueError(f'variant must be "step" or "app", got {variant!r}')
+        return _init_layers(layer_dims, 3, lambda W, n_prev: W * 0.01)
+    if variant == "app":
+        return _init_layers(layer_dims, 1, lambda W, n_prev: W / np.sqrt(n_prev))
+    raise ValueError(f'variant must be "step" or "app", got {variant!r}')
+
+
+def _init_layers(layer_dims, seed, scale):
+    """The course's layer-by-layer initialisation, shared by every helper file.
+
+    Seeds the global legacy RNG with ``seed`` (``None``: no seed), then for
+    l = 1..L draws ``W_l = scale(randn(n_l, n_{l-1}), n_{l-1})`` (``scale=None``:
+    zeros, nothing drawn) and sets ``b_l = zeros((n_l, 1))``.
+    """
+    if seed is not None:
+        np.random.seed(seed)
     parameters = {}
     for l in range(1, len(layer_dims)):
         shape = (layer_dims[l], layer_dims[l - 1])
-        if variant == "app":
-            W = np.random.randn(*shape) / np.sqrt(layer_dims[l - 1])
+        if scale is None:
+            W = np.zeros(shape)
         else:
-            W = np.random.randn(*shape) * 0.01
+            W = scale(np.random.randn(*shape), layer_dims[l - 1])
         parameters["W" + str(l)] = W
         parameters["b" + str(l)] = np.zeros((layer_dims[l], 1))
     return parameters

@@ -27,12 +27,13 @@ def _as_labels(Y):
     return np.asarray(Y, dtype=np.float64)
 
 
-def _updated(parameters, grads, learning_rate):
-    # Shared by Week 3 and Week 4: a new dict, new arrays, only W/b touched, so
-    # the caller's dict and arrays stay as they were (the course reassigns keys
-    # of the dict it was given; we copy first, like the W4A1 notebook).
+def _updated(parameters, grads, learning_rate, copy=True):
+    # The one gradient-descent step of every course helper: new arrays, only W/b
+    # touched. copy=True returns a new dict (Weeks 3 and 4, like the W4A1
+    # notebook); copy=False assigns the new arrays to the keys of the dict given
+    # and returns it (dnn_app_utils_v3 and Course 2). No array is changed in place.
     L = len(parameters) // 2
-    new = dict(parameters)
+    new = dict(parameters) if copy else parameters
     for l in range(1, L + 1):
         new["W" + str(l)] = parameters["W" + str(l)] - learning_rate * grads["dW" + str(l)]
         new["b" + str(l)] = parameters["b" + str(l)] - learning_rate * grads["db" + str(l)]
