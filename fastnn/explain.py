@@ -620,8 +620,8 @@ def _check_args(layers, hidden, output, m, scaling, seed, l2):
                   for l in range(1, len(dims)))
     if entries > MAX_FD_ENTRIES:
         raise FastnnValueError(
-            f"explain perturbs every weight, bias and every entry of every Z[l], A[l]: "
-            f"{entries} entries for layers {dims} and m = {m}, more than {MAX_FD_ENTRIES}; "
+            f"layers: {dims} with m = {m} is too large to check: explain perturbs every weight, bias and "
+            f"every entry of every Z[l], A[l], {entries} entries, more than {MAX_FD_ENTRIES}; "
             "use a smaller network or m (it is meant for tiny examples)")
     return dims, m, l2
 
