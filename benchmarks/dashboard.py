@@ -132,9 +132,12 @@ def _head():
     return out.stdout.strip(), bool(dirty)
 
 
-def run_benchmarks(bench, heartbeat):
+def run_benchmarks(bench, heartbeat, machine=None):
     """Record results for the working tree under HEAD's hash; asv's exit status."""
-    if not _machine_file().exists():
+    if machine is not None:
+        subprocess.run(_asv("machine", "--yes", "--machine", machine), cwd=ROOT, check=True,
+                       stdout=subprocess.DEVNULL)
+    elif not _machine_file().exists():
         _say("no asv machine file yet: asv machine --yes (this host's defaults)")
         subprocess.run(_asv("machine", "--yes"), cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
     commit, dirty = _head()
@@ -146,6 +149,8 @@ def run_benchmarks(bench, heartbeat):
     env["ASV_PYTHONPATH"] = os.pathsep.join(extra)
     env.setdefault("NUMBA_CACHE_DIR", str(ROOT / ".numba_cache"))
     cmd = _asv("run", "-E", "existing:same", "--set-commit-hash", commit, "--show-stderr")
+    if machine is not None:
+        cmd += ["--machine", machine]
     for regex in bench:
         cmd += ["--bench", regex]
     _say(f"asv run of {'the whole suite' if not bench else f'{len(bench)} selections'} for {commit[:10]}; "
@@ -251,6 +256,8 @@ def build_parser():
                    help="cache of the page's scripts (filled once with npm pack)")
     p.add_argument("--heartbeat", type=float, default=30.0,
                    help="seconds of silence from asv before a progress line")
+    p.add_argument("--machine", default=None,
+                   help="asv machine name (default: asv's, the host name); CI runners need a fixed one")
     p.add_argument("--serve", action="store_true", help="then serve the page at http://127.0.0.1:8080")
     return p
 
@@ -267,7 +274,7 @@ def main(argv=None):
     status = 0
     if not args.no_run:
         start = time.monotonic()
-        status = run_benchmarks([] if args.all else (args.bench or DEFAULT_BENCH), args.heartbeat)
+        status = run_benchmarks([] if args.all else (args.bench or DEFAULT_BENCH), args.heartbeat, args.machine)
         _say(f"asv run finished in {_minutes(time.monotonic() - start)} (exit {status}"
              f"{': a benchmark failed, see above' if status else ''})")
     publish(args.assets.resolve())
