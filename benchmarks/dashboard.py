@@ -115,6 +115,7 @@ def _stream(cmd, env, heartbeat):
         found = re.search(r"(?:Running|Setting up|Discovering) .*", line)
         if found:
             current = found.group(0).strip()[:120]
+    proc.stdout.close()
     return proc.wait()
 
 
