@@ -323,6 +323,7 @@ class ExplainResult:
     conventions: Conventions
     output_layer: OutputLayer
     notes: list
+    short_answer: list = field(default_factory=list)   # of str: three sentences, printed first
     X: np.ndarray = field(repr=False, default=None)
     Y: np.ndarray = field(repr=False, default=None)
 
@@ -620,8 +621,8 @@ def _check_args(layers, hidden, output, m, scaling, seed, l2):
                   for l in range(1, len(dims)))
     if entries > MAX_FD_ENTRIES:
         raise FastnnValueError(
-            f"explain perturbs every weight, bias and every entry of every Z[l], A[l]: "
-            f"{entries} entries for layers {dims} and m = {m}, more than {MAX_FD_ENTRIES}; "
+            f"layers: {dims} with m = {m} is too large to check: explain perturbs every weight, bias and "
+            f"every entry of every Z[l], A[l], {entries} entries, more than {MAX_FD_ENTRIES}; "
             "use a smaller network or m (it is meant for tiny examples)")
     return dims, m, l2
 
@@ -983,6 +984,28 @@ def _output_section(Ws, bs, X, Y, As, ZL, hidden, output, scaling, l2):
     return OutputLayer(lines, saturated, notes)
 
 
+def _short_answer(L, m, scaling):
+    """Where the 1/m goes in this network and why, in three sentences (printed first)."""
+    mean = f"J = (1/m) sum_i L_i averages the m = {m} examples, so each dJ/dW[l], dJ/db[l] has exactly one 1/m."
+    if scaling == "deferred":
+        return [mean,
+                f"Here (deferred, the course's) it sits in every dW[l] = (1/m) dZ[l] @ A[l-1].T and "
+                f"db[l] = (1/m) sum(dZ[l]), l = 1..{L}.",
+                "Not in dZ, dA: column i is example i's own gradient, and the 1/m comes with the sum over "
+                "the columns (section 4)."]
+    if scaling == "absorbed":
+        return [mean,
+                f"Here (absorbed) it sits once in dZ[{L}] = (1/m)(A[{L}] - Y); the chain rule carries it into "
+                "every dA, dZ below.",
+                "So dW[l] = dZ[l] @ A[l-1].T and db[l] = sum(dZ[l]) need none: another 1/m would count it "
+                "twice (section 4)."]
+    return [f"Here (sum) there is no 1/m: the objective is S = sum_i L_i = m J, so each dW[l], db[l] is "
+            "m times dJ/dW[l], dJ/db[l].",
+            f"The mean J needs exactly one 1/m: deferred puts it in each dW[l], db[l], absorbed once in "
+            f"dZ[{L}]; the same dW, db.",
+            "Under sum the learning rate takes the factor m: a step lr on S is a step m lr on J."]
+
+
 def explain(layers=(2, 4, 1), *, hidden="tanh", output="sigmoid", m=5, scaling="deferred", seed=0, l2=0.0):
     """Backprop for one small network, every quantity written out and checked.
 
@@ -1077,7 +1100,7 @@ def explain(layers=(2, 4, 1), *, hidden="tanh", output="sigmoid", m=5, scaling="
         one_example=_one_example_section(Ws, bs, X, Y, grads, hidden, output, scaling, l2),
         conventions=_conventions_section(Ws, As, ZL, Y, fd, hidden, output, l2),
         output_layer=_output_section(Ws, bs, X, Y, As, ZL, hidden, output, scaling, l2),
-        notes=notes, X=X, Y=Y)
+        notes=notes, short_answer=_short_answer(L, m, scaling), X=X, Y=Y)
 
 
 # ---------------------------------------------------------------------------
@@ -1138,7 +1161,8 @@ def _check_cell(check, st):
 
 def _every_layer_cells(row, m):
     factor = "n/a (zero gradient)" if np.isnan(row.factor) else _num(row.factor, 6)
-    return (str(row.layer), f"{row.verdict} (rel err {_fmt_err(row.rel_err)})", factor, row.expected_text)
+    mark = CHECK_MARK if row.verdict == "right" else CROSS_MARK
+    return (str(row.layer), f"{mark} {row.verdict} (rel err {_fmt_err(row.rel_err)})", factor, row.expected_text)
 
 
 def render_text(result, color=False):
@@ -1159,6 +1183,9 @@ def render_text(result, color=False):
     st = _Style(color)
     r = result
     out = [st("fastnn explain", "bold")] + ["  " + h for h in r.header]
+    out += ["", st("Short answer: where the 1/m goes", "bold")]
+    for sentence in r.short_answer:
+        out += _wrap(sentence, width=120)
 
     out += _heading("1. Forward, layer by layer", st)
     for step in r.forward:
@@ -1207,7 +1234,7 @@ def render_text(result, color=False):
         out += _wrap(n)
     out.append(st("1/m in every layer (the mistake)", "bold"))
     rows = [[("layer", "dim"), ("dW[l] against numerical dJ/dW[l]", "dim"), ("too small by", "dim"),
-             ("m^(L-l)", "dim"), ("check", "dim")]]
+             ("m^(L-l)", "dim"), ("too small by = m^(L-l)?", "dim")]]
     for row in cv.every_layer:
         cells = _every_layer_cells(row, r.m)
         rows.append([(cells[0], None), (cells[1], "ok" if row.verdict == "right" else "bad"),
@@ -1266,6 +1293,7 @@ def render_markdown(result):
     """
     r = result
     out = ["# fastnn explain", ""] + [f"- {h}" for h in r.header]
+    out += ["", "## Short answer: where the 1/m goes", ""] + [f"- {t}" for t in r.short_answer]
 
     out += ["", "## 1. Forward, layer by layer", ""]
     rows = []
@@ -1308,7 +1336,8 @@ def render_markdown(result):
                       for ln in cv.lines])
     out += [""] + [f"- {n}" for n in cv.notes]
     out += ["", "### 1/m in every layer (the mistake)", ""]
-    out += _md_table(["Layer", "dW[l] against numerical dJ/dW[l]", "Too small by", "m^(L-l)", "Check"],
+    out += _md_table(["Layer", "dW[l] against numerical dJ/dW[l]", "Too small by", "m^(L-l)",
+                      "Too small by = m^(L-l)?"],
                      [list(_every_layer_cells(row, r.m)) + [_md_check(row.check)] for row in cv.every_layer])
     out += ["", cv.every_layer_note]
 

@@ -24,7 +24,8 @@ from .activations import check_hidden, check_output
 from .backends import REGISTRY, get_backend
 from .errors import BackendUnavailableError, DivergenceError, FastnnValueError, SaturationError
 from ._passes import _backward, _cost, _forward
-from .network import OUTPUT_GRADS, SCALINGS, _check_layer_dims, _rng, backend_lock, init_params
+from .network import (OUTPUT_GRADS, SCALINGS, _check_layer_dims, _rng, backend_for_dtype, backend_lock,
+                      init_params)
 from .optim import OPTIMIZERS, make_optimizer
 
 FORMAT_VERSION = 1
@@ -71,7 +72,12 @@ class Model:
     hidden : {"identity", "sigmoid", "tanh", "relu", "leaky_relu"}
     output : {"sigmoid", "softmax", "identity"}
         With binary cross-entropy, categorical cross-entropy and squared error.
-    dtype : float32 or float64 (float16 on the NumPy backend only)
+    dtype : None, float16, float32 or float64
+        ``None`` (the default): the dtype of the ``X`` of the first :meth:`fit`
+        when it is a float16, float32 or float64 array (float32 in, a float32
+        model out), else float64; fixed from then on.  The initial weights are
+        drawn in float64 and rounded to it, as ``init_params`` does.  float16
+        runs on the NumPy backend only (``backend="auto"`` picks it).
     seed : int, numpy.random.Generator or None
         Seeds the initial weights.
     init : {"he", "xavier", "small"} or None
@@ -83,12 +89,14 @@ class Model:
         ``"W1", "b1", ...``: ``W[l]`` is ``(n_l, n_{l-1})``, ``b[l]`` is ``(n_l, 1)``.
     """
 
-    def __init__(self, layer_dims, hidden="relu", output="sigmoid", *, dtype=np.float64,
+    def __init__(self, layer_dims, hidden="relu", output="sigmoid", *, dtype=None,
                  seed=None, init=None):
         self.layer_dims = _check_layer_dims(layer_dims)
         self.hidden = check_hidden(hidden)
         self.output = check_output(output)
-        self.dtype = V.check_dtype(dtype)
+        #: True until the first fit fixes a dtype that was not given.
+        self._dtype_from_data = dtype is None
+        self.dtype = V.check_dtype(np.float64 if dtype is None else dtype)
         if output == "softmax" and self.layer_dims[-1] < 2:
             raise FastnnValueError("layer_dims: softmax output needs at least 2 units in the last layer")
         if init is None:
@@ -107,6 +115,16 @@ class Model:
     @property
     def _keys(self):
         return [f"{p}{l}" for l in range(1, self.L + 1) for p in "Wb"]
+
+    def _adopt_data_dtype(self, X):
+        """With ``dtype=None``: take X's floating dtype (the params rounded to it), once."""
+        if not self._dtype_from_data:
+            return
+        kind = getattr(X, "dtype", None)
+        if isinstance(kind, np.dtype) and kind in V.FLOAT_DTYPES and kind != self.dtype:
+            self.params = {k: np.asarray(v).astype(kind) for k, v in self.params.items()}
+            self.dtype = kind
+        self._dtype_from_data = False
 
     def _check_data(self, X, Y=None):
         X = V.check_X(X, self.layer_dims[0], self.dtype, n0_from="layer_dims[0] is n_0")
@@ -202,6 +220,7 @@ class Model:
             ``params`` then hold the last finite values (that step's update is
             not applied) and can be saved.
         """
+        self._adopt_data_dtype(X)
         X, Y = self._check_data(X, Y)
         epochs = V.check_positive_int(epochs, "epochs")
         m = X.shape[1]
@@ -228,9 +247,7 @@ class Model:
         if saved is not None and backend is None:
             backend = _stored_backend(saved[0])
         P = self._checked_params()
-        bk = get_backend(backend, batch_size * max(self.layer_dims[1:]))
-        if self.dtype.type not in bk.DTYPES:
-            raise V.FastnnTypeError(f"dtype: {self.dtype} is not supported by backend {bk.NAME!r}")
+        bk = backend_for_dtype(backend, batch_size * max(self.layer_dims[1:]), self.dtype)
 
         options = {"epochs": epochs, "batch_size": batch_size, "optimizer": optimizer,
                    "optimizer_options": {k: getattr(opt, k) for k in OPTIMIZER_OPTIONS[optimizer]},

@@ -17,6 +17,7 @@ L2 regularisation ``(l2/(2m)) sum ||W||^2`` adds ``(l2/m) W`` to ``dW`` under al
 
 import contextlib
 import functools
+import os
 import threading
 from dataclasses import dataclass
 
@@ -193,11 +194,33 @@ def _resolve(params, hidden, output, backend, X=_NO_X):
     else:
         X = V.check_X(X, Ws[0].shape[1], dtype)
     work = None if X is None else X.shape[1] * max(W.shape[0] for W in Ws)
-    bk = get_backend(backend, work)
-    if dtype.type not in bk.DTYPES:
-        raise V.FastnnTypeError(f"params: dtype {dtype} is not supported by backend {bk.NAME!r} "
-                                f"(supported: {[np.dtype(t).name for t in bk.DTYPES]})")
+    bk = backend_for_dtype(backend, work, dtype, "params")
     return Ws, bs, dtype, bk, X
+
+
+def _asks_for_auto(backend):
+    """True when ``backend`` resolves to ``"auto"`` (given, or the process default)."""
+    if backend is None:
+        from . import backends
+        backend = backends._default or os.environ.get("FASTNN_BACKEND") or "auto"
+    return backend == "auto"
+
+
+def backend_for_dtype(backend, work, dtype, name="dtype"):
+    """The backend module for ``backend`` (as :func:`fastnn.get_backend`) that runs ``dtype``.
+
+    ``"auto"`` (given, or the default) picks among the backends that support ``dtype``:
+    its usual pick, else NumPy (the only backend with float16).  A backend named
+    explicitly that lacks ``dtype`` raises FastnnTypeError naming ``name``.
+    """
+    bk = get_backend(backend, work)
+    if dtype.type in bk.DTYPES:
+        return bk
+    if _asks_for_auto(backend):
+        return get_backend("numpy")
+    raise V.FastnnTypeError(f"{name}: {dtype} is not supported by backend {bk.NAME!r} "
+                            f"(supported: {[np.dtype(t).name for t in bk.DTYPES]}; backend='auto' or "
+                            "'numpy' runs it)")
 
 
 @_quiet

@@ -49,6 +49,12 @@ def _marks(text, formula):
     return (CHECK in line, CROSS in line)
 
 
+def _verdicts(result):
+    """Marks the "1/m in every layer" rows carry besides the checks: (right rows, wrong rows)."""
+    rows = result.conventions.every_layer
+    return sum(r.verdict == "right" for r in rows), sum(r.verdict == "wrong" for r in rows)
+
+
 def _quantities(result):
     return [q for bl in result.backward for q in bl.quantities]
 
@@ -69,8 +75,9 @@ def test_every_combination_passes(hidden, output, scaling):
     failed = [(c.against, c.rel_err) for c in result.checks() if not c.passed]
     assert not failed
     text = EX.render_text(result)
-    assert CROSS not in text
-    assert text.count(CHECK) == len(result.checks())
+    right, wrong = _verdicts(result)
+    assert text.count(CROSS) == wrong
+    assert text.count(CHECK) == len(result.checks()) + right
     assert len(result.backward) == 2 and all(len(bl.quantities) == 4 for bl in result.backward)
 
 
@@ -317,8 +324,9 @@ def test_markdown_has_the_same_content_as_text(kw):
     for item in _content(result):
         assert item in text, item
         assert item in md_plain, item
-    assert text.count(CHECK) == md.count(CHECK) == len(result.checks())
-    assert text.count(CROSS) == md.count(CROSS) == 0
+    right, wrong = _verdicts(result)
+    assert text.count(CHECK) == md.count(CHECK) == len(result.checks()) + right
+    assert text.count(CROSS) == md.count(CROSS) == wrong
     assert md.startswith("# fastnn explain") and "| Formula | Shapes | Derivative of |" in md
     assert not ANSI.search(md) and not ANSI.search(text)
 
@@ -412,7 +420,7 @@ def test_cli_text_is_plain_when_piped(capsys, monkeypatch):
     assert not ANSI.search(out)
     assert out == EX.render_text(fastnn.explain([2, 4, 1], hidden="tanh", output="sigmoid", m=5))
     assert "(4, 5) = (4, 2) @ (2, 5) + (4, 1)" in out and "broadcast over 5 columns" in out
-    assert CROSS not in out
+    assert out.count(CROSS) == 1  # the one mistaken row of "1/m in every layer" (layer 1 of 2)
 
 
 def test_cli_colour_on_a_terminal_unless_no_color(capsys, monkeypatch):
