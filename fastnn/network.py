@@ -17,7 +17,6 @@ L2 regularisation ``(l2/(2m)) sum ||W||^2`` adds ``(l2/m) W`` to ``dW`` under al
 
 import contextlib
 import functools
-import os
 import threading
 from dataclasses import dataclass
 
@@ -198,14 +197,6 @@ def _resolve(params, hidden, output, backend, X=_NO_X):
     return Ws, bs, dtype, bk, X
 
 
-def _asks_for_auto(backend):
-    """True when ``backend`` resolves to ``"auto"`` (given, or the process default)."""
-    if backend is None:
-        from . import backends
-        backend = backends._default or os.environ.get("FASTNN_BACKEND") or "auto"
-    return backend == "auto"
-
-
 def backend_for_dtype(backend, work, dtype, name="dtype"):
     """The backend module for ``backend`` (as :func:`fastnn.get_backend`) that runs ``dtype``.
 
@@ -213,11 +204,9 @@ def backend_for_dtype(backend, work, dtype, name="dtype"):
     its usual pick, else NumPy (the only backend with float16).  A backend named
     explicitly that lacks ``dtype`` raises FastnnTypeError naming ``name``.
     """
-    bk = get_backend(backend, work)
+    bk = get_backend(backend, work, dtype)
     if dtype.type in bk.DTYPES:
         return bk
-    if _asks_for_auto(backend):
-        return get_backend("numpy")
     raise V.FastnnTypeError(f"{name}: {dtype} is not supported by backend {bk.NAME!r} "
                             f"(supported: {[np.dtype(t).name for t in bk.DTYPES]}; backend='auto' or "
                             "'numpy' runs it)")

@@ -119,7 +119,6 @@ def test_plot_without_matplotlib_is_reported_before_training(tmp_path, small_dat
 
 
 def test_plot_with_an_unknown_image_type(tmp_path, small_data):
-    pytest.importorskip("matplotlib")
     proc = run_cli("train", "--data", small_data, "--layers", "3,4,1", "--plot", tmp_path / "c.xyz",
                    tmp_path=tmp_path)
     assert_usage_error(proc, "train", "--plot", "unknown image type")

@@ -5,9 +5,9 @@ import re
 import sys
 from pathlib import Path
 
+import asv
 import pytest
 
-asv = pytest.importorskip("asv")
 dashboard = importlib.import_module("benchmarks.dashboard")
 
 ASV_WWW = Path(asv.__file__).parent / "www"

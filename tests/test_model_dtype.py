@@ -6,6 +6,7 @@ import pytest
 import fastnn
 import fastnn.errors
 from fastnn.errors import FastnnTypeError
+from fastnn_suite import requires_backends
 
 
 def _data(dtype, m=40, seed=0):
@@ -63,11 +64,8 @@ def test_auto_runs_float16_on_numpy(how, monkeypatch):
     assert grads["dW1"].dtype == np.float16
 
 
+@requires_backends("numba")
 def test_a_named_backend_without_float16_is_refused_by_name():
-    try:
-        fastnn.get_backend("numba")
-    except fastnn.errors.BackendUnavailableError:
-        pytest.skip("numba is not available here")
     X, Y = _data(np.float16)
     with pytest.raises(FastnnTypeError, match=r"^dtype: float16 is not supported by backend 'numba'"):
         fastnn.Model([3, 4, 1], seed=0, dtype=np.float16).fit(X, Y, epochs=1, backend="numba", progress=False)

@@ -11,6 +11,8 @@ import os
 import warnings
 from dataclasses import dataclass
 
+import numpy as np
+
 from ..errors import BackendUnavailableError, FastnnValueError, NoDeviceError
 
 #: backend name -> module that implements it.
@@ -145,15 +147,17 @@ def set_backend(name):
 _warned = False
 
 
-def get_backend(name=None, work=None):
+def get_backend(name=None, work=None, dtype=None):
     """Return the backend module for ``name``.
 
     ``None`` means the default: :func:`set_backend`'s choice, else the
     ``FASTNN_BACKEND`` environment variable, else ``"auto"``.  ``"auto"`` picks
-    the fastest CPU backend that imports: ``numba-parallel`` when ``work``
-    (entries of the largest computed activation, ``max(n_1..n_L) * m``) is at least
-    ``AUTO_PARALLEL_MIN`` or unknown, ``numba`` below it, and ``numpy`` when
-    Numba is not installed (with one warning per process).
+    the fastest CPU backend that imports and computes in ``dtype`` (any when
+    None): ``numba-parallel`` when ``work`` (entries of the largest computed
+    activation, ``max(n_1..n_L) * m``) is at least ``AUTO_PARALLEL_MIN`` or
+    unknown, ``numba`` below it, and ``numpy`` when Numba is not installed (with
+    one warning per process) or for a dtype only NumPy has (float16).  A backend
+    named explicitly is returned as it is, whatever ``dtype``.
     """
     global _warned
     if name is None:
@@ -164,12 +168,16 @@ def get_backend(name=None, work=None):
     if name != "auto":
         return _load(name)
     small = work is not None and work < AUTO_PARALLEL_MIN
+    missing = False
     for candidate in (_AUTO_ORDER_SMALL if small else _AUTO_ORDER):
         try:
             module = _load(candidate)
         except BackendUnavailableError:
+            missing = True
             continue
-        if candidate == "numpy" and not _warned:
+        if dtype is not None and np.dtype(dtype).type not in module.DTYPES:
+            continue
+        if candidate == "numpy" and missing and not _warned:
             _warned = True
             warnings.warn("fastnn: the Numba backends are not available, using the NumPy backend "
                           f"(numba: {_status.get('numba', '')})", RuntimeWarning, stacklevel=3)
