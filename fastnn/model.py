@@ -34,6 +34,9 @@ OPTIMIZER_OPTIONS = {"sgd": (), "momentum": ("beta",), "adam": ("beta1", "beta2"
 ON_DIVERGENCE = ("raise", "skip")
 #: With ``on_divergence="skip"``: give up after this many skipped steps in a row.
 MAX_CONSECUTIVE_SKIPS = 50
+#: The whole-loop path runs at most this many epochs per compiled call (each
+#: call allocates one cost per epoch): ``epochs=10**12`` starts at once.
+MAX_LOOP_CHUNK = 1 << 16
 
 # Kept for callers of the old private name.
 _atomic_savez = _ckpt.atomic_savez
@@ -85,12 +88,7 @@ class Model:
 
     def __init__(self, layer_dims, hidden="relu", output="sigmoid", *, dtype=np.float64,
                  seed=None, init=None):
-        self.layer_dims = _check_layer_dims(layer_dims)
-        self.hidden = check_hidden(hidden)
-        self.output = check_output(output)
-        self.dtype = V.check_dtype(dtype)
-        if output == "softmax" and self.layer_dims[-1] < 2:
-            raise FastnnValueError("layer_dims: softmax output needs at least 2 units in the last layer")
+        self.layer_dims, self.hidden, self.output, self.dtype = _check_spec(layer_dims, hidden, output, dtype)
         if init is None:
             init = "he" if hidden in ("relu", "leaky_relu") else "xavier"
         self.params = init_params(self.layer_dims, init=init, dtype=self.dtype, seed=seed)
@@ -114,6 +112,20 @@ class Model:
             Y = V.check_Y(Y, self.output, self.layer_dims[-1], X.shape[1], self.dtype)
         return X, Y
 
+    def _check_state(self):
+        """Check the attributes a user can assign (``layer_dims``, ``hidden``, ``output``,
+        ``dtype``, ``params``) as the constructor would; return ``params`` as private copies.
+
+        Every path that computes with the model (``fit``, ``predict_proba`` and
+        so ``predict`` and ``score``, ``save``) goes through here: the attributes
+        are public, so nothing a user put there reaches a kernel unchecked.  The
+        normalised ``layer_dims`` (a list of int) and ``dtype`` (a numpy dtype)
+        are stored back; the errors name ``model.<attribute>``.
+        """
+        self.layer_dims, self.hidden, self.output, self.dtype = _check_spec(
+            self.layer_dims, self.hidden, self.output, self.dtype, "model.")
+        return self._checked_params()
+
     def _checked_params(self, name="model.params"):
         """``self.params`` checked against ``layer_dims`` and ``dtype``, as private C-contiguous copies.
 
@@ -122,7 +134,7 @@ class Model:
         """
         Ws, bs, dtype = V.check_params(self.params, name)
         if dtype != self.dtype:
-            raise V.FastnnTypeError(f"{name}: dtype {dtype} differs from the model's {self.dtype}")
+            raise V.FastnnTypeError(f"{name}: dtype {dtype} differs from model.dtype ({self.dtype})")
         for l, (W, b) in enumerate(zip(Ws, bs), start=1):
             expected = (self.layer_dims[l], self.layer_dims[l - 1]) if l <= self.L else None
             if W.shape != expected:
@@ -202,6 +214,7 @@ class Model:
             ``params`` then hold the last finite values (that step's update is
             not applied) and can be saved.
         """
+        P = self._check_state()
         X, Y = self._check_data(X, Y)
         epochs = V.check_positive_int(epochs, "epochs")
         m = X.shape[1]
@@ -217,6 +230,7 @@ class Model:
             raise V.FastnnTypeError(f"{unknown[0]}: not an option of fit() or of optimizer "
                                     f"{optimizer!r} (its options: {OPTIMIZER_OPTIONS[optimizer]})")
         opt = make_optimizer(optimizer, lr, **optimizer_options)
+        opt.check_dtype(self.dtype)
         rng = _rng(shuffle_seed, "shuffle_seed")
         V.check_callable(callback, "callback")
         checkpoint = V.check_path(checkpoint, "checkpoint")
@@ -227,7 +241,6 @@ class Model:
         saved = _ckpt.read_checkpoint(resume) if resume is not None else None
         if saved is not None and backend is None:
             backend = _stored_backend(saved[0])
-        P = self._checked_params()
         bk = get_backend(backend, batch_size * max(self.layer_dims[1:]))
         if self.dtype.type not in bk.DTYPES:
             raise V.FastnnTypeError(f"dtype: {self.dtype} is not supported by backend {bk.NAME!r}")
@@ -274,8 +287,9 @@ class Model:
     def predict_proba(self, X, *, backend=None):
         """Output activations ``A[L]``, shape ``(n_L, m)``, in the model's dtype."""
         from .network import forward
+        params = dict(zip(self._keys, self._check_state()))
         X, _ = self._check_data(X)
-        return forward(self.params, X, hidden=self.hidden, output=self.output, backend=backend)[0]
+        return forward(params, X, hidden=self.hidden, output=self.output, backend=backend)[0]
 
     def predict(self, X, *, backend=None):
         """Predictions for the columns of X.
@@ -295,6 +309,7 @@ class Model:
 
     def score(self, X, Y, *, backend=None):
         """Accuracy (sigmoid, softmax; fraction of correct entries) or R^2 (identity)."""
+        self._check_state()
         X, Yc = self._check_data(X, Y)
         pred = self.predict(X, backend=backend)
         if self.output == "softmax":
@@ -307,10 +322,10 @@ class Model:
 
     def save(self, path):
         """Write the model to ``path`` (``.npz``) atomically: a temporary file, then rename."""
+        params = dict(zip(self._keys, self._check_state()))
         meta = {"format": "fastnn.Model", "format_version": FORMAT_VERSION,
                 "layer_dims": self.layer_dims, "hidden": self.hidden, "output": self.output,
                 "dtype": self.dtype.name}
-        params = dict(zip(self._keys, self._checked_params()))
         return _ckpt.atomic_savez(path, {"__meta__": np.array(json.dumps(meta)), **params})
 
     @classmethod
@@ -523,7 +538,7 @@ class _Trainer:
         bk, model, o = self.bk, self.model, self.o
         X, Y = bk.to_device(self.X), bk.to_device(self.Y)
         epochs = o["epochs"]
-        chunk = 1 if self.callback is not None else max(1, epochs // 100)
+        chunk = 1 if self.callback is not None else min(max(1, epochs // 100), MAX_LOOP_CHUNK)
         args = (X, Y, model.hidden, model.output, o["scaling"], o["l2"])
         while self.epoch < epochs:
             n = min(chunk, epochs - self.epoch)
@@ -675,6 +690,26 @@ class _Trainer:
         self.epoch, self.steps, self.skips = epoch, steps, skips
         self.history = History(cost=[float(c) for c in cost], time=[float(c) for c in times],
                                backend=self.bk.NAME, lr_changes=list(changes))
+
+
+def _check_spec(layer_dims, hidden, output, dtype, prefix=""):
+    """``(layer_dims, hidden, output, dtype)`` checked together, as the constructor takes them.
+
+    ``prefix`` goes before each name in the errors (``"model."`` for the
+    attributes of an existing model).
+    """
+    try:
+        dims = _check_layer_dims(layer_dims)
+        hidden, output = check_hidden(hidden), check_output(output)
+        dtype = V.check_dtype(dtype)
+    except (ValueError, TypeError) as exc:
+        if not prefix:
+            raise
+        raise type(exc)(prefix + str(exc)) from None
+    if output == "softmax" and dims[-1] < 2:
+        raise FastnnValueError(f"{prefix}layer_dims: a softmax output needs at least 2 units in the last "
+                               f"layer, got {dims} ({prefix}output is 'softmax')")
+    return dims, hidden, output, dtype
 
 
 def _weighted_mean(costs):

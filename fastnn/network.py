@@ -86,6 +86,8 @@ def _check_layer_dims(layer_dims):
         raise V.FastnnTypeError(f"layer_dims: expected a sequence of integers, got {layer_dims!r}")
     try:
         dims = [int(d) for d in layer_dims]
+    except OverflowError:  # int(inf)
+        raise FastnnValueError(f"layer_dims: expected finite positive integers, got {list(layer_dims)!r}") from None
     except (TypeError, ValueError) as exc:
         raise V.FastnnTypeError(f"layer_dims: expected a sequence of integers, got {layer_dims!r}") from exc
     if len(dims) < 2 or any(d < 1 for d in dims) or any(int(d) != d for d in layer_dims):
