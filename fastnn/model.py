@@ -238,7 +238,7 @@ class Model:
             raise FastnnValueError(f"checkpoint: the folder of {checkpoint!r} does not exist")
         checkpoint_every = V.check_positive_int(checkpoint_every, "checkpoint_every")
         resume = V.check_path(resume, "resume")
-        saved = _ckpt.read_checkpoint(resume) if resume is not None else None
+        saved = _ckpt.read_checkpoint(resume, "resume", self._resume_expect(resume)) if resume is not None else None
         if saved is not None and backend is None:
             backend = _stored_backend(saved[0])
         bk = get_backend(backend, batch_size * max(self.layer_dims[1:]))
@@ -262,6 +262,21 @@ class Model:
             _ckpt.remove_stale_temps(checkpoint)
         return trainer.run(progress)
 
+    def _resume_expect(self, path):
+        """The arrays a checkpoint of this model may hold, given its metadata."""
+        spec = {"layer_dims": self.layer_dims, "hidden": self.hidden, "output": self.output,
+                "dtype": self.dtype.name}
+
+        def expect(meta):
+            theirs = _ckpt.field(meta, "model", dict, "resume", path)
+            if theirs != spec:
+                raise FastnnValueError(f"resume: checkpoint {path} is for a model {theirs}; this model is {spec}")
+            slots = _ckpt.field(meta, "state.optimizer_slots", list, "resume", path)
+            if not all(slot in ("m", "v") for slot in slots):
+                raise FastnnValueError(f"resume: checkpoint {path} has inconsistent counters or history")
+            return _ckpt.expected_arrays(self.layer_dims, self.dtype, slots)
+        return expect
+
     @classmethod
     def from_checkpoint(cls, path):
         """The model saved in a checkpoint written by ``fit(..., checkpoint=path)``.
@@ -270,14 +285,27 @@ class Model:
         ``model.fit(X, Y, ..., resume=path)``.
         """
         path = V.check_path(path, "path")
-        meta, arrays = _ckpt.read_checkpoint(path, "path")
-        spec = meta.get("model")
-        try:
-            model = cls(spec["layer_dims"], spec["hidden"], spec["output"], dtype=spec["dtype"], seed=0)
-        except (KeyError, TypeError, ValueError) as exc:
-            raise FastnnValueError(f"path: checkpoint {path} has a malformed model description ({exc})") from exc
+        specs = []
+
+        def expect(meta):
+            spec = _spec_from_meta(meta.get("model"), "path", f"checkpoint {path}")
+            slots = meta.get("state", {}).get("optimizer_slots") if isinstance(meta.get("state"), dict) else None
+            if not isinstance(slots, list) or not all(slot in ("m", "v") for slot in slots):
+                raise FastnnValueError(f"path: checkpoint {path} lacks a valid 'state.optimizer_slots'")
+            specs.append(spec)
+            return _ckpt.expected_arrays(spec[0], spec[3], slots)
+
+        _, arrays = _ckpt.read_checkpoint(path, "path", expect)
         params = {k: v for k, v in arrays.items() if not k.startswith("opt.")}  # optimizer state aside
-        model.params = _checked_arrays(params, model.params, "path", path)
+        return cls._from_arrays(specs[0], params, "path", path)
+
+    @classmethod
+    def _from_arrays(cls, spec, arrays, name, path):
+        """A model of ``spec`` (``_check_spec``'s result) with the parameters ``arrays``,
+        checked; no initial weights are drawn."""
+        model = cls.__new__(cls)
+        model.layer_dims, model.hidden, model.output, model.dtype = spec
+        model.params = _checked_arrays(arrays, _ckpt.expected_arrays(spec[0], spec[3]), name, path)
         return model
 
     def _sync(self, bk, keys, P):
@@ -332,34 +360,20 @@ class Model:
     def load(cls, path):
         """Read a model written by :meth:`save`; refuses corrupt or mismatched files."""
         path = V.check_path(path, "path")
-        arrays = _ckpt.read_npz(path, "path")
-        try:
-            meta = json.loads(str(arrays.pop("__meta__")))
-        except (KeyError, ValueError) as exc:
-            raise FastnnValueError(f"path: {path!s} has no fastnn metadata; not a saved Model") from exc
-        if not isinstance(meta, dict) or meta.get("format") != "fastnn.Model" or \
-                meta.get("format_version") != FORMAT_VERSION:
-            meta = meta if isinstance(meta, dict) else {}
-            raise FastnnValueError(f"path: {path!s} has format {meta.get('format')!r} version "
-                                   f"{meta.get('format_version')!r}; expected 'fastnn.Model' "
-                                   f"version {FORMAT_VERSION}")
-        try:
-            model = cls(meta["layer_dims"], meta["hidden"], meta["output"], dtype=meta["dtype"], seed=0)
-        except (KeyError, TypeError, ValueError) as exc:
-            raise FastnnValueError(f"path: {path!s} has a malformed model description ({exc})") from exc
-        expected = set(model.params)
-        if set(arrays) != expected:
-            raise FastnnValueError(f"path: {path!s} holds arrays {sorted(arrays)}, expected {sorted(expected)}")
-        for k, arr in arrays.items():
-            ref = model.params[k]
-            if arr.shape != ref.shape or arr.dtype != ref.dtype:
-                raise FastnnValueError(f"path: {path!s}: {k} has shape {arr.shape} and dtype {arr.dtype}; "
-                                       f"expected {ref.shape} {ref.dtype} from layer_dims {meta['layer_dims']}")
-            if not np.isfinite(arr).all():
-                raise FastnnValueError(f"path: {path!s}: {k} contains NaN or Inf")
-        model.params = {k: np.ascontiguousarray(arrays[k]) for k in model.params}
-        return model
+        specs = []
 
+        def expect(meta):
+            if meta is None:
+                raise FastnnValueError(f"path: {path!s} has no fastnn metadata; not a saved Model")
+            if meta.get("format") != "fastnn.Model" or meta.get("format_version") != FORMAT_VERSION:
+                raise FastnnValueError(f"path: {path!s} has format {meta.get('format')!r} version "
+                                       f"{meta.get('format_version')!r}; expected 'fastnn.Model' "
+                                       f"version {FORMAT_VERSION}")
+            specs.append(_spec_from_meta(meta, "path", str(path)))
+            return _ckpt.expected_arrays(specs[0][0], specs[0][3])
+
+        _, arrays = _ckpt.read_archive(path, "path", expect)
+        return cls._from_arrays(specs[0], arrays, "path", path)
 
 
 class _Trainer:
@@ -675,10 +689,7 @@ class _Trainer:
         except (ValueError, TypeError) as exc:
             raise FastnnValueError(f"resume: checkpoint {path} holds a bad learning rate ({exc})") from None
         rng = _ckpt.rng_from_state(f("state.rng", dict), "resume", path)
-        expected = {k: np.empty(p.shape, model.dtype) for k, p in zip(model._keys, self.P)}
-        for slot in slots:
-            for i, k in enumerate(model._keys):
-                expected[f"opt.{slot}.{i}"] = expected[k]
+        expected = _ckpt.expected_arrays(model.layer_dims, model.dtype, slots)
         checked = _checked_arrays(arrays, expected, "resume", path)
         self.P = [self.bk.to_device(checked[k]) for k in model._keys]
         state = {"t": t}
@@ -738,16 +749,25 @@ def _stored_backend(meta):
     return name
 
 
+def _spec_from_meta(spec, name, what):
+    """``_check_spec`` of a file's model description (a dict), errors naming ``name``."""
+    try:
+        return _check_spec(spec["layer_dims"], spec["hidden"], spec["output"], spec["dtype"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise FastnnValueError(f"{name}: {what} has a malformed model description ({exc})") from None
+
+
 def _checked_arrays(arrays, expected, name, path):
-    """``arrays`` with exactly the keys, shapes and dtypes of ``expected``, all finite."""
+    """``arrays`` with exactly the keys, shapes and dtypes of ``expected`` (``{key: (shape,
+    dtype)}``), all finite."""
     if set(arrays) != set(expected):
         raise FastnnValueError(f"{name}: {path} holds arrays {sorted(arrays)}, expected {sorted(expected)}")
     out = {}
-    for k, ref in expected.items():
+    for k, (shape, dtype) in expected.items():
         arr = arrays[k]
-        if arr.shape != ref.shape or arr.dtype != ref.dtype:
+        if arr.shape != tuple(shape) or arr.dtype != dtype:
             raise FastnnValueError(f"{name}: {path}: {k} has shape {arr.shape} and dtype {arr.dtype}; "
-                                   f"expected {ref.shape} {ref.dtype}")
+                                   f"expected {tuple(shape)} {np.dtype(dtype)}")
         if not np.isfinite(arr).all():
             raise FastnnValueError(f"{name}: {path}: {k} contains NaN or Inf")
         out[k] = np.ascontiguousarray(arr)

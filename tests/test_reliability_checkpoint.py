@@ -21,6 +21,7 @@ import subprocess
 import sys
 import time
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -184,12 +185,18 @@ def test_resume_details(tmp_path):
     assert h.backend == cfg["backend"] and len(h.cost) == 6
     ref, _ = uninterrupted(dict(cfg, epochs=6))
     assert_same_params(longer.params, ref)
-    # a stale temporary file of a killed writer is removed
-    stale = tmp_path / ".run.ckpt.npz.tmp-dead.npz"
+    # a stale temporary file of a killed writer is removed (one named after a
+    # process of this host that has ended; an unknown one older than STALE_AGE)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    stale = tmp_path / f".run.ckpt.npz.tmp-{dead}-{ckpt._host_tag()}-{'0' * 16}.npz"
     stale.write_bytes(b"half a checkpoint")
+    old = tmp_path / ".run.ckpt.npz.tmp-unknown.npz"
+    old.write_bytes(b"half a checkpoint")
+    os.utime(old, (time.time() - ckpt.STALE_AGE - 10,) * 2)
     X, Y, m2, fit = setup(cfg)
     m2.fit(X, Y, resume=cfg["ckpt"], **fit)
-    assert not stale.exists()
+    assert not stale.exists() and not old.exists()
     with pytest.raises(FileNotFoundError):
         m2.fit(X, Y, resume=tmp_path / "missing", **fit)
 
@@ -266,7 +273,7 @@ def good_checkpoint(tmp_path_factory):
     cfg = config(tmp, epochs=2, optimizer="adam")
     X, Y, model, fit = setup(cfg)
     model.fit(X, Y, checkpoint=cfg["ckpt"], **fit)
-    return cfg, open(cfg["ckpt"], "rb").read()
+    return cfg, Path(cfg["ckpt"]).read_bytes()
 
 
 @pytest.mark.parametrize("name", sorted(BAD_BYTES) + sorted(BAD_EDITS))
@@ -342,10 +349,11 @@ def _kill_when(proc, path, min_epoch, delay=0.0, timeout=120):
         if _checkpoint_epoch(path) >= min_epoch:
             time.sleep(delay)
             proc.send_signal(signal.SIGKILL)
-            proc.wait()
+            proc.communicate()  # waits, and closes the pipes
             return
         time.sleep(0.02)
     proc.kill()
+    proc.communicate()
     raise AssertionError("child made no progress")
 
 
