@@ -413,7 +413,7 @@ def cost(AL, Y, *, output="sigmoid", params=None, l2=0.0, logits=None):
             loss_sum = get_backend("numpy").output_loss(Z, AL, Y, output)
     else:
         with np.errstate(over="ignore"):
-            loss_sum = float(np.sum(_loss_from_probabilities(AL, Y, output)))
+            loss_sum = get_backend("numpy").sum_terms(_loss_from_probabilities(AL, Y, output))
     Ws = []
     if l2:
         if params is None:
