@@ -84,6 +84,10 @@ class Model:
     ----------
     params : dict
         ``"W1", "b1", ...``: ``W[l]`` is ``(n_l, n_{l-1})``, ``b[l]`` is ``(n_l, 1)``.
+    layer_dims, hidden, output, dtype
+        As given.  All five attributes may be assigned; they are checked
+        together on every ``fit``, ``predict``, ``score`` and ``save``
+        (errors name ``model.<attribute>``).
     """
 
     def __init__(self, layer_dims, hidden="relu", output="sigmoid", *, dtype=np.float64,
@@ -238,7 +242,8 @@ class Model:
             raise FastnnValueError(f"checkpoint: the folder of {checkpoint!r} does not exist")
         checkpoint_every = V.check_positive_int(checkpoint_every, "checkpoint_every")
         resume = V.check_path(resume, "resume")
-        saved = _ckpt.read_checkpoint(resume, "resume", self._resume_expect(resume)) if resume is not None else None
+        saved = (_ckpt.read_checkpoint(resume, "resume", self._resume_expect(resume))
+                 if resume is not None else None)
         if saved is not None and backend is None:
             backend = _stored_backend(saved[0])
         bk = get_backend(backend, batch_size * max(self.layer_dims[1:]))
@@ -270,7 +275,8 @@ class Model:
         def expect(meta):
             theirs = _ckpt.field(meta, "model", dict, "resume", path)
             if theirs != spec:
-                raise FastnnValueError(f"resume: checkpoint {path} is for a model {theirs}; this model is {spec}")
+                raise FastnnValueError(f"resume: checkpoint {path} is for a model {theirs}; "
+                                       f"this model is {spec}")
             slots = _ckpt.field(meta, "state.optimizer_slots", list, "resume", path)
             if not all(slot in ("m", "v") for slot in slots):
                 raise FastnnValueError(f"resume: checkpoint {path} has inconsistent counters or history")
@@ -289,7 +295,8 @@ class Model:
 
         def expect(meta):
             spec = _spec_from_meta(meta.get("model"), "path", f"checkpoint {path}")
-            slots = meta.get("state", {}).get("optimizer_slots") if isinstance(meta.get("state"), dict) else None
+            state = meta.get("state")
+            slots = state.get("optimizer_slots") if isinstance(state, dict) else None
             if not isinstance(slots, list) or not all(slot in ("m", "v") for slot in slots):
                 raise FastnnValueError(f"path: checkpoint {path} lacks a valid 'state.optimizer_slots'")
             specs.append(spec)
