@@ -27,6 +27,11 @@ def check_dtype(dtype, name="dtype"):
 
 
 def _as_numeric(x, name):
+    if isinstance(x, np.ma.MaskedArray):
+        # np.asarray would drop the mask and read the values under it (a masked
+        # label -1, a masked NaN): the caller has to decide what a masked entry means.
+        raise FastnnTypeError(f"{name}: masked arrays (numpy.ma) are not supported; fill the masked "
+                              f"entries explicitly ({name}.filled(value)) or drop those examples")
     if isinstance(x, np.ndarray):
         arr = x
     else:

@@ -5,7 +5,22 @@ and fsyncs it, then renames it over the target with :func:`os.replace` (atomic
 on POSIX and Windows) and fsyncs the folder.  A process killed at any moment
 leaves either the old file or the new one at the target path, never a mix; at
 worst a stale ``.<name>.tmp-*.npz`` file next to it, which
-:func:`remove_stale_temps` deletes.
+:func:`remove_stale_temps` deletes once its writer is gone.
+
+Several processes may write next to the same target: each temporary file is
+named after its writer (process id, a hash of the host name, random bytes),
+created with ``O_EXCL`` and the mode ``0o666`` less the umask (what ``open``
+gives), and held under an exclusive ``flock`` while it exists.  A temporary
+file is removed as stale only when its writer is known to be dead: a process
+id of this host that no longer runs, or (another host's, or an unparsable
+name) a file older than :data:`STALE_AGE` seconds whose lock is free.
+
+Reading is bounded before anything is allocated (:func:`read_archive`): the
+zip directory and each ``.npy`` header are read first; a member whose declared
+size does not fit in the bytes it occupies (stored members) or in
+:data:`MAX_DEFLATE_RATIO` times them (deflated ones) is refused, as is any
+member the metadata does not call for (never inflated) and metadata nested
+deeper than :data:`MAX_META_DEPTH`.
 
 A checkpoint (written by ``Model.fit(..., checkpoint=PATH)``) is one such file
 holding the parameters, the optimizer's state (``state_dict``), the shuffle
@@ -16,11 +31,22 @@ format or version, or malformed, with a :class:`~fastnn.errors.FastnnValueError`
 """
 
 import glob
+import hashlib
 import json
+import math
 import os
+import re
+import secrets
 import signal
-import tempfile
+import socket
+import time
+import zipfile
 import zlib
+
+try:
+    import fcntl
+except ImportError:  # Windows
+    fcntl = None
 
 import numpy as np
 
@@ -34,7 +60,18 @@ VERSION = 1
 #: process with SIGKILL after the temporary file is complete and fsynced, just
 #: before the rename -- the worst moment for a non-atomic writer.
 _KILL_HOOK = "_FASTNN_TEST_KILL_BEFORE_REPLACE"
+#: Test-only (private): the N-th write stops the process (SIGSTOP) at the same point.
+_STOP_HOOK = "_FASTNN_TEST_STOP_BEFORE_REPLACE"
 _writes = 0
+
+#: A temporary file of another host (or of an unknown writer) is stale only when
+#: older than this many seconds and not locked.
+STALE_AGE = 3600
+#: zlib's largest compression ratio: a deflated member declaring more bytes than
+#: this many times its compressed size is refused before it is inflated.
+MAX_DEFLATE_RATIO = 1032
+#: Deepest nesting of lists and objects accepted in the JSON metadata.
+MAX_META_DEPTH = 16
 
 
 def npz_path(path):
@@ -50,9 +87,33 @@ def _temp_prefix(path):
 def _test_hook():
     global _writes
     _writes += 1
-    target = os.environ.get(_KILL_HOOK)
-    if target and target.isdigit() and _writes == int(target):
-        os.kill(os.getpid(), signal.SIGKILL)
+    for hook, sig in ((_KILL_HOOK, "SIGKILL"), (_STOP_HOOK, "SIGSTOP")):
+        target = os.environ.get(hook)
+        if target and target.isdigit() and _writes == int(target):
+            os.kill(os.getpid(), getattr(signal, sig))
+
+
+def _host_tag():
+    return hashlib.sha256(socket.gethostname().encode("utf-8", "replace")).hexdigest()[:8]
+
+
+_TEMP_NAME = re.compile(r"-(\d+)-([0-9a-f]{8})-[0-9a-f]{16}\.npz$")
+
+
+def _create_temp(path):
+    """A new temporary file next to ``path``, named after this writer, locked: ``(fd, name)``."""
+    folder = os.path.dirname(os.path.abspath(path))
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    while True:
+        tmp = os.path.join(folder, f"{_temp_prefix(path)}{os.getpid()}-{_host_tag()}-"
+                                   f"{secrets.token_hex(8)}.npz")
+        try:
+            fd = os.open(tmp, flags, 0o666)  # the umask applies, as for open()
+        except FileExistsError:
+            continue
+        if fcntl is not None:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        return fd, tmp
 
 
 def _fsync_dir(folder):
@@ -75,50 +136,220 @@ def atomic_savez(path, arrays):
     """
     path = npz_path(path)
     folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(path), suffix=".npz", dir=folder)
+    fd, tmp = _create_temp(path)
+    fh = os.fdopen(fd, "wb")
     try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, **arrays)
-            fh.flush()
-            os.fsync(fh.fileno())
+        np.savez(fh, **arrays)
+        fh.flush()
+        os.fsync(fh.fileno())
+        if os.name != "posix":  # Windows cannot rename an open file
+            fh.close()
         _test_hook()
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+    finally:
+        fh.close()  # releases the lock, after the rename on POSIX
     _fsync_dir(folder)
     return path
 
 
+def _writer_alive(tmp):
+    """Whether the writer of the temporary file ``tmp`` may still be running."""
+    found = _TEMP_NAME.search(os.path.basename(tmp))
+    if found and found.group(2) == _host_tag() and os.name == "posix":
+        pid = int(found.group(1))
+        if pid == os.getpid():
+            return True
+        try:
+            os.kill(pid, 0)  # signal 0: only asks whether the process exists
+        except ProcessLookupError:
+            return False
+        except OSError:  # PermissionError: it exists, under another user
+            return True
+        return True
+    try:  # another host's or an unknown writer: old enough, and not locked
+        if time.time() - os.path.getmtime(tmp) < STALE_AGE:
+            return True
+    except OSError:
+        return True
+    return _locked(tmp)
+
+
+def _locked(tmp):
+    if fcntl is None:
+        return False
+    try:
+        fd = os.open(tmp, os.O_RDONLY)
+    except OSError:
+        return True
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return True
+    finally:
+        os.close(fd)  # releases the lock if taken
+    return False
+
+
 def remove_stale_temps(path):
-    """Delete the temporary files a killed :func:`atomic_savez` left next to ``path``."""
+    """Delete the temporary files that killed writers of ``path`` left next to it.
+
+    A temporary file whose writer may still be running (see the module's
+    docstring) is left alone.
+    """
     path = npz_path(path)
     folder = os.path.dirname(os.path.abspath(path))
     for tmp in glob.glob(os.path.join(glob.escape(folder), glob.escape(_temp_prefix(path)) + "*.npz")):
+        if _writer_alive(tmp):
+            continue
         try:
             os.unlink(tmp)
         except OSError:
             pass
 
 
-def read_npz(path, name):
-    """All arrays of an ``.npz`` file; anything unreadable is a FastnnValueError naming ``name``."""
+def _bad(name, path, why):
+    return FastnnValueError(f"{name}: {path!s} is not a readable fastnn file: {why}")
+
+
+def _open_zip(path, name):
     try:
-        # The file is opened here so that it is closed also when NumPy refuses it.
-        with open(path, "rb") as fh:
-            data = np.load(fh, allow_pickle=False)
-            if not hasattr(data, "files"):
-                raise ValueError("not an .npz archive")
-            with data:
-                return {k: data[k] for k in data.files}
+        return zipfile.ZipFile(path)
     except (FileNotFoundError, IsADirectoryError, PermissionError):
         raise
-    except MemoryError:
-        raise
-    except Exception as exc:  # BadZipFile, zlib.error, EOFError, ValueError, OSError, ...
-        raise FastnnValueError(f"{name}: {path!s} is not a readable fastnn file: truncated or "
-                               f"corrupted ({type(exc).__name__}: {exc})") from exc
+    except Exception as exc:  # BadZipFile, OSError, ValueError, ...
+        raise _bad(name, path, f"truncated or corrupted ({type(exc).__name__}: {exc})") from exc
+
+
+def _members(zf, name, path):
+    """``{array name: ZipInfo}`` of an ``.npz`` archive, from its directory alone."""
+    members = {}
+    for info in zf.infolist():
+        key = info.filename[:-4] if info.filename.endswith(".npy") else None
+        if key is None or key in members:
+            raise _bad(name, path, f"unexpected member {info.filename!r}")
+        members[key] = info
+    return members
+
+
+def _header(zf, info, size, name, path):
+    """``(shape, fortran_order, dtype)`` of a member, after checking that its declared
+    size fits in the bytes it occupies; reads only the ``.npy`` header."""
+    key = info.filename[:-4]
+    ratio = {zipfile.ZIP_STORED: 1, zipfile.ZIP_DEFLATED: MAX_DEFLATE_RATIO}.get(info.compress_type)
+    if ratio is None:
+        raise _bad(name, path, f"{key}: unsupported compression {info.compress_type}")
+    if info.header_offset + info.compress_size > size or info.file_size > ratio * info.compress_size:
+        raise _bad(name, path, f"{key}: declares {info.file_size} bytes, more than its "
+                               f"{info.compress_size} bytes on disk can hold")
+    try:
+        with zf.open(info) as fp:
+            version = np.lib.format.read_magic(fp)
+            if version == (1, 0):
+                shape, fortran, dtype = np.lib.format.read_array_header_1_0(fp)
+            elif version == (2, 0):
+                shape, fortran, dtype = np.lib.format.read_array_header_2_0(fp)
+            else:
+                raise ValueError(f".npy format version {version}")
+            offset = fp.tell()
+    except Exception as exc:
+        raise _bad(name, path, f"{key}: bad .npy header ({type(exc).__name__}: {exc})") from exc
+    if dtype.hasobject or dtype.kind not in "fU":
+        raise _bad(name, path, f"{key}: unexpected dtype {dtype}")
+    if offset + math.prod(shape) * dtype.itemsize != info.file_size:
+        raise _bad(name, path, f"{key}: its header declares shape {shape} of {dtype}, which does "
+                               f"not fit the {info.file_size} bytes the member holds")
+    return shape, fortran, dtype
+
+
+def _read_member(zf, info, name, path):
+    try:
+        with zf.open(info) as fp:
+            return np.lib.format.read_array(fp, allow_pickle=False)
+    except Exception as exc:  # zlib.error, BadZipFile (CRC), EOFError, ValueError, ...
+        raise _bad(name, path, f"truncated or corrupted ({type(exc).__name__}: {exc})") from exc
+
+
+def _parse_meta(raw, name, path):
+    """The JSON metadata as a dict (None when it is not a JSON object), depth bounded."""
+    try:
+        meta = json.loads(str(raw)) if raw.shape == () and raw.dtype.kind == "U" else None
+    except RecursionError:
+        raise _bad(name, path, f"metadata nested deeper than {MAX_META_DEPTH} levels") from None
+    except ValueError:
+        return None
+    stack = [(meta, 1)]
+    while stack:
+        obj, depth = stack.pop()
+        if isinstance(obj, (dict, list)):
+            if depth > MAX_META_DEPTH:
+                raise _bad(name, path, f"metadata nested deeper than {MAX_META_DEPTH} levels")
+            stack.extend((v, depth + 1) for v in (obj.values() if isinstance(obj, dict) else obj))
+    return meta if isinstance(meta, dict) else None
+
+
+def read_archive(path, name, expect=None):
+    """``(meta, arrays)`` of an ``.npz`` file written by :func:`atomic_savez`, read bounded.
+
+    Parameters
+    ----------
+    path : str
+    name : str
+        The argument named in the errors.
+    expect : callable or None
+        ``expect(meta)`` (``meta`` the ``__meta__`` member's JSON object, or
+        None when there is none or it is not one) returns ``{array name:
+        (shape, dtype)}``, the arrays the file must hold, or raises.  The
+        archive's member names, and every member's ``.npy`` header, are checked
+        against it before any array is read.  ``None``: any float arrays.
+
+    Returns
+    -------
+    meta : dict or None
+    arrays : dict of numpy.ndarray
+        Every member but ``__meta__``.
+
+    Raises FileNotFoundError (and the other errors of opening a file) as they
+    are; FastnnValueError naming ``name`` for anything else.
+    """
+    size = os.path.getsize(path)
+    with _open_zip(path, name) as zf:
+        members = _members(zf, name, path)
+        meta_info = members.pop("__meta__", None)
+        meta = None
+        if meta_info is not None:
+            shape, _, dtype = _header(zf, meta_info, size, name, path)
+            if shape == () and dtype.kind == "U":
+                meta = _parse_meta(_read_member(zf, meta_info, name, path), name, path)
+        expected = expect(meta) if expect is not None else None
+        if expected is not None and set(members) != set(expected):
+            # Refused from the zip directory alone: no unexpected member is inflated.
+            raise FastnnValueError(f"{name}: {path!s} holds arrays {sorted(members)}, expected "
+                                   f"{sorted(expected)}")
+        for key, info in members.items():
+            shape, _, dtype = _header(zf, info, size, name, path)
+            if expected is None:
+                if dtype.kind != "f":
+                    raise _bad(name, path, f"{key}: not a floating-point array ({dtype})")
+                continue
+            want_shape, want_dtype = tuple(expected[key][0]), np.dtype(expected[key][1])
+            if shape != want_shape or dtype != want_dtype:
+                raise FastnnValueError(f"{name}: {path!s}: {key} has shape {shape} and dtype "
+                                       f"{dtype}; expected {want_shape} {want_dtype}")
+        arrays = {key: _read_member(zf, info, name, path) for key, info in members.items()}
+    return meta, arrays
+
+
+def read_npz(path, name):
+    """All float arrays of an ``.npz`` file (bounded, see :func:`read_archive`) and its
+    ``__meta__`` JSON object under the key ``"__meta__"`` when it has one."""
+    meta, arrays = read_archive(path, name)
+    if meta is not None:
+        arrays["__meta__"] = meta
+    return arrays
 
 
 # ----------------------------------------------------------------- JSON parts
@@ -176,27 +407,40 @@ def write_checkpoint(path, meta, arrays):
     return atomic_savez(path, {"__meta__": np.array(json.dumps(meta)), **arrays})
 
 
-def read_checkpoint(path, name="resume"):
+def read_checkpoint(path, name="resume", expect=None):
     """``(meta, arrays)`` of a checkpoint, after the format checks.
 
-    Raises FileNotFoundError when there is no file, FastnnValueError when it is
-    not a complete checkpoint of this format and version.
+    ``expect(meta)``, called once the format and version are checked, gives the
+    arrays the file must hold (see :func:`read_archive`).  Raises
+    FileNotFoundError when there is no file, FastnnValueError when it is not a
+    complete checkpoint of this format and version.
     """
     path = npz_path(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"{name}: no checkpoint at {path!s}")
-    arrays = read_npz(path, name)
-    raw = arrays.pop("__meta__", None)
-    try:
-        meta = json.loads(str(raw)) if raw is not None and raw.shape == () else None
-    except ValueError:
-        meta = None
-    if not isinstance(meta, dict):
-        raise FastnnValueError(f"{name}: {path!s} has no fastnn checkpoint metadata")
-    if meta.get("format") != FORMAT or meta.get("format_version") != VERSION:
-        raise FastnnValueError(f"{name}: {path!s} has format {meta.get('format')!r} version "
-                               f"{meta.get('format_version')!r}; expected {FORMAT!r} version {VERSION}")
-    return meta, arrays
+
+    def check(meta):
+        if not isinstance(meta, dict):
+            raise FastnnValueError(f"{name}: {path!s} has no fastnn checkpoint metadata")
+        if meta.get("format") != FORMAT or meta.get("format_version") != VERSION:
+            raise FastnnValueError(f"{name}: {path!s} has format {meta.get('format')!r} version "
+                                   f"{meta.get('format_version')!r}; expected {FORMAT!r} version {VERSION}")
+        return expect(meta) if expect is not None else None
+
+    return read_archive(path, name, check)
+
+
+def expected_arrays(layer_dims, dtype, slots=()):
+    """``{name: (shape, dtype)}`` of the parameters of ``layer_dims`` and of each optimizer slot."""
+    out = {}
+    for l in range(1, len(layer_dims)):
+        out[f"W{l}"] = ((layer_dims[l], layer_dims[l - 1]), dtype)
+        out[f"b{l}"] = ((layer_dims[l], 1), dtype)
+    keys = list(out)
+    for slot in slots:
+        for i, key in enumerate(keys):
+            out[f"opt.{slot}.{i}"] = out[key]
+    return out
 
 
 def field(meta, dotted, kind, name="resume", path=""):

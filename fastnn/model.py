@@ -35,6 +35,9 @@ OPTIMIZER_OPTIONS = {"sgd": (), "momentum": ("beta",), "adam": ("beta1", "beta2"
 ON_DIVERGENCE = ("raise", "skip")
 #: With ``on_divergence="skip"``: give up after this many skipped steps in a row.
 MAX_CONSECUTIVE_SKIPS = 50
+#: The whole-loop path runs at most this many epochs per compiled call (each
+#: call allocates one cost per epoch): ``epochs=10**12`` starts at once.
+MAX_LOOP_CHUNK = 1 << 16
 
 # Kept for callers of the old private name.
 _atomic_savez = _ckpt.atomic_savez
@@ -87,18 +90,18 @@ class Model:
     ----------
     params : dict
         ``"W1", "b1", ...``: ``W[l]`` is ``(n_l, n_{l-1})``, ``b[l]`` is ``(n_l, 1)``.
+    layer_dims, hidden, output, dtype
+        As given.  All five attributes may be assigned; they are checked
+        together on every ``fit``, ``predict``, ``score`` and ``save``
+        (errors name ``model.<attribute>``).
     """
 
     def __init__(self, layer_dims, hidden="relu", output="sigmoid", *, dtype=None,
                  seed=None, init=None):
-        self.layer_dims = _check_layer_dims(layer_dims)
-        self.hidden = check_hidden(hidden)
-        self.output = check_output(output)
         #: True until the first fit fixes a dtype that was not given.
         self._dtype_from_data = dtype is None
-        self.dtype = V.check_dtype(np.float64 if dtype is None else dtype)
-        if output == "softmax" and self.layer_dims[-1] < 2:
-            raise FastnnValueError("layer_dims: softmax output needs at least 2 units in the last layer")
+        self.layer_dims, self.hidden, self.output, self.dtype = _check_spec(
+            layer_dims, hidden, output, np.float64 if dtype is None else dtype)
         if init is None:
             init = "he" if hidden in ("relu", "leaky_relu") else "xavier"
         self.params = init_params(self.layer_dims, init=init, dtype=self.dtype, seed=seed)
@@ -132,6 +135,20 @@ class Model:
             Y = V.check_Y(Y, self.output, self.layer_dims[-1], X.shape[1], self.dtype)
         return X, Y
 
+    def _check_state(self):
+        """Check the attributes a user can assign (``layer_dims``, ``hidden``, ``output``,
+        ``dtype``, ``params``) as the constructor would; return ``params`` as private copies.
+
+        Every path that computes with the model (``fit``, ``predict_proba`` and
+        so ``predict`` and ``score``, ``save``) goes through here: the attributes
+        are public, so nothing a user put there reaches a kernel unchecked.  The
+        normalised ``layer_dims`` (a list of int) and ``dtype`` (a numpy dtype)
+        are stored back; the errors name ``model.<attribute>``.
+        """
+        self.layer_dims, self.hidden, self.output, self.dtype = _check_spec(
+            self.layer_dims, self.hidden, self.output, self.dtype, "model.")
+        return self._checked_params()
+
     def _checked_params(self, name="model.params"):
         """``self.params`` checked against ``layer_dims`` and ``dtype``, as private C-contiguous copies.
 
@@ -140,7 +157,7 @@ class Model:
         """
         Ws, bs, dtype = V.check_params(self.params, name)
         if dtype != self.dtype:
-            raise V.FastnnTypeError(f"{name}: dtype {dtype} differs from the model's {self.dtype}")
+            raise V.FastnnTypeError(f"{name}: dtype {dtype} differs from model.dtype ({self.dtype})")
         for l, (W, b) in enumerate(zip(Ws, bs), start=1):
             expected = (self.layer_dims[l], self.layer_dims[l - 1]) if l <= self.L else None
             if W.shape != expected:
@@ -220,7 +237,9 @@ class Model:
             ``params`` then hold the last finite values (that step's update is
             not applied) and can be saved.
         """
+        self._check_state()
         self._adopt_data_dtype(X)
+        P = self._checked_params()
         X, Y = self._check_data(X, Y)
         epochs = V.check_positive_int(epochs, "epochs")
         m = X.shape[1]
@@ -236,6 +255,7 @@ class Model:
             raise V.FastnnTypeError(f"{unknown[0]}: not an option of fit() or of optimizer "
                                     f"{optimizer!r} (its options: {OPTIMIZER_OPTIONS[optimizer]})")
         opt = make_optimizer(optimizer, lr, **optimizer_options)
+        opt.check_dtype(self.dtype)
         rng = _rng(shuffle_seed, "shuffle_seed")
         V.check_callable(callback, "callback")
         checkpoint = V.check_path(checkpoint, "checkpoint")
@@ -243,10 +263,10 @@ class Model:
             raise FastnnValueError(f"checkpoint: the folder of {checkpoint!r} does not exist")
         checkpoint_every = V.check_positive_int(checkpoint_every, "checkpoint_every")
         resume = V.check_path(resume, "resume")
-        saved = _ckpt.read_checkpoint(resume) if resume is not None else None
+        saved = (_ckpt.read_checkpoint(resume, "resume", self._resume_expect(resume))
+                 if resume is not None else None)
         if saved is not None and backend is None:
             backend = _stored_backend(saved[0])
-        P = self._checked_params()
         bk = backend_for_dtype(backend, batch_size * max(self.layer_dims[1:]), self.dtype)
 
         options = {"epochs": epochs, "batch_size": batch_size, "optimizer": optimizer,
@@ -266,6 +286,22 @@ class Model:
             _ckpt.remove_stale_temps(checkpoint)
         return trainer.run(progress)
 
+    def _resume_expect(self, path):
+        """The arrays a checkpoint of this model may hold, given its metadata."""
+        spec = {"layer_dims": self.layer_dims, "hidden": self.hidden, "output": self.output,
+                "dtype": self.dtype.name}
+
+        def expect(meta):
+            theirs = _ckpt.field(meta, "model", dict, "resume", path)
+            if theirs != spec:
+                raise FastnnValueError(f"resume: checkpoint {path} is for a model {theirs}; "
+                                       f"this model is {spec}")
+            slots = _ckpt.field(meta, "state.optimizer_slots", list, "resume", path)
+            if not all(slot in ("m", "v") for slot in slots):
+                raise FastnnValueError(f"resume: checkpoint {path} has inconsistent counters or history")
+            return _ckpt.expected_arrays(self.layer_dims, self.dtype, slots)
+        return expect
+
     @classmethod
     def from_checkpoint(cls, path):
         """The model saved in a checkpoint written by ``fit(..., checkpoint=path)``.
@@ -274,14 +310,28 @@ class Model:
         ``model.fit(X, Y, ..., resume=path)``.
         """
         path = V.check_path(path, "path")
-        meta, arrays = _ckpt.read_checkpoint(path, "path")
-        spec = meta.get("model")
-        try:
-            model = cls(spec["layer_dims"], spec["hidden"], spec["output"], dtype=spec["dtype"], seed=0)
-        except (KeyError, TypeError, ValueError) as exc:
-            raise FastnnValueError(f"path: checkpoint {path} has a malformed model description ({exc})") from exc
+        specs = []
+
+        def expect(meta):
+            spec = _spec_from_meta(meta.get("model"), "path", f"checkpoint {path}")
+            state = meta.get("state")
+            slots = state.get("optimizer_slots") if isinstance(state, dict) else None
+            if not isinstance(slots, list) or not all(slot in ("m", "v") for slot in slots):
+                raise FastnnValueError(f"path: checkpoint {path} lacks a valid 'state.optimizer_slots'")
+            specs.append(spec)
+            return _ckpt.expected_arrays(spec[0], spec[3], slots)
+
+        _, arrays = _ckpt.read_checkpoint(path, "path", expect)
         params = {k: v for k, v in arrays.items() if not k.startswith("opt.")}  # optimizer state aside
-        model.params = _checked_arrays(params, model.params, "path", path)
+        return cls._from_arrays(specs[0], params, "path", path)
+
+    @classmethod
+    def _from_arrays(cls, spec, arrays, name, path):
+        """A model of ``spec`` (``_check_spec``'s result) with the parameters ``arrays``,
+        checked; no initial weights are drawn."""
+        model = cls.__new__(cls)
+        model.layer_dims, model.hidden, model.output, model.dtype = spec
+        model.params = _checked_arrays(arrays, _ckpt.expected_arrays(spec[0], spec[3]), name, path)
         return model
 
     def _sync(self, bk, keys, P):
@@ -291,8 +341,9 @@ class Model:
     def predict_proba(self, X, *, backend=None):
         """Output activations ``A[L]``, shape ``(n_L, m)``, in the model's dtype."""
         from .network import forward
+        params = dict(zip(self._keys, self._check_state()))
         X, _ = self._check_data(X)
-        return forward(self.params, X, hidden=self.hidden, output=self.output, backend=backend)[0]
+        return forward(params, X, hidden=self.hidden, output=self.output, backend=backend)[0]
 
     def predict(self, X, *, backend=None):
         """Predictions for the columns of X.
@@ -312,6 +363,7 @@ class Model:
 
     def score(self, X, Y, *, backend=None):
         """Accuracy (sigmoid, softmax; fraction of correct entries) or R^2 (identity)."""
+        self._check_state()
         X, Yc = self._check_data(X, Y)
         pred = self.predict(X, backend=backend)
         if self.output == "softmax":
@@ -324,44 +376,30 @@ class Model:
 
     def save(self, path):
         """Write the model to ``path`` (``.npz``) atomically: a temporary file, then rename."""
+        params = dict(zip(self._keys, self._check_state()))
         meta = {"format": "fastnn.Model", "format_version": FORMAT_VERSION,
                 "layer_dims": self.layer_dims, "hidden": self.hidden, "output": self.output,
                 "dtype": self.dtype.name}
-        params = dict(zip(self._keys, self._checked_params()))
         return _ckpt.atomic_savez(path, {"__meta__": np.array(json.dumps(meta)), **params})
 
     @classmethod
     def load(cls, path):
         """Read a model written by :meth:`save`; refuses corrupt or mismatched files."""
         path = V.check_path(path, "path")
-        arrays = _ckpt.read_npz(path, "path")
-        try:
-            meta = json.loads(str(arrays.pop("__meta__")))
-        except (KeyError, ValueError) as exc:
-            raise FastnnValueError(f"path: {path!s} has no fastnn metadata; not a saved Model") from exc
-        if not isinstance(meta, dict) or meta.get("format") != "fastnn.Model" or \
-                meta.get("format_version") != FORMAT_VERSION:
-            meta = meta if isinstance(meta, dict) else {}
-            raise FastnnValueError(f"path: {path!s} has format {meta.get('format')!r} version "
-                                   f"{meta.get('format_version')!r}; expected 'fastnn.Model' "
-                                   f"version {FORMAT_VERSION}")
-        try:
-            model = cls(meta["layer_dims"], meta["hidden"], meta["output"], dtype=meta["dtype"], seed=0)
-        except (KeyError, TypeError, ValueError) as exc:
-            raise FastnnValueError(f"path: {path!s} has a malformed model description ({exc})") from exc
-        expected = set(model.params)
-        if set(arrays) != expected:
-            raise FastnnValueError(f"path: {path!s} holds arrays {sorted(arrays)}, expected {sorted(expected)}")
-        for k, arr in arrays.items():
-            ref = model.params[k]
-            if arr.shape != ref.shape or arr.dtype != ref.dtype:
-                raise FastnnValueError(f"path: {path!s}: {k} has shape {arr.shape} and dtype {arr.dtype}; "
-                                       f"expected {ref.shape} {ref.dtype} from layer_dims {meta['layer_dims']}")
-            if not np.isfinite(arr).all():
-                raise FastnnValueError(f"path: {path!s}: {k} contains NaN or Inf")
-        model.params = {k: np.ascontiguousarray(arrays[k]) for k in model.params}
-        return model
+        specs = []
 
+        def expect(meta):
+            if meta is None:
+                raise FastnnValueError(f"path: {path!s} has no fastnn metadata; not a saved Model")
+            if meta.get("format") != "fastnn.Model" or meta.get("format_version") != FORMAT_VERSION:
+                raise FastnnValueError(f"path: {path!s} has format {meta.get('format')!r} version "
+                                       f"{meta.get('format_version')!r}; expected 'fastnn.Model' "
+                                       f"version {FORMAT_VERSION}")
+            specs.append(_spec_from_meta(meta, "path", str(path)))
+            return _ckpt.expected_arrays(specs[0][0], specs[0][3])
+
+        _, arrays = _ckpt.read_archive(path, "path", expect)
+        return cls._from_arrays(specs[0], arrays, "path", path)
 
 
 class _Trainer:
@@ -540,7 +578,7 @@ class _Trainer:
         bk, model, o = self.bk, self.model, self.o
         X, Y = bk.to_device(self.X), bk.to_device(self.Y)
         epochs = o["epochs"]
-        chunk = 1 if self.callback is not None else max(1, epochs // 100)
+        chunk = 1 if self.callback is not None else min(max(1, epochs // 100), MAX_LOOP_CHUNK)
         args = (X, Y, model.hidden, model.output, o["scaling"], o["l2"])
         while self.epoch < epochs:
             n = min(chunk, epochs - self.epoch)
@@ -677,10 +715,7 @@ class _Trainer:
         except (ValueError, TypeError) as exc:
             raise FastnnValueError(f"resume: checkpoint {path} holds a bad learning rate ({exc})") from None
         rng = _ckpt.rng_from_state(f("state.rng", dict), "resume", path)
-        expected = {k: np.empty(p.shape, model.dtype) for k, p in zip(model._keys, self.P)}
-        for slot in slots:
-            for i, k in enumerate(model._keys):
-                expected[f"opt.{slot}.{i}"] = expected[k]
+        expected = _ckpt.expected_arrays(model.layer_dims, model.dtype, slots)
         checked = _checked_arrays(arrays, expected, "resume", path)
         self.P = [self.bk.to_device(checked[k]) for k in model._keys]
         state = {"t": t}
@@ -692,6 +727,26 @@ class _Trainer:
         self.epoch, self.steps, self.skips = epoch, steps, skips
         self.history = History(cost=[float(c) for c in cost], time=[float(c) for c in times],
                                backend=self.bk.NAME, lr_changes=list(changes))
+
+
+def _check_spec(layer_dims, hidden, output, dtype, prefix=""):
+    """``(layer_dims, hidden, output, dtype)`` checked together, as the constructor takes them.
+
+    ``prefix`` goes before each name in the errors (``"model."`` for the
+    attributes of an existing model).
+    """
+    try:
+        dims = _check_layer_dims(layer_dims)
+        hidden, output = check_hidden(hidden), check_output(output)
+        dtype = V.check_dtype(dtype)
+    except (ValueError, TypeError) as exc:
+        if not prefix:
+            raise
+        raise type(exc)(prefix + str(exc)) from None
+    if output == "softmax" and dims[-1] < 2:
+        raise FastnnValueError(f"{prefix}layer_dims: a softmax output needs at least 2 units in the last "
+                               f"layer, got {dims} ({prefix}output is 'softmax')")
+    return dims, hidden, output, dtype
 
 
 def _weighted_mean(costs):
@@ -720,16 +775,25 @@ def _stored_backend(meta):
     return name
 
 
+def _spec_from_meta(spec, name, what):
+    """``_check_spec`` of a file's model description (a dict), errors naming ``name``."""
+    try:
+        return _check_spec(spec["layer_dims"], spec["hidden"], spec["output"], spec["dtype"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise FastnnValueError(f"{name}: {what} has a malformed model description ({exc})") from None
+
+
 def _checked_arrays(arrays, expected, name, path):
-    """``arrays`` with exactly the keys, shapes and dtypes of ``expected``, all finite."""
+    """``arrays`` with exactly the keys, shapes and dtypes of ``expected`` (``{key: (shape,
+    dtype)}``), all finite."""
     if set(arrays) != set(expected):
         raise FastnnValueError(f"{name}: {path} holds arrays {sorted(arrays)}, expected {sorted(expected)}")
     out = {}
-    for k, ref in expected.items():
+    for k, (shape, dtype) in expected.items():
         arr = arrays[k]
-        if arr.shape != ref.shape or arr.dtype != ref.dtype:
+        if arr.shape != tuple(shape) or arr.dtype != dtype:
             raise FastnnValueError(f"{name}: {path}: {k} has shape {arr.shape} and dtype {arr.dtype}; "
-                                   f"expected {ref.shape} {ref.dtype}")
+                                   f"expected {tuple(shape)} {np.dtype(dtype)}")
         if not np.isfinite(arr).all():
             raise FastnnValueError(f"{name}: {path}: {k} contains NaN or Inf")
         out[k] = np.ascontiguousarray(arr)

@@ -86,6 +86,8 @@ def _check_layer_dims(layer_dims):
         raise V.FastnnTypeError(f"layer_dims: expected a sequence of integers, got {layer_dims!r}")
     try:
         dims = [int(d) for d in layer_dims]
+    except OverflowError:  # int(inf)
+        raise FastnnValueError(f"layer_dims: expected finite positive integers, got {list(layer_dims)!r}") from None
     except (TypeError, ValueError) as exc:
         raise V.FastnnTypeError(f"layer_dims: expected a sequence of integers, got {layer_dims!r}") from exc
     if len(dims) < 2 or any(d < 1 for d in dims) or any(int(d) != d for d in layer_dims):
@@ -423,7 +425,7 @@ def cost(AL, Y, *, output="sigmoid", params=None, l2=0.0, logits=None):
             loss_sum = get_backend("numpy").output_loss(Z, AL, Y, output)
     else:
         with np.errstate(over="ignore"):
-            loss_sum = float(np.sum(_loss_from_probabilities(AL, Y, output)))
+            loss_sum = get_backend("numpy").sum_terms(_loss_from_probabilities(AL, Y, output))
     Ws = []
     if l2:
         if params is None:

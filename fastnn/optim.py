@@ -24,6 +24,14 @@ class SGD:
         self.t = 0
         self.state = {}
 
+    def check_dtype(self, dtype):
+        """Check the hyperparameters in ``dtype``, the precision the updates use them in.
+
+        Raises FastnnValueError naming the option when one rounds to a value the
+        update cannot use (a beta that rounds to 1, an eps that rounds to 0).
+        """
+        V.check_lr(self.lr, dtype)
+
     def _init_state(self, bk, params):
         for slot in self.slots:
             if slot not in self.state:
@@ -65,6 +73,11 @@ class Momentum(SGD):
         if self.beta >= 1:
             raise V.FastnnValueError(f"beta: expected a number in [0, 1), got {beta}")
 
+    def check_dtype(self, dtype):
+        """See :meth:`SGD.check_dtype`: ``beta`` must stay below 1 in ``dtype``."""
+        super().check_dtype(dtype)
+        _check_beta(self.beta, "beta", dtype, "(1 - beta) would be 0 and no parameter would move")
+
     def _update(self, bk, i, P, G):
         t = P.dtype.type
         bk.momentum_update(P, G, self.state["v"][i], t(self.lr), t(self.beta))
@@ -84,10 +97,34 @@ class Adam(SGD):
         self.beta1, self.beta2 = float(beta1), float(beta2)
         self.eps = V.check_positive_float(eps, "eps")
 
+    def check_dtype(self, dtype):
+        """See :meth:`SGD.check_dtype`: ``beta1``, ``beta2`` below 1 and ``eps`` a normal
+        number in ``dtype``."""
+        super().check_dtype(dtype)
+        _check_beta(self.beta1, "beta1", dtype, "the bias correction 1 - beta1**t would be 0")
+        _check_beta(self.beta2, "beta2", dtype, "the second moment would stay 0 and every update "
+                    "would divide 0 by 0")
+        tiny = np.finfo(dtype).tiny
+        if np.dtype(dtype).type(self.eps) < tiny:
+            raise V.FastnnValueError(
+                f"eps: {self.eps:g} is below the smallest normal {np.dtype(dtype).name} ({tiny:g}), "
+                "so the update's eps * sqrt(1 - beta2**t) can round to 0 and divide 0 by 0; "
+                f"use eps >= {tiny:g} or a wider dtype")
+
     def _update(self, bk, i, P, G):
         t = P.dtype.type
         bk.adam_update(P, G, self.state["m"][i], self.state["v"][i], t(self.lr),
                        t(self.beta1), t(self.beta2), t(self.eps), self.t)
+
+
+def _check_beta(beta, name, dtype, why):
+    """``beta`` must stay below 1 once rounded to ``dtype`` (it is < 1 as a float64)."""
+    dtype = np.dtype(dtype)
+    if dtype.type(beta) >= 1:
+        below = float(np.nextafter(dtype.type(1), dtype.type(0)))
+        raise V.FastnnValueError(
+            f"{name}: {beta!r} rounds to 1 in {dtype.name}, the dtype the update uses, so {why}; "
+            f"use {name} <= {below!r} or a wider dtype")
 
 
 _CLASSES = {"sgd": SGD, "momentum": Momentum, "adam": Adam}

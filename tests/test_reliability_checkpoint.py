@@ -185,12 +185,18 @@ def test_resume_details(tmp_path):
     assert h.backend == cfg["backend"] and len(h.cost) == 6
     ref, _ = uninterrupted(dict(cfg, epochs=6))
     assert_same_params(longer.params, ref)
-    # a stale temporary file of a killed writer is removed
-    stale = tmp_path / ".run.ckpt.npz.tmp-dead.npz"
+    # a stale temporary file of a killed writer is removed (one named after a
+    # process of this host that has ended; an unknown one older than STALE_AGE)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    stale = tmp_path / f".run.ckpt.npz.tmp-{dead}-{ckpt._host_tag()}-{'0' * 16}.npz"
     stale.write_bytes(b"half a checkpoint")
+    old = tmp_path / ".run.ckpt.npz.tmp-unknown.npz"
+    old.write_bytes(b"half a checkpoint")
+    os.utime(old, (time.time() - ckpt.STALE_AGE - 10,) * 2)
     X, Y, m2, fit = setup(cfg)
     m2.fit(X, Y, resume=cfg["ckpt"], **fit)
-    assert not stale.exists()
+    assert not stale.exists() and not old.exists()
     with pytest.raises(FileNotFoundError):
         m2.fit(X, Y, resume=tmp_path / "missing", **fit)
 

@@ -10,6 +10,11 @@
 - ``nogil=True``: two threads can train two models at once.
 - ``OMP_WAIT_POLICY=PASSIVE`` (unless already set): idle OpenMP threads sleep
   instead of spinning (see below).
+- fork safety (:data:`FORK_UNSAFE_LAYERS`): a child forked from a process that
+  has run parallel kernels on GNU OpenMP would be terminated by libgomp at its
+  first parallel region ("fork() called from a process already using GNU
+  OpenMP"); in such a child the ``numba-parallel`` backend runs the serial
+  kernels (bitwise the same results).
 
 A kernel source is a module-level function in :mod:`._numba_kernels`; it is
 compiled once for the serial backend and once, as a separate function object
@@ -34,6 +39,38 @@ USER_OMP_WAIT_POLICY = os.environ.get("OMP_WAIT_POLICY")
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import numba  # noqa: E402
+
+#: Numba threading layers a forked child must not use once the parent has
+#: started them: GNU OpenMP ("omp"; Numba's own docs call only TBB, workqueue
+#: and non-GNU OpenMP fork-safe; its "omp" layer is GNU's on Linux, and is
+#: treated as unsafe everywhere here).
+FORK_UNSAFE_LAYERS = ("omp",)
+
+_fork_callbacks = []
+
+
+def on_unsafe_fork(callback):
+    """Call ``callback()`` in every child forked after this process started a threading
+    layer of :data:`FORK_UNSAFE_LAYERS` (registered with ``os.register_at_fork``)."""
+    _fork_callbacks.append(callback)
+
+
+def _running_layer():
+    """The threading layer Numba has started in this process, or None."""
+    try:
+        return numba.threading_layer()
+    except ValueError:  # no parallel kernel has run yet
+        return None
+
+
+def _after_fork_in_child():
+    if _running_layer() in FORK_UNSAFE_LAYERS:
+        for callback in _fork_callbacks:
+            callback()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 JIT_OPTIONS = {"cache": True, "fastmath": False, "error_model": "numpy", "nogil": True}
 

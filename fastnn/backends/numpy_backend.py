@@ -100,9 +100,18 @@ def _loss_terms(Z, A, Y, output):
     return D * D * Z.dtype.type(0.5)
 
 
+def sum_terms(terms):
+    """``sum(terms)`` as a float; float16 terms are summed in float64.
+
+    A float16 sum over m examples overflows at 65504: a true cost of 0.72 at
+    m = 120000 would read as inf.  float32 and float64 sum in their own dtype.
+    """
+    return float(np.sum(terms, dtype=np.float64 if terms.dtype == np.float16 else None))
+
+
 def output_loss(Z, A, Y, output):
     """Sum over all examples of the per-example loss, from the logits Z (float)."""
-    return float(np.sum(_loss_terms(Z, A, Y, output)))
+    return sum_terms(_loss_terms(Z, A, Y, output))
 
 
 def _scaled_row_sum(dZ, scale):
