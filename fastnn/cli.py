@@ -182,7 +182,12 @@ def _add_stability(sub):
                     "summation order and backend; compare every gradient with a higher-precision "
                     "reference; write results.jsonl, summary.md and PNG plots into --out.  Points already "
                     "in --out are skipped.")
-    p.add_argument("--out", default="stability-results", help="results folder (default: stability-results)")
+    p.add_argument("action", nargs="?", choices=("run", "report"), default="run",
+                   help="run (default): sweep into --out; report SOURCE: tables and plots from saved results")
+    p.add_argument("source", nargs="?", default=None,
+                   help="for report: a results folder or a results .jsonl/.jsonl.gz file")
+    p.add_argument("--out", default="stability-results",
+                   help="results folder (default: stability-results; for report: stability-report)")
     p.add_argument("--preset", choices=("quick", "medium", "full"), default="medium",
                    help="sweep size (default: medium, a few minutes on two cores)")
     p.add_argument("--quick", action="store_true", help="the quick preset (under a minute)")

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 import fastnn.stability as S
-from fastnn import _stability_core as C
+from fastnn.stability import evaluate as C
+from fastnn.stability import formats as F
 from fastnn.backends import numpy_backend as nb
 
 
@@ -43,7 +44,7 @@ def test_round_to_format_is_the_hardware_rounding_for_float16_and_float32():
     assert _same(S.round_to_format(x16, "float16"), want16).all()
     assert (np.signbit(S.round_to_format(x16, "float16")) == np.signbit(want16)).all()
     assert _same(S.round_to_format(x32, "float32"), want32).all()          # incl. float32 subnormals
-    assert _same(C._round_fast(x16, C.FORMATS["float16"]), want16).all()   # the compiled twin
+    assert _same(F._round_fast(x16, F.FORMATS["float16"]), want16).all()   # the compiled twin
 
 
 def _rne_exact(x, p, emin, emax):
@@ -78,13 +79,13 @@ def test_round_to_format_bfloat16_against_exact_rational_rounding():
     want = np.array([_rne_exact(float(v), 8, -126, 127) for v in x])
     got = S.round_to_format(x, "bfloat16")
     assert _same(got, want).all()
-    assert _same(C._round_fast(x, C.FORMATS["bfloat16"]), want).all()
+    assert _same(F._round_fast(x, F.FORMATS["bfloat16"]), want).all()
 
 
 def test_emulation_reproduces_numpy_float16_bitwise():
     """The bfloat16 emulator, run with float16's parameters, must give NumPy's
     float16 results bit for bit wherever both define the same operations."""
-    E = C._Emulated("float16")
+    E = F._Emulated("float16")
     rng = np.random.default_rng(2)
     m = 3000
     W = (rng.standard_normal((6, 5)) * 0.5).astype(np.float16)
@@ -135,7 +136,7 @@ def _exact_sums(P, Q):
 @pytest.mark.parametrize("dtype", ["float16", "bfloat16", "float32", "float64"])
 @pytest.mark.parametrize("m", [1, 7, 1001, 4096])
 def test_summations_against_fsum(dtype, m):
-    fmt = C.FORMATS[dtype]
+    fmt = F.FORMATS[dtype]
     rng = np.random.default_rng(m)
     P = fmt.array(rng.uniform(0.1, 1.0, (2, m)))            # positive terms: worst-case growth visible
     Q = np.ones((1, m), dtype=fmt.storage)
