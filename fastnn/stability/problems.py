@@ -68,7 +68,11 @@ def dataset(data, output, n_in, m, seed, stream):
     n_out = 4 if output == "softmax" else 1
     struct = np.random.default_rng([int(seed), n_in, 77])
     rng = np.random.default_rng([int(seed), int(m), n_in, 20240611 if stream == "eval" else 31])
+    if data not in DATASETS:
+        raise FastnnValueError(f"data: unknown {data!r}; expected one of {DATASETS}")
     if data == "blobs":
+        if output != "softmax":
+            raise FastnnValueError(f"data='blobs' needs output='softmax', got {output!r}")
         C = struct.standard_normal((n_in, n_out))
         C *= 1.25 / np.linalg.norm(C, axis=0, keepdims=True)         # centres 2.5 apart (opposite)
         k = rng.integers(0, n_out, m)
