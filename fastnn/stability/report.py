@@ -22,6 +22,9 @@ COLORS = {"deferred": "tab:blue", "absorbed": "tab:orange", "sum": "tab:green"}
 RECIPE_COLORS = {"plain": "black", "fp32_epilogue": "tab:purple", "static_ls": "tab:brown",
                  "dynamic_ls": "tab:cyan"}
 RECIPE_ORDER = ("plain", "fp32_epilogue", "static_ls", "dynamic_ls")
+#: Line style and marker per recipe, so that coinciding series stay visible.
+RECIPE_STYLE = {"plain": ("-", "o", 6.5), "fp32_epilogue": ("--", "s", 5.5), "static_ls": (":", "^", 7),
+                "dynamic_ls": ("-.", "D", 4)}
 #: Parameters that must equal the base unless a table varies them.
 MATCH = ("depth", "width", "n_in", "hidden", "output", "output_grad", "summation", "backend", "lr",
          "recipe", "inv_m", "micro", "accum", "loss_scale", "stage", "data")
@@ -425,18 +428,16 @@ def _error_plot(rows, base, key, path, what):
     cols = 2 if n > 1 else 1
     fig, axes = plt.subplots((n + 1) // 2, cols, figsize=(5.2 * cols, 3.6 * ((n + 1) // 2)), squeeze=False)
     for ax, d in zip(axes.ravel(), dtypes):
+        grid = sorted({r["m"] for r in _select(rows, base, dtype=d)})
         for s in SCALING_ORDER:
             sel = _select(rows, base, dtype=d, scaling=s)
             if not sel:
                 continue
-            ms = sorted({r["m"] for r in sel})
-            for pow2, style, filled in ((True, "-", True), (False, "--", False)):
-                xs = [m for m in ms if _is_pow2(m) == pow2]
-                if not xs:
-                    continue
-                med, lo, hi = _series(sel, key, xs)
-                _plot_lines(ax, xs, med, lo, hi, COLORS[s], f"{s}, m {'= 2^k' if pow2 else '≠ 2^k'}",
-                            style, "o" if pow2 else "s", filled, floor=UNIT_ROUNDOFF[d] * 1e-3)
+            med, lo, hi = _series(sel, key, grid)      # NaN where missing: the line breaks there
+            _plot_lines(ax, grid, med, lo, hi, COLORS[s], s, "-" if s != "sum" else ":", "o", True,
+                        floor=UNIT_ROUNDOFF[d] * 1e-3)
+            odd = [i for i, m in enumerate(grid) if not _is_pow2(m)]
+            ax.plot([grid[i] for i in odd], [med[i] for i in odd], "o", color=COLORS[s], mfc="white", ms=4)
         ax.axhline(UNIT_ROUNDOFF[d], color="gray", lw=0.8, ls=":")
         ax.text(0.01, UNIT_ROUNDOFF[d], " u", color="gray", transform=ax.get_yaxis_transform(), va="bottom")
         _log_axes(ax)
@@ -449,7 +450,7 @@ def _error_plot(rows, base, key, path, what):
     handles, labels = axes.ravel()[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=8, frameon=False)
     fig.suptitle(f"{what}: ||g - ref|| / ||ref||, worst layer; median over seeds, band = min-max; "
-                 "x at top = inf/NaN", fontsize=9)
+                 "filled: m = 2^k, hollow: other m; x at top = inf/NaN; plain recipe", fontsize=9)
     fig.tight_layout(rect=(0, 0.07, 1, 0.96))
     _save(plt, fig, path)
 
@@ -479,7 +480,8 @@ def _range_plot(rows, base, path):
             ax.set_yscale("symlog", linthresh=1e-4)
             ax.yaxis.set_major_formatter(_plain())
             ax.yaxis.set_minor_locator(_null())
-            ax.set_ylim(-1e-5, 1.5)
+            top = max([r[key] for r in _select(rows, base, dtype=d)] + [1e-4])
+            ax.set_ylim(-1e-5, min(1.5, top * 1.5))
             ax.set_title(f"{d}: {title}", fontsize=9)
             ax.set_xlabel("m")
             ax.grid(True, alpha=0.3)
@@ -770,14 +772,16 @@ def _headline_plot(rows, base, path):
                 if c["ratio"] is None and a and b:
                     (up if c["inf_b"] else down).append(m)
             col = RECIPE_COLORS[rc]
-            ax.plot(grid, ratio, "-o", color=col, ms=4, label=rc)
+            ls, mk, ms = RECIPE_STYLE[rc]
+            ax.plot(grid, ratio, ls, marker=mk, color=col, ms=ms, mfc="none" if rc != "plain" else col,
+                    lw=1.4, label=rc)
             ax.fill_between(grid, lo, hi, color=col, alpha=0.18, lw=0)
             for xs, marker, y in ((up, "^", 0.97), (down, "v", 0.03)):
                 if xs:
                     ax.plot(xs, [y] * len(xs), marker, color=col, ms=8, transform=ax.get_xaxis_transform(),
                             clip_on=False, linestyle="none")
         ax.axhline(1.0, color="gray", lw=0.8, ls=":")
-        _log_axes(ax, y_subs=(1.0, 2.0, 5.0))
+        _log_axes(ax, y_subs=(1.0, 1.5, 2.0, 3.0, 5.0, 7.0))
         ax.set_title(d)
         ax.set_xlabel("m (examples)")
         ax.set_ylabel("dW error: absorbed / deferred")
