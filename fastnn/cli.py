@@ -178,10 +178,12 @@ def _add_stability(sub):
     p = sub.add_parser(
         "stability", help="measure where the 1/m goes numerically (sweep, report, plots)",
         description="Sweep the placement of the cost's 1/m (deferred, absorbed, sum) over number formats "
-                    "(float16, bfloat16 emulated exactly, float32, float64), m, network, output route, "
+                    "(float16, bfloat16 emulated exactly, float32, float64), mixed-precision recipes, m, "
+                    "divide-by-m and micro-batches, training stages and data sets, network, output route, "
                     "summation order and backend; compare every gradient with a higher-precision "
                     "reference; write results.jsonl, summary.md and PNG plots into --out.  Points already "
-                    "in --out are skipped.")
+                    "in --out are skipped.  'fastnn stability report SOURCE' rebuilds the tables and plots "
+                    "from saved results (a folder or a .jsonl/.jsonl.gz file).")
     p.add_argument("action", nargs="?", choices=("run", "report"), default="run",
                    help="run (default): sweep into --out; report SOURCE: tables and plots from saved results")
     p.add_argument("source", nargs="?", default=None,
@@ -199,8 +201,8 @@ def _add_stability(sub):
     p.add_argument("--scalings", type=lambda t: [v for v in t.split(",") if v], default=None,
                    help="comma-separated subset of deferred,absorbed,sum")
     p.add_argument("--ms", type=_parse_layers, default=None, metavar="M,M,...",
-                   help="m of the placement sweep (comma-separated)")
-    p.add_argument("--seeds", type=int, default=None, help="number of seeds")
+                   help="keep only these m, in every block of the preset (comma-separated)")
+    p.add_argument("--seeds", type=int, default=None, help="number of seeds in every block (default: each block's own)")
     p.add_argument("--steps", type=int, default=None, help="SGD steps of the training comparison (0: none)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--no-report", action="store_true", help="write results.jsonl only")

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import fastnn.stability as S
+from conftest import STAB_DD_GRAD_REL, STAB_DD_OP_REL, STAB_FP16_ONE_ROUNDING, STAB_LD_VS_DD
 from fastnn.stability import evaluate as C
 from fastnn.stability import formats as F
 from fastnn.backends import numpy_backend as nb
@@ -403,7 +404,7 @@ def test_double_double_primitives_against_fractions():
         r = op(a, b)
         for i in range(50):
             exact = f(F(a, i), F(b, i))
-            assert abs(F(r, i) - exact) <= abs(exact) * Fraction(2) ** -100, op.__name__
+            assert abs(F(r, i) - exact) <= abs(exact) * Fraction(STAB_DD_OP_REL), op.__name__
 
 
 def test_double_double_reference_against_mpmath():
@@ -446,7 +447,7 @@ def test_double_double_reference_against_mpmath():
                     worst = max(worst, float(abs(v - want[r, c]) / scale))
         # 2^-104 = 4.9e-32 per operation; a few hundred operations stay below 1e-28,
         # twelve orders of magnitude below the float64 errors it judges (>= 1e-16)
-        assert worst < 1e-28, (hidden, output, worst)
+        assert worst < STAB_DD_GRAD_REL, (hidden, output, worst)
 
 
 def test_reference_kind_is_chosen_and_recorded(monkeypatch):
@@ -465,7 +466,7 @@ def test_reference_kind_is_chosen_and_recorded(monkeypatch):
         # the two references judge the same float64 gradients: the errors agree to
         # the long double reference's own error (2^-64 relative to the gradient)
         for e_ld, e_dd in zip(ld["err_dW"] + ld["err_db"], dd["err_dW"] + dd["err_db"]):
-            assert abs(e_ld - e_dd) <= 1e-18
+            assert abs(e_ld - e_dd) <= STAB_LD_VS_DD
     monkeypatch.setenv(RF.REFERENCE_ENV, "quad")
     with pytest.raises(ValueError):
         S.reference_kind()
@@ -519,22 +520,21 @@ def test_recipes_against_the_exact_reference_behave_as_derived():
     base = {"dtype": "float16", "m": 1 << 18, "steps": 0, "depth": 2, "width": 4, "n_in": 4}
     r = {(rc, s): S.evaluate_point({**base, "recipe": rc, "scaling": s})
          for rc in ("plain", "fp32_epilogue", "static_ls", "dynamic_ls") for s in ("deferred", "absorbed")}
-    u16 = 2.0 ** -11
     assert r[("plain", "deferred")]["overflow"] > 0 and max(r[("plain", "deferred")]["err_dW"]) == math.inf
-    assert max(r[("fp32_epilogue", "deferred")]["err_dW"]) < 3 * u16
+    assert max(r[("fp32_epilogue", "deferred")]["err_dW"]) < STAB_FP16_ONE_ROUNDING
     flushed = r[("plain", "absorbed")]["dz_underflow"]
     assert flushed > 0
     assert r[("fp32_epilogue", "absorbed")]["dz_underflow"] > flushed / 2    # the scale still lands in float16
     for rc in ("static_ls", "dynamic_ls"):
         assert r[(rc, "absorbed")]["dz_underflow"] < flushed / 10
-        assert max(r[(rc, "absorbed")]["err_dW"]) < 3 * u16
+        assert max(r[(rc, "absorbed")]["err_dW"]) < STAB_FP16_ONE_ROUNDING
     # flushed dZ entries lose their contribution: the plain absorbed error is the larger one
     assert max(r[("plain", "absorbed")]["err_dW"]) > 2 * max(r[("dynamic_ls", "absorbed")]["err_dW"])
     dyn = r[("dynamic_ls", "deferred")]
     assert dyn["loss_scale"] * 2 > r[("dynamic_ls", "absorbed")]["loss_scale"] / (1 << 18) and dyn["passes"] >= 2
     # with a loss scale the deferred 1/m is a float32 epilogue: S * dW is stored, no overflow
     assert r[("static_ls", "deferred")]["overflow"] == 0
-    assert max(r[("static_ls", "deferred")]["err_dW"]) < 3 * u16
+    assert max(r[("static_ls", "deferred")]["err_dW"]) < STAB_FP16_ONE_ROUNDING
 
 
 def test_micro_batches_as_derived():
@@ -548,7 +548,7 @@ def test_micro_batches_as_derived():
     assert per["overflow"] == 0 and glob["overflow"] == 0   # 2^15-example sums stay below 65504
     assert max(f32["err_dW"]) <= max(glob["err_dW"]) * 1.05
     # exact powers of two: per-micro 1/m_j = 2^-15 then 1/k = 2^-3 is the global 2^-18
-    assert max(per["err_dW"]) < 3 * 2.0 ** -11
+    assert max(per["err_dW"]) < STAB_FP16_ONE_ROUNDING
     with pytest.raises(ValueError):
         S.evaluate_point({**base, "micro": 0})
 

@@ -263,6 +263,31 @@ class SweepResult:
     files: dict = field(default_factory=dict)
 
 
+def _points(preset, points, grid):
+    """The preset's points, or the explicit ones completed with BASE (checked)."""
+    if points is None:
+        return sweep_points(preset, **grid)
+    if grid:
+        raise FastnnValueError(f"points: given together with grid options {sorted(grid)}")
+    for p in points:
+        unknown = set(p) - set(BASE)
+        if unknown:
+            raise FastnnValueError(f"points: unknown parameters {sorted(unknown)}; expected keys of BASE")
+    return [{**BASE, **p} for p in points]
+
+
+def _todo(out_dir, points):
+    """Distinct points not yet in the folder's results."""
+    done = {r["key"] for r in load_results(out_dir)}
+    todo, seen = [], set()
+    for p in points:
+        k = point_key(p)
+        if k not in done and k not in seen:
+            seen.add(k)
+            todo.append(p)
+    return todo
+
+
 def run(out_dir="stability-results", *, preset="medium", quick=False, points=None, scheduler=None,
         workers=None, progress=True, report=True, **grid):
     """Run a stability sweep into a results folder and write its report.
@@ -303,24 +328,9 @@ def run(out_dir="stability-results", *, preset="medium", quick=False, points=Non
     if quick:
         preset = "quick"
     explicit = points is not None
-    if points is None:
-        points = sweep_points(preset, **grid)
-    else:
-        if grid:
-            raise FastnnValueError(f"points: given together with grid options {sorted(grid)}")
-        for p in points:
-            unknown = set(p) - set(BASE)
-            if unknown:
-                raise FastnnValueError(f"points: unknown parameters {sorted(unknown)}; expected keys of BASE")
-        points = [{**BASE, **p} for p in points]
+    points = _points(preset, points, grid)
     os.makedirs(out_dir, exist_ok=True)
-    done = {r["key"] for r in load_results(out_dir)}
-    todo, seen = [], set()
-    for p in points:
-        k = point_key(p)
-        if k not in done and k not in seen:
-            seen.add(k)
-            todo.append(p)
+    todo = _todo(out_dir, points)
     _write_atomic(os.path.join(out_dir, SPEC), json.dumps(
         {"preset": None if explicit else preset, "grid": {k: v for k, v in grid.items()},
          "base": {**BASE, **grid.get("base", {})}, "n_points": len(points), "env": environment(),
