@@ -290,3 +290,35 @@ class TrackOutputRoute:
 
     def track_chain_rel_error(self, backend, dtype, one_minus_a):
         return self.err["chain"]
+
+
+class TrackMixedPrecision:
+    """float16 mixed-precision recipes (``fastnn.stability.mixed``): worst-layer
+    norm-wise relative dW error against the float64 reference, and the fraction
+    of ``dZ`` entries flushed to zero, per recipe and 1/m placement.
+
+    ``plain``: every value and the 1/m in float16; ``fp32_epilogue``: the 1/m
+    a float32 operation on the float32 accumulator; ``static_ls`` / ``dynamic_ls``:
+    loss scaling (4096 / the largest scale that does not overflow) with a float32
+    master gradient.  Network ``[8, 8, 8, 1]``, ReLU, sigmoid output, seed 0,
+    at initialisation; m = 2^17 is where plain absorbed flushes a few per cent
+    of ``dZ`` and deferred is still finite.
+    """
+
+    params = [("plain", "fp32_epilogue", "static_ls", "dynamic_ls"), ("deferred", "absorbed"),
+              [10_000, 131_072]]
+    param_names = ["recipe", "scaling", "m"]
+    unit = "relative error"
+    rounds = 1
+    timeout = 300
+
+    def setup(self, recipe, scaling, m):
+        from fastnn.stability import evaluate_point
+        self.res = evaluate_point({"dtype": "float16", "m": m, "scaling": scaling, "recipe": recipe,
+                                   "steps": 0})
+
+    def track_dW_rel_error(self, recipe, scaling, m):
+        return max(self.res["err_dW"])
+
+    def track_dz_flushed_fraction(self, recipe, scaling, m):
+        return self.res["dz_underflow"]

@@ -404,11 +404,18 @@ def _add_stability(sub):
         "stability", help="measure where the 1/m goes numerically (sweep, report, plots)",
         formatter_class=_HelpFormatter,
         description="Sweep the placement of the cost's 1/m (deferred, absorbed, sum) over number formats "
-                    "(float16, bfloat16 emulated exactly, float32, float64), m, network, output route, "
+                    "(float16, bfloat16 emulated exactly, float32, float64), mixed-precision recipes, m, "
+                    "divide-by-m and micro-batches, training stages and data sets, network, output route, "
                     "summation order and backend; compare every gradient with a higher-precision "
                     "reference; write results.jsonl, summary.md and PNG plots into --out.  Points already "
-                    "in --out are skipped.")
-    p.add_argument("--out", default="stability-results", help="results folder")
+                    "in --out are skipped.  'fastnn stability report SOURCE' rebuilds the tables and plots "
+                    "from saved results (a folder or a .jsonl/.jsonl.gz file).")
+    p.add_argument("action", nargs="?", choices=("run", "report"), default="run",
+                   help="run (default): sweep into --out; report SOURCE: tables and plots from saved results")
+    p.add_argument("source", nargs="?", default=None,
+                   help="for report: a results folder or a results .jsonl/.jsonl.gz file")
+    p.add_argument("--out", default="stability-results",
+                   help="results folder (default: stability-results; for report: stability-report)")
     p.add_argument("--preset", choices=("quick", "medium", "full"), default="medium",
                    help="sweep size; medium takes a few minutes on two cores")
     p.add_argument("--quick", action="store_true", help="the quick preset (under a minute)")
@@ -421,8 +428,9 @@ def _add_stability(sub):
     p.add_argument("--scalings", type=_names(SCALINGS), default=None,
                    help="comma-separated subset of deferred,absorbed,sum")
     p.add_argument("--ms", type=_int_list, default=None, metavar="M,M,...",
-                   help="m of the placement sweep (comma-separated)")
-    p.add_argument("--seeds", type=_integer(1), default=None, help="number of seeds")
+                   help="keep only these m, in every block of the preset (comma-separated)")
+    p.add_argument("--seeds", type=_integer(1), default=None,
+                   help="number of seeds in every block (default: each block's own)")
     p.add_argument("--steps", type=_integer(0), default=None, help="SGD steps of the training comparison (0: none)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--no-report", action="store_true", help="write results.jsonl only")

@@ -356,3 +356,20 @@ def make_problem(layer_dims, m, output, dtype=np.float64, seed=0, bias_scale=0.5
 def n_out_for(output):
     """Output width used for each output layer in the small test nets."""
     return {"sigmoid": 2, "softmax": 3, "identity": 2}[output]
+
+
+# --------------------------------------------------------------------------- stability references and recipes
+#: One double-double add/mul/div (QD's accurate algorithms): relative error a few 2^-104;
+#: 2^-100 leaves a factor 16.
+STAB_DD_OP_REL = 2.0 ** -100
+#: Double-double gradients of a 2-layer net on 16 examples: a few hundred operations of
+#: 2^-104 = 4.9e-32 each (exp/tanh about 2^10 of that) stay below 1e-28.
+STAB_DD_GRAD_REL = 1e-28
+#: Long double (2^-64 = 5.4e-20 per operation) vs double-double judging the same float64
+#: gradients: their error figures differ by the long double reference's own error, a few
+#: 2^-64 relative to the gradient over log2(m) pairwise levels: below 1e-18.
+STAB_LD_VS_DD = 1e-18
+#: float16 gradient recipes that round the final value once to float16 after float32
+#: accumulation: one float16 rounding (u = 2^-11) plus the float32 sum and scale (~1e-7)
+#: and the hidden layers' float16 storage, norm-wise: below 3 u.
+STAB_FP16_ONE_ROUNDING = 3 * 2.0 ** -11

@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 
 import fastnn.stability as S
-from fastnn import _stability_core as C
+from conftest import STAB_DD_GRAD_REL, STAB_DD_OP_REL, STAB_FP16_ONE_ROUNDING, STAB_LD_VS_DD
+from fastnn.stability import evaluate as C
+from fastnn.stability import formats as F
 from fastnn.backends import numpy_backend as nb
 
 
@@ -43,7 +45,7 @@ def test_round_to_format_is_the_hardware_rounding_for_float16_and_float32():
     assert _same(S.round_to_format(x16, "float16"), want16).all()
     assert (np.signbit(S.round_to_format(x16, "float16")) == np.signbit(want16)).all()
     assert _same(S.round_to_format(x32, "float32"), want32).all()          # incl. float32 subnormals
-    assert _same(C._round_fast(x16, C.FORMATS["float16"]), want16).all()   # the compiled twin
+    assert _same(F._round_fast(x16, F.FORMATS["float16"]), want16).all()   # the compiled twin
 
 
 def _rne_exact(x, p, emin, emax):
@@ -78,13 +80,13 @@ def test_round_to_format_bfloat16_against_exact_rational_rounding():
     want = np.array([_rne_exact(float(v), 8, -126, 127) for v in x])
     got = S.round_to_format(x, "bfloat16")
     assert _same(got, want).all()
-    assert _same(C._round_fast(x, C.FORMATS["bfloat16"]), want).all()
+    assert _same(F._round_fast(x, F.FORMATS["bfloat16"]), want).all()
 
 
 def test_emulation_reproduces_numpy_float16_bitwise():
     """The bfloat16 emulator, run with float16's parameters, must give NumPy's
     float16 results bit for bit wherever both define the same operations."""
-    E = C._Emulated("float16")
+    E = F._Emulated("float16")
     rng = np.random.default_rng(2)
     m = 3000
     W = (rng.standard_normal((6, 5)) * 0.5).astype(np.float16)
@@ -135,7 +137,7 @@ def _exact_sums(P, Q):
 @pytest.mark.parametrize("dtype", ["float16", "bfloat16", "float32", "float64"])
 @pytest.mark.parametrize("m", [1, 7, 1001, 4096])
 def test_summations_against_fsum(dtype, m):
-    fmt = C.FORMATS[dtype]
+    fmt = F.FORMATS[dtype]
     rng = np.random.default_rng(m)
     P = fmt.array(rng.uniform(0.1, 1.0, (2, m)))            # positive terms: worst-case growth visible
     Q = np.ones((1, m), dtype=fmt.storage)
@@ -182,7 +184,7 @@ def test_summation_orders_are_the_ones_claimed():
 # --------------------------------------------------------------------------- reference and error measure
 
 def test_long_double_reference_against_mpmath():
-    mpmath = pytest.importorskip("mpmath")
+    import mpmath
     mpmath.mp.dps = 40
     pt = {**S.BASE, "m": 24, "depth": 2, "width": 3, "n_in": 2, "hidden": "tanh", "seed": 5}
     Ws, bs, X, Y = C._problem(pt)
@@ -316,7 +318,7 @@ def test_run_writes_skips_resumes_and_reports_failures(tmp_path):
 
 
 def test_dask_local_cluster_gives_the_serial_results(tmp_path):
-    distributed = pytest.importorskip("distributed")
+    import distributed
     serial = S.run(tmp_path / "serial", points=POINTS, workers=1, progress=False, report=False)
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False, protocol="tcp",
                                   dashboard_address=None) as cluster:
@@ -337,7 +339,7 @@ def test_cli_quick_run(tmp_path, capsys):
     assert main(["stability", "--quick", "--out", str(out), "--no-progress"]) == 0
     records = S.load_results(out)
     assert len(records) == len(S.sweep_points("quick"))
-    for name in ("summary.md", "error_dW_vs_m.png", "error_db_vs_m.png", "underflow_vs_m.png",
+    for name in ("summary.md", "ratio_vs_m.png", "error_dW_vs_m.png", "error_db_vs_m.png", "underflow_vs_m.png",
                  "effects_vs_m.png", "drift_vs_m.png"):
         assert (out / name).stat().st_size > 1000, name
     summary = (out / "summary.md").read_text()
@@ -350,3 +352,235 @@ def test_cli_quick_run(tmp_path, capsys):
         want.pop("elapsed_s")
         assert again == want
     assert "computed" in capsys.readouterr().out
+
+
+# --------------------------------------------------------------------------- statistics
+
+from fastnn.stability import stats as ST  # noqa: E402
+
+
+def test_bootstrap_interval_covers_a_known_ratio():
+    """Synthetic paired errors with true geometric-mean ratio 0.8: the 95 %
+    interval must cover it in about 95 % of replicates (20 seeds each)."""
+    rng = np.random.default_rng(10)
+    true = 0.8
+    cover = 0
+    reps = 300
+    for k in range(reps):
+        d = math.log(true) + 0.3 * rng.standard_normal(20)
+        lo, hi = ST.bootstrap_ci(d, tag=k)
+        cover += lo <= true <= hi
+    # binomial(300, 0.95) lies in [0.90, 0.99] with probability > 0.999; the
+    # percentile bootstrap undercovers slightly at n = 20 (about 0.93)
+    assert 0.88 <= cover / reps <= 0.99, cover / reps
+
+
+def test_sign_flip_exact_and_holm():
+    d = np.array([0.1, 0.2, 0.3])                     # all positive: 2 of 8 patterns as extreme
+    assert ST.sign_flip_p(d) == pytest.approx(2 / 8)
+    d = np.array([0.1, -0.1])
+    assert ST.sign_flip_p(d) == 1.0
+    big = np.full(20, 0.1)                            # Monte Carlo: p about 2 * 2^-20, floor 1/(n+1)
+    assert ST.sign_flip_p(big) <= 2 / ST.N_FLIPS
+    adj = ST.holm([0.01, 0.04, 0.03, 0.5])
+    assert np.allclose(adj, [0.04, 0.09, 0.09, 0.5])  # 4*0.01, max(3*0.03, .04), 2*0.04 -> 0.09, 0.5
+    c = ST.paired({0: 1.0, 1: 2.0, 2: math.inf}, {0: 2.0, 1: 2.0, 2: 1.0})
+    assert c["inf_a"] == 1 and c["n_finite"] == 2 and c["ratio"] == pytest.approx(math.sqrt(0.5))
+
+
+# --------------------------------------------------------------------------- double-double reference
+
+from fastnn.stability import _dd  # noqa: E402
+
+
+def test_double_double_primitives_against_fractions():
+    rng = np.random.default_rng(11)
+    a = _dd.DD(rng.standard_normal(50), rng.standard_normal(50) * 1e-17)
+    b = _dd.DD(rng.standard_normal(50) + 3, rng.standard_normal(50) * 1e-17)
+
+    def F(x, i):
+        return Fraction(float(x.hi[i])) + Fraction(float(x.lo[i]))
+    for op, f in ((_dd.add, lambda x, y: x + y), (_dd.mul, lambda x, y: x * y), (_dd.div, lambda x, y: x / y)):
+        r = op(a, b)
+        for i in range(50):
+            exact = f(F(a, i), F(b, i))
+            assert abs(F(r, i) - exact) <= abs(exact) * Fraction(STAB_DD_OP_REL), op.__name__
+
+
+def test_double_double_reference_against_mpmath():
+    import mpmath
+    mpmath.mp.dps = 50
+    for hidden, output in (("tanh", "sigmoid"), ("relu", "softmax")):
+        pt = {**S.BASE, "m": 16, "depth": 2, "width": 3, "n_in": 2, "hidden": hidden, "output": output,
+              "seed": 5, "data": "teacher"}
+        Ws, bs, X, Y = C._problem(pt)
+        GW, Gb, _, _ = S.reference_gradients(Ws, bs, X, Y, hidden, output, "double-double")
+        mp = mpmath.mpf
+        W = [mpmath.matrix(w.tolist()) for w in Ws]
+        b = [mpmath.matrix(v.tolist()) for v in bs]
+        gW = [mpmath.zeros(*w.shape) for w in Ws]
+        gb = [mpmath.zeros(*v.shape) for v in bs]
+        act = {"tanh": mpmath.tanh, "relu": lambda z: z if z > 0 else mp(0)}[hidden]
+        for i in range(X.shape[1]):
+            x = mpmath.matrix([mp(v) for v in X[:, i]])
+            a1 = (W[0] * x + b[0]).apply(act)
+            z2 = W[1] * a1 + b[1]
+            if output == "sigmoid":
+                a2 = z2.apply(lambda z: 1 / (1 + mpmath.exp(-z)))
+            else:
+                e = z2.apply(mpmath.exp)
+                a2 = e / sum(e)
+            g2 = a2 - mpmath.matrix([mp(v) for v in Y[:, i]])
+            g1 = W[1].T * g2
+            for j in range(g1.rows):
+                g1[j] *= (1 - a1[j] ** 2) if hidden == "tanh" else (1 if a1[j] > 0 else 0)
+            gW[1] += g2 * a1.T
+            gb[1] += g2
+            gW[0] += g1 * x.T
+            gb[0] += g1
+        worst = 0.0
+        for got, want in ((GW[0], gW[0]), (GW[1], gW[1]), (Gb[0], gb[0]), (Gb[1], gb[1])):
+            scale = max(abs(want[r, c]) for r in range(want.rows) for c in range(want.cols))
+            for r in range(want.rows):
+                for c in range(want.cols):
+                    v = mp(float(got.hi[r, c])) + mp(float(got.lo[r, c]))
+                    worst = max(worst, float(abs(v - want[r, c]) / scale))
+        # 2^-104 = 4.9e-32 per operation; a few hundred operations stay below 1e-28,
+        # twelve orders of magnitude below the float64 errors it judges (>= 1e-16)
+        assert worst < STAB_DD_GRAD_REL, (hidden, output, worst)
+
+
+def test_reference_kind_is_chosen_and_recorded(monkeypatch):
+    from fastnn.stability import reference as RF
+    want = "longdouble" if RF.longdouble_is_extended() else "double-double"
+    assert S.reference_kind() == want
+    monkeypatch.setenv(RF.REFERENCE_ENV, "double-double")
+    pt = {"dtype": "float64", "m": 300, "steps": 2, "depth": 2, "width": 4, "n_in": 3}
+    dd = S.evaluate_point(pt)
+    assert dd["ref"] == "double-double"
+    assert 1e-17 < max(dd["err_dW"]) < 1e-14 and dd["drift_final"] < 1e-14
+    if RF.longdouble_is_extended():
+        monkeypatch.setenv(RF.REFERENCE_ENV, "longdouble")
+        ld = S.evaluate_point(pt)
+        assert ld["ref"] == "longdouble"
+        # the two references judge the same float64 gradients: the errors agree to
+        # the long double reference's own error (2^-64 relative to the gradient)
+        for e_ld, e_dd in zip(ld["err_dW"] + ld["err_db"], dd["err_dW"] + dd["err_db"]):
+            assert abs(e_ld - e_dd) <= STAB_LD_VS_DD
+    monkeypatch.setenv(RF.REFERENCE_ENV, "quad")
+    with pytest.raises(ValueError):
+        S.reference_kind()
+
+
+# --------------------------------------------------------------------------- recipes, 1/m, micro-batches
+
+from fastnn.stability import mixed as MX  # noqa: E402
+
+
+def _grads(pt):
+    pt = {**S.BASE, **pt}
+    fmt = F.FORMATS[pt["dtype"]]
+    bk = C._backend(pt, fmt)
+    Ws, bs, X, Y = (C._round_all(v, fmt) for v in C._problem(pt))
+    if fmt.native:
+        Ws, bs, X, Y = ([a.astype(fmt.storage) for a in Ws], [a.astype(fmt.storage) for a in bs],
+                        X.astype(fmt.storage), Y.astype(fmt.storage))
+    return bk, fmt, Ws, bs, X, Y, pt
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16", "float32"])
+def test_plain_recipe_through_the_mixed_path_is_the_backend_path(dtype):
+    for scaling in ("deferred", "absorbed", "sum"):
+        bk, fmt, Ws, bs, X, Y, pt = _grads({"dtype": dtype, "m": 3000, "scaling": scaling, "depth": 3})
+        a = C._run_gradients(bk, fmt, Ws, bs, X, Y, pt)
+        b = MX.mixed_gradients(bk, fmt, Ws, bs, X, Y, pt)
+        for g, h in zip(a[0] + a[1], b[0] + b[1]):
+            assert _same(g, h).all(), (dtype, scaling)
+
+
+def test_divide_by_m_is_one_correct_rounding():
+    for dtype in ("float16", "bfloat16", "float32"):
+        fmt = F.FORMATS[dtype]
+        ctx = MX._Ctx(fmt, "div")
+        x = fmt.array(np.random.default_rng(12).uniform(-4, 4, 200))
+        for m in (3, 1000, 100_003, 1_000_000):           # m beyond float16's range too
+            got = _f64(ctx.scale(x, m, "fmt"))
+            want = np.array([_rne_exact(float(Fraction(float(v)) / m), fmt.p, fmt.emin, fmt.emax)
+                             for v in _f64(x)])
+            assert _same(got, want).all(), (dtype, m)
+        mul = MX._Ctx(fmt, "mul")
+        assert not _same(_f64(mul.scale(x, 1000, "fmt")), _f64(ctx.scale(x, 1000, "fmt"))).all() or dtype == "float32"
+
+
+def test_recipes_against_the_exact_reference_behave_as_derived():
+    # float16, m = 2^18 examples, all-positive activations summed over m: the
+    # deferred unscaled sums pass 65504 and overflow in the plain recipe; the
+    # float32 epilogue applies 1/m before rounding to float16 (error about u16);
+    # absorbed flushes small dZ entries to zero, a loss scale brings them back.
+    base = {"dtype": "float16", "m": 1 << 18, "steps": 0, "depth": 2, "width": 4, "n_in": 4}
+    r = {(rc, s): S.evaluate_point({**base, "recipe": rc, "scaling": s})
+         for rc in ("plain", "fp32_epilogue", "static_ls", "dynamic_ls") for s in ("deferred", "absorbed")}
+    assert r[("plain", "deferred")]["overflow"] > 0 and max(r[("plain", "deferred")]["err_dW"]) == math.inf
+    assert max(r[("fp32_epilogue", "deferred")]["err_dW"]) < STAB_FP16_ONE_ROUNDING
+    flushed = r[("plain", "absorbed")]["dz_underflow"]
+    assert flushed > 0
+    assert r[("fp32_epilogue", "absorbed")]["dz_underflow"] > flushed / 2    # the scale still lands in float16
+    for rc in ("static_ls", "dynamic_ls"):
+        assert r[(rc, "absorbed")]["dz_underflow"] < flushed / 10
+        assert max(r[(rc, "absorbed")]["err_dW"]) < STAB_FP16_ONE_ROUNDING
+    # flushed dZ entries lose their contribution: the plain absorbed error is the larger one
+    assert max(r[("plain", "absorbed")]["err_dW"]) > 2 * max(r[("dynamic_ls", "absorbed")]["err_dW"])
+    dyn = r[("dynamic_ls", "deferred")]
+    assert dyn["loss_scale"] * 2 > r[("dynamic_ls", "absorbed")]["loss_scale"] / (1 << 18) and dyn["passes"] >= 2
+    # with a loss scale the deferred 1/m is a float32 epilogue: S * dW is stored, no overflow
+    assert r[("static_ls", "deferred")]["overflow"] == 0
+    assert max(r[("static_ls", "deferred")]["err_dW"]) < STAB_FP16_ONE_ROUNDING
+
+
+def test_micro_batches_as_derived():
+    base = {"dtype": "float16", "m": 1 << 18, "steps": 0, "depth": 2, "width": 4, "n_in": 4,
+            "scaling": "deferred"}
+    one = S.evaluate_point(base)
+    per = S.evaluate_point({**base, "micro": 8, "accum": "per_micro"})
+    glob = S.evaluate_point({**base, "micro": 8, "accum": "global"})
+    f32 = S.evaluate_point({**base, "micro": 8, "accum": "fp32"})
+    assert one["overflow"] > 0                      # one batch of 2^18: the unscaled sums overflow
+    assert per["overflow"] == 0 and glob["overflow"] == 0   # 2^15-example sums stay below 65504
+    assert max(f32["err_dW"]) <= max(glob["err_dW"]) * 1.05
+    # exact powers of two: per-micro 1/m_j = 2^-15 then 1/k = 2^-3 is the global 2^-18
+    assert max(per["err_dW"]) < STAB_FP16_ONE_ROUNDING
+    with pytest.raises(ValueError):
+        S.evaluate_point({**base, "micro": 0})
+
+
+def test_training_stages_shrink_the_residuals():
+    from fastnn.stability import problems as PB
+    for data, kw in (("rings", {"hidden": "tanh"}), ("blobs", {"output": "softmax"}), ("teacher", {})):
+        pt = {**S.BASE, "m": 4000, "data": data, **kw}
+        res = []
+        for stage in (0, 100, 1000):
+            Ws, bs, X, Y = PB.problem({**pt, "stage": stage})
+            As, _ = C._passes._forward(nb, Ws, bs, X, pt["hidden"], pt["output"])
+            res.append(float(np.abs(As[-1] - Y).mean()))
+        assert res[2] < res[1] < res[0], (data, res)
+    with pytest.raises(ValueError):
+        PB.problem({**S.BASE, "data": "blobs"})              # blobs needs the softmax output
+
+
+def test_environment_is_recorded_and_report_reads_gzip(tmp_path):
+    import gzip
+    pts = [{"dtype": "float16", "m": 100, "scaling": s, "steps": 0, "seed": k} for s in ("deferred", "absorbed")
+           for k in range(3)]
+    res = S.run(tmp_path / "r", points=pts, workers=1, progress=False, report=False)
+    env = res.records[0]["env"]
+    for key in ("python", "numpy", "fastnn", "blas", "float64_reference", "longdouble_bits"):
+        assert key in env, key
+    gz = tmp_path / "r.jsonl.gz"
+    with gzip.open(gz, "wt") as fh:
+        fh.write((tmp_path / "r" / "results.jsonl").read_text())
+    assert len(S.load_results(gz)) == len(pts)
+    from fastnn.cli import main
+    assert main(["stability", "report", str(gz), "--out", str(tmp_path / "rep")]) == 0
+    text = (tmp_path / "rep" / "summary.md").read_text()
+    assert "absorbed / deferred" in text and "NumPy " + np.__version__ in text
+    assert (tmp_path / "rep" / "ratio_vs_m.png").stat().st_size > 1000

@@ -1,12 +1,14 @@
 """Report of a stability sweep: ``summary.md`` (tables) and PNG plots.
 
 Every number is a statistic over seeds of the per-point records written by
-:func:`fastnn.stability.run`.  A difference between two variants is called
-*below noise* when the mean over seeds of ``log10(err_A / err_B)`` (paired by
-seed) is not larger than the seed spread (standard deviation over seeds of
-``log10 err``, pooled over A and B), or when its sign changes between seeds.
+:func:`fastnn.stability.run`.  Two variants are compared on the seeds they
+share (:mod:`.stats`): geometric-mean error ratio with a 95 % bootstrap
+interval, the sign-flip test, Holm's correction over every comparison of the
+report; a difference is called only where the adjusted p is below 0.05.
 """
 
+import itertools
+import json
 import math
 import os
 
@@ -14,16 +16,29 @@ import numpy as np
 
 DTYPE_ORDER = ("float16", "bfloat16", "float32", "float64")
 SCALING_ORDER = ("deferred", "absorbed", "sum")
+#: One colour per convention (placement of 1/m), in every plot.
 COLORS = {"deferred": "tab:blue", "absorbed": "tab:orange", "sum": "tab:green"}
+#: One colour per mixed-precision recipe (headline ratios), distinct from the conventions'.
+RECIPE_COLORS = {"plain": "black", "fp32_epilogue": "tab:purple", "static_ls": "tab:brown",
+                 "dynamic_ls": "tab:cyan"}
+RECIPE_ORDER = ("plain", "fp32_epilogue", "static_ls", "dynamic_ls")
+#: Line style and marker per recipe, so that coinciding series stay visible.
+RECIPE_STYLE = {"plain": ("-", "o", 6.5), "fp32_epilogue": ("--", "s", 5.5), "static_ls": (":", "^", 7),
+                "dynamic_ls": ("-.", "D", 4)}
 #: Parameters that must equal the base unless a table varies them.
-MATCH = ("depth", "width", "n_in", "hidden", "output", "output_grad", "summation", "backend", "lr")
+MATCH = ("depth", "width", "n_in", "hidden", "output", "output_grad", "summation", "backend", "lr",
+         "recipe", "inv_m", "micro", "accum", "loss_scale", "stage", "data")
+_DEFAULTS = {"recipe": "plain", "inv_m": "mul", "micro": 1, "accum": "global", "loss_scale": 4096.0,
+             "stage": 0, "data": "teacher"}
 UNIT_ROUNDOFF = {"float16": 2.0 ** -11, "bfloat16": 2.0 ** -8, "float32": 2.0 ** -24, "float64": 2.0 ** -53}
 
 
 def _rows(records):
     rows = []
     for rec in records:
-        r = {**rec["params"], **rec["metrics"]}
+        met = dict(rec["metrics"])
+        met["ls_used"] = met.pop("loss_scale", None)          # the scale used, not the parameter
+        r = {**_DEFAULTS, **rec["params"], **met}
         r["eW"] = max(rec["metrics"]["err_dW"])
         r["eb"] = max(rec["metrics"]["err_db"])
         rows.append(r)
@@ -78,7 +93,23 @@ def _log(x, floor=1e-300):
     return math.log10(max(x, floor))
 
 
-def compare(a, b, identical=False):
+class _Holm:
+    """Two passes over the tables: the first collects every comparison's
+    p-value (by tag), the second formats with Holm-adjusted p-values."""
+
+    def __init__(self):
+        self.raw, self.adj = {}, None
+
+    def finish(self):
+        from .stats import holm
+        tags = list(self.raw)
+        self.adj = dict(zip(tags, holm([self.raw[t] for t in tags])))
+
+
+_HOLM = _Holm()
+
+
+def compare(a, b, identical=False, tag=None):
     """Paired comparison of two variants' errors over the same seeds.
 
     Parameters
@@ -87,56 +118,54 @@ def compare(a, b, identical=False):
         seed -> error of variants A and B.
     identical : bool
         The two computed gradients were bitwise equal for every seed.
+    tag : hashable
+        Names the comparison (Holm's family, bootstrap seed).
 
     Returns
     -------
     dict
-        ``ratio`` (geometric mean over seeds of ``a/b``), ``lo``/``hi`` (its
-        range over seeds), ``spread`` (dex), ``verdict`` one of ``"identical"``,
-        ``"A smaller"``, ``"B smaller"``, ``"below noise"``,
-        ``"below noise (consistent sign)"``, ``"A not finite"``,
-        ``"B not finite"``, ``"both not finite"``, ``"n/a"``.
+        :func:`.stats.paired`'s fields plus ``p_adj`` (Holm over the report;
+        None in the collecting pass) and ``verdict``: ``"identical"``,
+        ``"A smaller"``, ``"B smaller"``, ``"no difference detected"``,
+        ``"A not finite"``, ``"B not finite"``, ``"both not finite"``, ``"n/a"``.
     """
+    from .stats import paired
     seeds = sorted(set(a) & set(b))
-    out = {"ratio": None, "lo": None, "hi": None, "spread": None, "n": len(seeds), "verdict": "n/a"}
     if not seeds:
-        return out
-    va = [a[s] for s in seeds]
-    vb = [b[s] for s in seeds]
-    fa = all(math.isfinite(x) for x in va)
-    fb = all(math.isfinite(x) for x in vb)
-    if not (fa and fb):
-        out["verdict"] = "both not finite" if not (fa or fb) else "A not finite" if not fa else "B not finite"
-        return out
-    if identical or all(x == y for x, y in zip(va, vb)):
-        out.update(ratio=1.0, lo=1.0, hi=1.0, spread=0.0, verdict="identical")
-        return out
-    la = np.array([_log(x) for x in va])
-    lb = np.array([_log(x) for x in vb])
-    rho = la - lb
-    out["ratio"] = float(10 ** rho.mean())
-    out["lo"], out["hi"] = float(10 ** rho.min()), float(10 ** rho.max())
-    if len(seeds) < 2:
-        return out
-    spread = float(math.sqrt((la.var(ddof=1) + lb.var(ddof=1)) / 2))
-    out["spread"] = spread
-    consistent = bool((rho > 0).all() or (rho < 0).all())
-    if abs(rho.mean()) <= spread:
-        out["verdict"] = "below noise (consistent sign)" if consistent else "below noise"
-    elif not consistent:
-        out["verdict"] = "below noise"
-    else:
-        out["verdict"] = "A smaller" if rho.mean() < 0 else "B smaller"
-    return out
+        return {"ratio": None, "n": 0, "verdict": "n/a", "p_adj": None}
+    if identical or all(a[s] == b[s] for s in seeds):
+        return {"ratio": 1.0, "lo": 1.0, "hi": 1.0, "n": len(seeds), "p": 1.0, "p_adj": 1.0,
+                "inf_a": 0, "inf_b": 0, "verdict": "identical"}
+    c = paired(a, b, tag=tag)
+    c["p_adj"] = None
+    if c["inf_a"] or c["inf_b"]:
+        c["verdict"] = ("both not finite" if c["inf_a"] and c["inf_b"] else
+                        "A not finite" if c["inf_a"] else "B not finite")
+        return c
+    if tag is not None and c["p"] is not None:
+        if _HOLM.adj is None:
+            _HOLM.raw[tag] = c["p"]
+        else:
+            c["p_adj"] = _HOLM.adj.get(tag, 1.0)
+    p = c["p_adj"] if c["p_adj"] is not None else 1.0
+    c["verdict"] = ("A smaller" if c["ratio"] < 1 else "B smaller") if p < 0.05 else "no difference detected"
+    return c
 
 
 def _ratio_cell(c, name_a, name_b):
+    """(ratio with its 95 % interval, verdict with Holm's p) as table cells."""
+    v = c["verdict"].replace("A smaller", f"{name_a} smaller").replace("B smaller", f"{name_b} smaller")
+    v = v.replace("A not finite", f"{name_a} inf/NaN").replace("B not finite", f"{name_b} inf/NaN")
+    if c.get("inf_a") or c.get("inf_b"):
+        v += f" ({name_a} {c['inf_a']}/{c['n']}, {name_b} {c['inf_b']}/{c['n']} seeds)"
     if c["ratio"] is None:
-        v = c["verdict"].replace("A ", f"{name_a} ").replace("B ", f"{name_b} ")
         return "–", v
-    rng = "" if c["lo"] == c["hi"] else f" [{c['lo']:.3g}–{c['hi']:.3g}]"
-    verdict = c["verdict"].replace("A smaller", f"{name_a} smaller").replace("B smaller", f"{name_b} smaller")
-    return f"{c['ratio']:.3g}{rng}", verdict
+    if c["verdict"] == "identical":
+        return "1 (bitwise)", f"identical ({c['n']} seeds)"
+    cell = f"{c['ratio']:.3g} [{c['lo']:.3g}–{c['hi']:.3g}]"
+    if c.get("p_adj") is not None:
+        v += f", p_Holm {c['p_adj']:.2g}"
+    return cell, f"{v} (n={c.get('n_finite', c['n'])})"
 
 
 def _identical(ra, rb):
@@ -160,7 +189,7 @@ def _placement_table(rows, base, key, title):
             cells = [_cell([r[key] for r in by[s].values()]) for s in SCALING_ORDER]
             c = compare({k: r[key] for k, r in by["absorbed"].items()},
                         {k: r[key] for k, r in by["deferred"].items()},
-                        identical=_identical(by["absorbed"], by["deferred"]))
+                        identical=_identical(by["absorbed"], by["deferred"]), tag=("place", key, d, m))
             ratio, verdict = _ratio_cell(c, "absorbed", "deferred")
             lines.append(f"| {d} | {m} | {'✓' if _is_pow2(m) else ''} | " + " | ".join(cells) +
                          f" | {ratio} | {verdict} |")
@@ -190,8 +219,8 @@ def _effects_table(rows, base):
     lines = ["### Placement vs summation order vs output route", "",
              "Ratios of the `dW` error (geometric mean over seeds, paired by seed); placement is "
              "absorbed / deferred, the others are taken with the deferred scaling.  `spread` is the "
-             "seed spread of log10(error) of the base point (dex): ratios within 10^±spread are "
-             "below noise (marked ~).", "",
+             "seed spread of log10(error) of the base point (dex); `~` marks ratios whose "
+             "Holm-adjusted sign-flip p is not below 0.05 (no difference detected).", "",
              "| dtype | m | spread (dex) | absorbed / deferred | naive / pairwise | backend / pairwise | "
              "fp64acc / pairwise | chain / fused |",
              "|---|---:|---:|---|---|---|---|---|"]
@@ -205,17 +234,17 @@ def _effects_table(rows, base):
                 continue
             spread = np.std([_log(r["eW"]) for r in dfd.values()], ddof=1) if len(dfd) > 1 else float("nan")
             cols = []
-            for a, b in ((get(scaling="absorbed"), dfd),
+            for j, (a, b) in enumerate(((get(scaling="absorbed"), dfd),
                          (get(scaling="deferred", summation="naive"), get(scaling="deferred", summation="pairwise")),
                          (dfd, get(scaling="deferred", summation="pairwise")),
                          (get(scaling="deferred", summation="fp64acc"), get(scaling="deferred", summation="pairwise")),
-                         (get(scaling="deferred", output_grad="chain"), dfd)):
+                         (get(scaling="deferred", output_grad="chain"), dfd))):
                 c = compare({k: r["eW"] for k, r in a.items()}, {k: r["eW"] for k, r in b.items()},
-                            identical=_identical(a, b))
+                            identical=_identical(a, b), tag=("effect", d, m, j))
                 if c["ratio"] is None:
                     cols.append(c["verdict"] if c["verdict"] != "n/a" else "–")
                 else:
-                    mark = "~" if c["verdict"].startswith("below") else ""
+                    mark = "~" if c["verdict"] == "no difference detected" else ""
                     cols.append(f"{mark}{c['ratio']:.3g}")
             lines.append(f"| {d} | {m} | {spread:.2f} | " + " | ".join(cols) + " |")
     return lines
@@ -265,7 +294,7 @@ def _arch_table(rows, base):
                 if not a or not b:
                     continue
                 c = compare({s: r["eW"] for s, r in a.items()}, {s: r["eW"] for s, r in b.items()},
-                            identical=_identical(a, b))
+                            identical=_identical(a, b), tag=("arch", k, v, d, m))
                 ratio, verdict = _ratio_cell(c, "absorbed", "deferred")
                 name = "base" if k is None else f"{k}={v}"
                 lines.append(f"| {name} | {d} | {m} | {_cell([r['eW'] for r in b.values()])} | "
@@ -399,18 +428,16 @@ def _error_plot(rows, base, key, path, what):
     cols = 2 if n > 1 else 1
     fig, axes = plt.subplots((n + 1) // 2, cols, figsize=(5.2 * cols, 3.6 * ((n + 1) // 2)), squeeze=False)
     for ax, d in zip(axes.ravel(), dtypes):
+        grid = sorted({r["m"] for r in _select(rows, base, dtype=d)})
         for s in SCALING_ORDER:
             sel = _select(rows, base, dtype=d, scaling=s)
             if not sel:
                 continue
-            ms = sorted({r["m"] for r in sel})
-            for pow2, style, filled in ((True, "-", True), (False, "--", False)):
-                xs = [m for m in ms if _is_pow2(m) == pow2]
-                if not xs:
-                    continue
-                med, lo, hi = _series(sel, key, xs)
-                _plot_lines(ax, xs, med, lo, hi, COLORS[s], f"{s}, m {'= 2^k' if pow2 else '≠ 2^k'}",
-                            style, "o" if pow2 else "s", filled, floor=UNIT_ROUNDOFF[d] * 1e-3)
+            med, lo, hi = _series(sel, key, grid)      # NaN where missing: the line breaks there
+            _plot_lines(ax, grid, med, lo, hi, COLORS[s], s, "-" if s != "sum" else ":", "o", True,
+                        floor=UNIT_ROUNDOFF[d] * 1e-3)
+            odd = [i for i, m in enumerate(grid) if not _is_pow2(m)]
+            ax.plot([grid[i] for i in odd], [med[i] for i in odd], "o", color=COLORS[s], mfc="white", ms=4)
         ax.axhline(UNIT_ROUNDOFF[d], color="gray", lw=0.8, ls=":")
         ax.text(0.01, UNIT_ROUNDOFF[d], " u", color="gray", transform=ax.get_yaxis_transform(), va="bottom")
         _log_axes(ax)
@@ -423,7 +450,7 @@ def _error_plot(rows, base, key, path, what):
     handles, labels = axes.ravel()[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=8, frameon=False)
     fig.suptitle(f"{what}: ||g - ref|| / ||ref||, worst layer; median over seeds, band = min-max; "
-                 "x at top = inf/NaN", fontsize=9)
+                 "filled: m = 2^k, hollow: other m; x at top = inf/NaN; plain recipe", fontsize=9)
     fig.tight_layout(rect=(0, 0.07, 1, 0.96))
     _save(plt, fig, path)
 
@@ -453,7 +480,8 @@ def _range_plot(rows, base, path):
             ax.set_yscale("symlog", linthresh=1e-4)
             ax.yaxis.set_major_formatter(_plain())
             ax.yaxis.set_minor_locator(_null())
-            ax.set_ylim(-1e-5, 1.5)
+            top = max([r[key] for r in _select(rows, base, dtype=d)] + [1e-4])
+            ax.set_ylim(-1e-5, min(1.5, top * 1.5))
             ax.set_title(f"{d}: {title}", fontsize=9)
             ax.set_xlabel("m")
             ax.grid(True, alpha=0.3)
@@ -537,18 +565,21 @@ def _drift_plot(rows, base, path):
     return True
 
 
-def write_report(out_dir, records, base):
-    """Write ``summary.md`` and the plots; return {name: path}."""
-    rows = _rows(records)
-    files = {}
+def _summary_lines(rows, records, base):
     lines = ["# Stability sweep: where the 1/m goes", "",
              f"{len(rows)} points.  Base point: " +
              ", ".join(f"`{k}={base[k]}`" for k in MATCH + ("n_in",) if k in base and k != "n_in") +
              f", `n_in={base.get('n_in')}`.  Errors are relative to a reference of the same "
-             "computation in higher precision (float64; long double for float64 runs): "
-             "`||g - ref||_2 / ||ref||_2` of the worst layer, median over seeds with "
-             "[min–max].  Verdicts compare paired seeds: *below noise* when the mean "
-             "log-ratio is within the seed spread of log10(error) or changes sign.", ""]
+             "computation in higher precision (float64; long double or double-double for float64 "
+             "runs): `||g - ref||_2 / ||ref||_2` of the worst layer, median over seeds with "
+             "[min–max].  Ratios are geometric means over paired seeds with a 95 % bootstrap "
+             "interval; verdicts use the two-sided sign-flip test with Holm's correction over "
+             f"every comparison in this report ({{n_tests}} tests): a difference is called only "
+             "where the adjusted p is below 0.05.", ""]
+    lines += _env_lines(records) + [""]
+    lines += _headline_table(rows, base) + [""]
+    lines += _inv_m_table(rows, base) + [""]
+    lines += _stage_table(rows, base) + [""]
     lines += _placement_table(rows, base, "eW", "Placement of 1/m: dW error") + [""]
     lines += _placement_table(rows, base, "eb", "Placement of 1/m: db error") + [""]
     lines += _pow2_table(rows, base) + [""]
@@ -561,15 +592,28 @@ def write_report(out_dir, records, base):
     bk = _backend_table(rows, base)
     if bk:
         lines += bk + [""]
+    return lines
+
+
+def write_report(out_dir, records, base):
+    """Write ``summary.md`` and the plots; return {name: path}."""
+    rows = _rows(records)
+    files = {}
+    _HOLM.__init__()
+    _summary_lines(rows, records, base)               # first pass: collect the p-values
+    _HOLM.finish()
+    lines = _summary_lines(rows, records, base)       # second pass: Holm-adjusted verdicts
+    text = "\n".join(lines).replace("{n_tests}", str(len(_HOLM.raw)))
     path = os.path.join(out_dir, "summary.md")
     with open(path, "w", encoding="utf-8") as fh:
-        fh.write("\n".join(lines) + "\n")
+        fh.write(text + "\n")
     files["summary.md"] = path
     try:
         _plt()
     except ImportError:
         return files
-    for name, fn in (("error_dW_vs_m.png", lambda p: _error_plot(rows, base, "eW", p, "dW") or True),
+    for name, fn in (("ratio_vs_m.png", lambda p: _headline_plot(rows, base, p)),
+                     ("error_dW_vs_m.png", lambda p: _error_plot(rows, base, "eW", p, "dW") or True),
                      ("error_db_vs_m.png", lambda p: _error_plot(rows, base, "eb", p, "db") or True),
                      ("underflow_vs_m.png", lambda p: _range_plot(rows, base, p)),
                      ("effects_vs_m.png", lambda p: _effects_plot(rows, base, p)),
@@ -578,3 +622,176 @@ def write_report(out_dir, records, base):
         if fn(p):
             files[name] = p
     return files
+
+
+# --------------------------------------------------------------------------- new tables
+
+def _env_lines(records):
+    envs = {json.dumps(r.get("env"), sort_keys=True) for r in records if r.get("env")}
+    refs = sorted({r["metrics"].get("ref") for r in records if r["metrics"].get("ref")})
+    lines = ["### Environment", "", f"References used: {', '.join(refs)}."]
+    for e in sorted(envs):
+        env = json.loads(e)
+        blas = "; ".join(f"{b['api']} {b['version']} ({b['lib']}, {b['threads']} thread)" for b in env.get("blas") or [])
+        lines.append(f"- Python {env['python']}, NumPy {env['numpy']}, fastnn {env['fastnn']}, BLAS: {blas or 'unknown'}; "
+                     f"{env['system']} {env['machine']}, long double {env['longdouble_bits']} bits, "
+                     f"float64 reference {env['float64_reference']}")
+    return lines
+
+
+def _cmp_cell(c):
+    """Short cell: ratio [95 % CI] with * where Holm's p < 0.05."""
+    if c["ratio"] is None:
+        if c.get("inf_a") or c.get("inf_b"):
+            return f"inf/NaN ({c['inf_a']}, {c['inf_b']} of {c['n']})"
+        return "–"
+    if c["verdict"] == "identical":
+        return "1 (bitwise)"
+    star = "*" if c.get("p_adj") is not None and c["p_adj"] < 0.05 else ""
+    infs = f" (inf {c['inf_a']}/{c['inf_b']})" if c.get("inf_a") or c.get("inf_b") else ""
+    return f"{c['ratio']:.3g} [{c['lo']:.3g}–{c['hi']:.3g}]{star}{infs}"
+
+
+def _errs(sel, key="eW"):
+    return {s: r[key] for s, r in sel.items()}
+
+
+def _headline_table(rows, base):
+    lines = ["### Headline: absorbed / deferred dW error per format and recipe", "",
+             "Recipes (see `fastnn.stability.mixed`): `plain` everything in the format; `fp32_epilogue` "
+             "the 1/m as a float32 operation on the float32 accumulator (absorbed: on A - Y), rounded "
+             "once to the format; `static_ls` loss scale 4096, float32 master gradient; `dynamic_ls` the "
+             "largest loss scale that does not overflow.  `dZ=0`: fraction of absorbed `dZ` entries "
+             "flushed to zero; `inf`: seeds whose deferred (absorbed) gradient has inf/NaN.", "",
+             "| dtype | recipe | m | seeds | deferred | absorbed | absorbed / deferred [95 % CI] | verdict | "
+             "abs. dZ=0 | inf def/abs |",
+             "|---|---|---:|---:|---|---|---|---|---|---|"]
+    for d in DTYPE_ORDER:
+        for rc in RECIPE_ORDER:
+            ms = sorted({r["m"] for r in _select(rows, base, dtype=d, recipe=rc)})
+            for m in ms:
+                a = _by_seed(_select(rows, base, dtype=d, m=m, recipe=rc, scaling="absorbed"))
+                b = _by_seed(_select(rows, base, dtype=d, m=m, recipe=rc, scaling="deferred"))
+                if not a or not b:
+                    continue
+                c = compare(_errs(a), _errs(b), identical=_identical(a, b), tag=("head", d, rc, m))
+                ratio, verdict = _ratio_cell(c, "absorbed", "deferred")
+                dz = np.mean([r["dz_underflow"] for r in a.values()])
+                inf = f"{sum(not math.isfinite(r['eW']) for r in b.values())}/" \
+                      f"{sum(not math.isfinite(r['eW']) for r in a.values())}"
+                lines.append(f"| {d} | {rc} | {m} | {len(set(a) & set(b))} | {_cell([r['eW'] for r in b.values()])} | "
+                             f"{_cell([r['eW'] for r in a.values()])} | {ratio} | {verdict} | {_fmt(float(dz), '.2g')} | {inf} |")
+    return lines
+
+
+def _inv_m_table(rows, base):
+    lines = ["### Divide by m vs multiply by fl(1/m); micro-batch accumulation", "",
+             "dW error ratios against the single-batch `inv_m=mul` computation of the same seeds "
+             "(plain recipe), geometric mean [95 % CI], `*`: Holm-adjusted p < 0.05.  Micro-batches: "
+             "k = 4; `global`: each micro-batch scaled by the global 1/m, added in the format; "
+             "`per_micro`: each micro-batch's mean, the sum scaled by 1/k; `fp32`: global 1/m, added "
+             "into a float32 accumulator.", "",
+             "| dtype | m | scaling | mul (error) | div / mul | global / one batch | per_micro / one batch | "
+             "fp32 / one batch |", "|---|---:|---|---|---|---|---|---|"]
+    ks = sorted({r["micro"] for r in rows if r["micro"] > 1})
+    for d in DTYPE_ORDER:
+        ms = sorted({r["m"] for r in rows if r["dtype"] == d and (r["inv_m"] == "div" or r["micro"] > 1)})
+        for m, s in itertools.product(ms, ("deferred", "absorbed")):
+            one = _by_seed(_select(rows, base, dtype=d, m=m, scaling=s))
+            if not one:
+                continue
+            cells = []
+            for cond in [{"inv_m": "div"}] + [{"micro": k, "accum": acc} for k in ks[:1]
+                                              for acc in ("global", "per_micro", "fp32")]:
+                v = _by_seed(_select(rows, base, dtype=d, m=m, scaling=s, **cond))
+                c = compare(_errs(v), _errs(one), identical=_identical(v, one),
+                            tag=("invm", d, m, s, tuple(sorted(cond.items()))))
+                cells.append(_cmp_cell(c))
+            lines.append(f"| {d} | {m} | {s} | {_cell([r['eW'] for r in one.values()])} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _stage_table(rows, base):
+    lines = ["### Training stage (float16): gradients after 0, 100, 1000 Adam steps", "",
+             "Weights from a float64 full-batch Adam run (lr 0.01, 2048 examples) on each data set; the "
+             "gradient is measured on m fresh examples.  Ratio absorbed / deferred [95 % CI], `*`: "
+             "Holm-adjusted p < 0.05; `dZ=0`: fraction of `dZ` entries flushed to zero (absorbed / "
+             "deferred); `inf`: seeds with inf/NaN gradients (deferred / absorbed).", "",
+             "| data, network | stage | m | recipe | deferred | absorbed | absorbed / deferred | dZ=0 abs/def | inf def/abs |",
+             "|---|---:|---:|---|---|---|---|---|---|"]
+    probs = sorted({(r["data"], r["hidden"], r["output"]) for r in rows if r["stage"] > 0})
+    for data, hidden, output in probs:
+        cond0 = {"data": data, "hidden": hidden, "output": output}
+        for stage in sorted({r["stage"] for r in rows if r["data"] == data}):
+            for m in sorted({r["m"] for r in rows if r["data"] == data and r["stage"] == stage
+                             and r["dtype"] == "float16"}):
+                for rc in RECIPE_ORDER:
+                    kw = dict(dtype="float16", m=m, stage=stage, recipe=rc, **cond0)
+                    a = _by_seed(_select(rows, base, scaling="absorbed", **kw))
+                    b = _by_seed(_select(rows, base, scaling="deferred", **kw))
+                    if not a or not b or len(set(a) & set(b)) < 2:
+                        continue
+                    c = compare(_errs(a), _errs(b), identical=_identical(a, b), tag=("stage", data, stage, m, rc))
+                    dz = f"{np.mean([r['dz_underflow'] for r in a.values()]):.2g} / " \
+                         f"{np.mean([r['dz_underflow'] for r in b.values()]):.2g}"
+                    inf = f"{sum(not math.isfinite(r['eW']) for r in b.values())}/" \
+                          f"{sum(not math.isfinite(r['eW']) for r in a.values())} of {len(a)}"
+                    name = f"{data}, {hidden} → {output}"
+                    lines.append(f"| {name} | {stage} | {m} | {rc} | {_cell([r['eW'] for r in b.values()])} | "
+                                 f"{_cell([r['eW'] for r in a.values()])} | {_cmp_cell(c)} | {dz} | {inf} |")
+    return lines
+
+
+# --------------------------------------------------------------------------- headline plot
+
+def _headline_plot(rows, base, path):
+    """absorbed / deferred dW error ratio with its 95 % band against m, a panel per
+    format, a line per recipe; gaps where a point is missing; triangles where
+    one side is inf/NaN on every seed (up: deferred, down: absorbed)."""
+    from .stats import paired
+    plt = _plt()
+    dtypes = [d for d in DTYPE_ORDER if _select(rows, base, dtype=d)]
+    if not dtypes:
+        return False
+    cols = 2 if len(dtypes) > 1 else 1
+    nr = (len(dtypes) + 1) // 2
+    fig, axes = plt.subplots(nr, cols, figsize=(5.4 * cols, 3.7 * nr), squeeze=False)
+    for ax, d in zip(axes.ravel(), dtypes):
+        grid = sorted({r["m"] for rc in RECIPE_ORDER for r in _select(rows, base, dtype=d, recipe=rc)})
+        for rc in RECIPE_ORDER:
+            if not _select(rows, base, dtype=d, recipe=rc):
+                continue
+            ratio, lo, hi, up, down = [], [], [], [], []
+            for m in grid:
+                a = _by_seed(_select(rows, base, dtype=d, m=m, recipe=rc, scaling="absorbed"))
+                b = _by_seed(_select(rows, base, dtype=d, m=m, recipe=rc, scaling="deferred"))
+                c = paired(_errs(a), _errs(b), tag=("plot", d, rc, m)) if a and b else {"ratio": None}
+                ratio.append(c["ratio"] if c["ratio"] is not None else np.nan)
+                lo.append(c["lo"] if c["ratio"] is not None else np.nan)
+                hi.append(c["hi"] if c["ratio"] is not None else np.nan)
+                if c["ratio"] is None and a and b:
+                    (up if c["inf_b"] else down).append(m)
+            col = RECIPE_COLORS[rc]
+            ls, mk, ms = RECIPE_STYLE[rc]
+            ax.plot(grid, ratio, ls, marker=mk, color=col, ms=ms, mfc="none" if rc != "plain" else col,
+                    lw=1.4, label=rc)
+            ax.fill_between(grid, lo, hi, color=col, alpha=0.18, lw=0)
+            for xs, marker, y in ((up, "^", 0.97), (down, "v", 0.03)):
+                if xs:
+                    ax.plot(xs, [y] * len(xs), marker, color=col, ms=8, transform=ax.get_xaxis_transform(),
+                            clip_on=False, linestyle="none")
+        ax.axhline(1.0, color="gray", lw=0.8, ls=":")
+        _log_axes(ax, y_subs=(1.0, 1.5, 2.0, 3.0, 5.0, 7.0))
+        ax.set_title(d)
+        ax.set_xlabel("m (examples)")
+        ax.set_ylabel("dW error: absorbed / deferred")
+        ax.grid(True, alpha=0.3)
+    for ax in axes.ravel()[len(dtypes):]:
+        ax.axis("off")
+    handles, labels = axes.ravel()[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=4, fontsize=8, frameon=False)
+    fig.suptitle("absorbed / deferred dW error (geometric mean over seeds, band = 95 % bootstrap CI); "
+                 "below 1: absorbed more accurate.  ▲ deferred inf/NaN, ▼ absorbed inf/NaN", fontsize=8)
+    fig.tight_layout(rect=(0, 0.06, 1, 0.95))
+    _save(plt, fig, path)
+    return True

@@ -14,14 +14,14 @@ range, never underflows where bfloat16 does not.  So the emulated result is
 exactly the narrow format's correctly rounded one (round to nearest even,
 gradual underflow, overflow to inf).
 
-Imported lazily (it compiles with Numba) by :mod:`fastnn._stability_core`.
+Imported lazily (it compiles with Numba) by :mod:`fastnn.stability.formats`.
 """
 
 import math
 
 import numpy as np
 
-from .backends._numba_config import jit
+from ..backends._numba_config import jit
 
 #: Summation methods by code.
 NAIVE, PAIRWISE = 0, 1

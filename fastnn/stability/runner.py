@@ -1,25 +1,7 @@
-"""Stability experiments: is the deferred ``1/m`` about numerical stability?
-
-Every sweep point (a placement of the ``1/m`` -- ``scaling`` --, a number
-format, ``m``, the network, the output-gradient route, the summation of the
-``m`` per-example terms, the backend and a seed) is computed in its format and
-compared with a higher-precision reference of the same computation: float64
-for float16, bfloat16 and float32 runs, long double (x87 80-bit, eps 1.08e-19)
-for float64 runs.  See ``docs/stability.md`` for the findings.
-
->>> import fastnn.stability
->>> result = fastnn.stability.run("stability-results", quick=True)   # doctest: +SKIP
-
-Points are independent tasks.  They run on local processes (both cores by
-default, no setup) or, with ``scheduler="tcp://HOST:PORT"``, on an existing
-dask.distributed cluster (``pip install "dask[distributed]"``; fastnn must be
-importable on the workers).  Each finished point is appended at once to
-``results.jsonl`` in the results folder (one JSON line, flushed and fsynced);
-a re-run skips the points already there, so an interrupted sweep loses at most
-the points that were running.
-"""
+"""Running a stability sweep: local processes or dask, resumable storage, the CLI."""
 
 import contextlib
+import gzip
 import hashlib
 import itertools
 import json
@@ -29,139 +11,13 @@ import time
 import traceback
 from dataclasses import dataclass, field
 
-from ._stability_core import (BASE, DTYPES, SUMMATIONS, evaluate_point, reference_gradients,
-                              relative_errors, round_to_format, weighted_sums)
-from .errors import FastnnValueError
-from .network import SCALINGS
-
-__all__ = ["run", "sweep_points", "point_key", "load_results", "write_report", "evaluate_point",
-           "reference_gradients", "relative_errors", "round_to_format", "weighted_sums",
-           "SweepResult", "BASE", "PRESETS", "DTYPES", "SUMMATIONS"]
-
-
-#: m from 10 to about 10^6: each power of ten next to a power of two.
-M_LOG = (10, 16, 100, 128, 1000, 1024, 10_000, 16_384, 100_000, 131_072, 1_000_000, 1_048_576)
-
-#: Sweep presets.  ``ms``: m of the placement sweep (all scalings, all formats);
-#: ``m_sub``: m of the summation, route and backend sweeps; ``m_arch``: m of the
-#: depth/width/activation sweep; training (``steps`` SGD steps) where m <= ``m_train``.
-PRESETS = {
-    "quick": {"ms": (10, 16, 1000, 1024), "m_sub": (1024,), "m_arch": (), "m_train": 16,
-              "seeds": 2, "seeds_large": 2, "steps": 10, "backends": ("numpy",)},
-    "medium": {"ms": M_LOG, "m_sub": (100, 1024, 16_384, 131_072), "m_arch": (1000, 1024),
-               "m_train": 1024, "seeds": 3, "seeds_large": 2, "steps": 20,
-               "backends": ("numpy", "numba", "numba-parallel")},
-    "full": {"ms": M_LOG, "m_sub": M_LOG, "m_arch": (1000, 1024, 100_000, 131_072), "m_train": 16_384,
-             "seeds": 5, "seeds_large": 5, "steps": 50, "backends": ("numpy", "numba", "numba-parallel")},
-}
-#: m above which a preset uses ``seeds_large`` seeds (float16 at m ~ 10^6 costs ~10 s a point).
-M_LARGE = 200_000
-
-#: Variations of the network in the architecture sweep (each against BASE).
-ARCH_VARIANTS = ({"depth": 2}, {"depth": 5}, {"width": 32}, {"hidden": "tanh"},
-                 {"hidden": "sigmoid"}, {"hidden": "leaky_relu"})
+from ..errors import FastnnValueError
+from .evaluate import BASE, evaluate_point
+from .grid import group_key, point_key, sweep_points
 
 RESULTS = "results.jsonl"
 FAILURES = "failures.jsonl"
 SPEC = "sweep.json"
-
-
-def point_key(point):
-    """Stable identifier of a sweep point: 16 hex digits of the SHA-256 of its
-    parameters (completed with :data:`BASE`) as canonical JSON."""
-    full = {**BASE, **point}
-    text = json.dumps(full, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-def _available_backends(names):
-    from .backends import available_backends
-    status = available_backends()
-    return tuple(n for n in names if n in status and status[n].available)
-
-
-def sweep_points(preset="medium", *, dtypes=None, scalings=None, ms=None, seeds=None, steps=None,
-                 backends=None, base=None):
-    """The points of a sweep preset.
-
-    Parameters
-    ----------
-    preset : {"quick", "medium", "full"}
-        See :data:`PRESETS`.
-    dtypes, scalings : sequence of str, optional
-        Restrict the formats (:data:`DTYPES`) and scalings (deferred, absorbed, sum).
-    ms : sequence of int, optional
-        Replace the placement sweep's m (the other sweeps keep those of their
-        m that are in ``ms``).
-    seeds : int or sequence of int, optional
-        Number of seeds (0, 1, ...) or the seeds themselves (default: the
-        preset's, with fewer for m > :data:`M_LARGE`).
-    steps : int, optional
-        SGD steps of the training comparison (0: none).
-    backends : sequence of str, optional
-        Backends of the backend sweep (unavailable ones are dropped).
-    base : dict, optional
-        Overrides of :data:`BASE` shared by every point.
-
-    Returns
-    -------
-    list of dict
-        Distinct points, each with every key of :data:`BASE`, grouped so that
-        points sharing a reference (all but scaling, route, summation, backend)
-        are adjacent.
-    """
-    if preset not in PRESETS:
-        raise FastnnValueError(f"preset: unknown {preset!r}; expected one of {tuple(PRESETS)}")
-    cfg = PRESETS[preset]
-    dtypes = tuple(dtypes or DTYPES)
-    scalings = tuple(scalings or SCALINGS)
-    for d in dtypes:
-        if d not in DTYPES:
-            raise FastnnValueError(f"dtypes: unknown {d!r}; expected some of {DTYPES}")
-    for s in scalings:
-        if s not in SCALINGS:
-            raise FastnnValueError(f"scalings: unknown {s!r}; expected some of {SCALINGS}")
-    given_seeds = seeds
-    seeds = cfg["seeds"] if seeds is None else seeds
-    seeds = tuple(range(seeds)) if isinstance(seeds, int) else tuple(int(s) for s in seeds)
-    steps = cfg["steps"] if steps is None else int(steps)
-    m_all = tuple(int(m) for m in (ms or cfg["ms"]))
-    keep = (lambda m: m in m_all) if ms else (lambda m: True)
-    m_sub = tuple(m for m in cfg["m_sub"] if keep(m))
-    m_arch = tuple(m for m in cfg["m_arch"] if keep(m))
-    bks = _available_backends(backends or cfg["backends"])
-    base = {**BASE, **(base or {})}
-    two = tuple(s for s in scalings if s != "sum")
-    points = []
-
-    def add(**kw):
-        p = {**base, **kw}
-        p["steps"] = steps if p["m"] <= cfg["m_train"] and kw.get("steps", 1) else 0
-        points.append(p)
-
-    n_large = min(len(seeds), cfg["seeds_large"]) if given_seeds is None else len(seeds)
-    for d, m, seed in itertools.product(dtypes, m_all, seeds):
-        if m > M_LARGE and seed not in seeds[:n_large]:
-            continue
-        for s in scalings:                                        # placement of 1/m
-            add(dtype=d, m=m, seed=seed, scaling=s)
-    for d, m, seed in itertools.product(dtypes, m_sub, seeds):
-        for s in two:
-            for summ in SUMMATIONS:                               # summation order
-                if not (summ == "fp64acc" and d == "float64"):
-                    add(dtype=d, m=m, seed=seed, scaling=s, summation=summ)
-            add(dtype=d, m=m, seed=seed, scaling=s, output_grad="chain")   # output route
-        if d in ("float32", "float64"):
-            for bk, s in itertools.product(bks, scalings):       # backends
-                add(dtype=d, m=m, seed=seed, scaling=s, backend=bk)
-    for var, d, m, seed in itertools.product(ARCH_VARIANTS, dtypes, m_arch, seeds):
-        for s in two:                                             # depth, width, activation
-            add(dtype=d, m=m, seed=seed, scaling=s, steps=0, **var)
-    unique = {}
-    for p in points:
-        unique.setdefault(point_key(p), p)
-    ref_keys = ("dtype", "m", "depth", "width", "n_in", "hidden", "output", "seed", "steps", "lr")
-    return sorted(unique.values(), key=lambda p: (p["m"], tuple(str(p[k]) for k in ref_keys)))
 
 
 # --------------------------------------------------------------------------- storage
@@ -172,7 +28,7 @@ def load_results(out_dir):
     Parameters
     ----------
     out_dir : str or path
-        Folder with ``results.jsonl``.
+        Folder with ``results.jsonl``, or a ``.jsonl`` / ``.jsonl.gz`` file.
 
     Returns
     -------
@@ -181,11 +37,14 @@ def load_results(out_dir):
         ``{"key", "params", "metrics"}``.  A truncated last line (a run
         killed while writing) is ignored, so that point is computed again.
     """
-    path = os.path.join(os.fspath(out_dir), RESULTS)
+    path = os.fspath(out_dir)
+    if os.path.isdir(path):
+        path = os.path.join(path, RESULTS)
     records = {}
     if not os.path.exists(path):
         return []
-    with open(path, encoding="utf-8") as fh:
+    opener = gzip.open if path.endswith(".gz") else open
+    with opener(path, "rt", encoding="utf-8") as fh:
         for line in fh:
             line = line.strip()
             if not line:
@@ -247,10 +106,56 @@ def _task(point):
         _limit_blas()
     key = point_key(point)
     try:
-        return {"key": key, "params": {**BASE, **point}, "metrics": evaluate_point(point)}
+        return {"key": key, "params": {**BASE, **point}, "metrics": evaluate_point(point),
+                "env": environment()}
     except Exception as exc:  # noqa: BLE001 -- reported with the point's parameters
         return {"key": key, "params": {**BASE, **point}, "error": f"{type(exc).__name__}: {exc}",
                 "traceback": traceback.format_exc()}
+
+
+def _task_group(points):
+    """Evaluate a group of points that share their forward pass (one task)."""
+    return [_task(p) for p in points]
+
+
+def _groups(todo):
+    """Points grouped by :func:`.grid.group_key`, largest m first (the long
+    tasks start early, so the workers finish together)."""
+    groups = {}
+    for p in todo:
+        groups.setdefault(group_key(p), []).append(p)
+    return sorted(groups.values(), key=lambda g: -int(g[0]["m"]) * int(g[0].get("width", 8)))
+
+
+_ENV = None
+
+
+def environment():
+    """Versions behind a result: Python, NumPy, fastnn, the BLAS libraries
+    (threadpoolctl), the machine and the long double format."""
+    global _ENV
+    if _ENV is None:
+        import platform
+
+        import numpy as np
+
+        from .. import __version__ as fastnn_version
+        from .reference import reference_kind
+        blas = []
+        try:
+            from threadpoolctl import threadpool_info
+            for lib in threadpool_info():
+                if lib.get("user_api") == "blas":
+                    blas.append({"api": lib.get("internal_api"), "version": lib.get("version"),
+                                 "threads": lib.get("num_threads"),
+                                 "lib": os.path.basename(lib.get("filepath") or "")})
+        except ImportError:
+            blas = None
+        _ENV = {"python": platform.python_version(), "numpy": np.__version__, "fastnn": fastnn_version,
+                "blas": blas, "machine": platform.machine(), "system": platform.system(),
+                "longdouble_bits": int(np.finfo(np.longdouble).nmant) + 1,
+                "float64_reference": reference_kind()}
+    return _ENV
 
 
 def _worker_init():
@@ -273,8 +178,9 @@ def _single_thread_env():
 
 
 def _run_serial(todo, on_done):
-    for p in todo:
-        on_done(_task(p))
+    for group in _groups(todo):
+        for rec in _task_group(group):
+            on_done(rec)
 
 
 def _run_local(todo, on_done, workers):
@@ -284,16 +190,17 @@ def _run_local(todo, on_done, workers):
     ctx = multiprocessing.get_context("spawn")
     with _single_thread_env():
         pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init)
-        futures = {pool.submit(_task, p): p for p in todo}
+        futures = {pool.submit(_task_group, g): g for g in _groups(todo)}
     try:
         for fut in as_completed(futures):
             exc = fut.exception()
             if exc is not None:
-                p = futures[fut]
-                on_done({"key": point_key(p), "params": {**BASE, **p},
-                         "error": f"{type(exc).__name__}: {exc}", "traceback": ""})
+                for p in futures[fut]:
+                    on_done({"key": point_key(p), "params": {**BASE, **p},
+                             "error": f"{type(exc).__name__}: {exc}", "traceback": ""})
             else:
-                on_done(fut.result())
+                for rec in fut.result():
+                    on_done(rec)
     except BaseException:
         pool.shutdown(wait=False, cancel_futures=True)
         raise
@@ -307,17 +214,19 @@ def _run_dask(todo, on_done, scheduler):
     client = Client(scheduler) if own else scheduler
     try:
         futures = {}
-        for p in todo:
-            fut = client.submit(_task, p, key=f"fastnn-stability-{point_key(p)}", pure=False)
-            futures[fut.key] = (fut, p)
+        for g in _groups(todo):
+            fut = client.submit(_task_group, g, key=f"fastnn-stability-{point_key(g[0])}", pure=False)
+            futures[fut.key] = (fut, g)
         for fut in as_completed([f for f, _ in futures.values()]):
-            p = futures[fut.key][1]
+            g = futures[fut.key][1]
             if fut.status == "error":
                 exc = fut.exception()
-                on_done({"key": point_key(p), "params": {**BASE, **p},
-                         "error": f"{type(exc).__name__}: {exc}", "traceback": ""})
+                for p in g:
+                    on_done({"key": point_key(p), "params": {**BASE, **p},
+                             "error": f"{type(exc).__name__}: {exc}", "traceback": ""})
             else:
-                on_done(fut.result())
+                for rec in fut.result():
+                    on_done(rec)
             fut.release()
     finally:
         if own:
@@ -352,6 +261,31 @@ class SweepResult:
     failures: list = field(default_factory=list)
     records: list = field(default_factory=list)
     files: dict = field(default_factory=dict)
+
+
+def _points(preset, points, grid):
+    """The preset's points, or the explicit ones completed with BASE (checked)."""
+    if points is None:
+        return sweep_points(preset, **grid)
+    if grid:
+        raise FastnnValueError(f"points: given together with grid options {sorted(grid)}")
+    for p in points:
+        unknown = set(p) - set(BASE)
+        if unknown:
+            raise FastnnValueError(f"points: unknown parameters {sorted(unknown)}; expected keys of BASE")
+    return [{**BASE, **p} for p in points]
+
+
+def _todo(out_dir, points):
+    """Distinct points not yet in the folder's results."""
+    done = {r["key"] for r in load_results(out_dir)}
+    todo, seen = [], set()
+    for p in points:
+        k = point_key(p)
+        if k not in done and k not in seen:
+            seen.add(k)
+            todo.append(p)
+    return todo
 
 
 def run(out_dir="stability-results", *, preset="medium", quick=False, points=None, scheduler=None,
@@ -394,27 +328,12 @@ def run(out_dir="stability-results", *, preset="medium", quick=False, points=Non
     if quick:
         preset = "quick"
     explicit = points is not None
-    if points is None:
-        points = sweep_points(preset, **grid)
-    else:
-        if grid:
-            raise FastnnValueError(f"points: given together with grid options {sorted(grid)}")
-        for p in points:
-            unknown = set(p) - set(BASE)
-            if unknown:
-                raise FastnnValueError(f"points: unknown parameters {sorted(unknown)}; expected keys of BASE")
-        points = [{**BASE, **p} for p in points]
+    points = _points(preset, points, grid)
     os.makedirs(out_dir, exist_ok=True)
-    done = {r["key"] for r in load_results(out_dir)}
-    todo, seen = [], set()
-    for p in points:
-        k = point_key(p)
-        if k not in done and k not in seen:
-            seen.add(k)
-            todo.append(p)
+    todo = _todo(out_dir, points)
     _write_atomic(os.path.join(out_dir, SPEC), json.dumps(
         {"preset": None if explicit else preset, "grid": {k: v for k, v in grid.items()},
-         "base": {**BASE, **grid.get("base", {})}, "n_points": len(points),
+         "base": {**BASE, **grid.get("base", {})}, "n_points": len(points), "env": environment(),
          "command": " ".join(sys.argv) if sys.argv else ""}, indent=1, sort_keys=True, default=list))
     fail_path = os.path.join(out_dir, FAILURES)
     _write_atomic(fail_path, "")
@@ -466,7 +385,9 @@ def write_report(out_dir, records=None):
     Parameters
     ----------
     out_dir : str or path
-    records : list of dict, optional
+        Where the report goes (and, without ``records``, the results folder).
+    records : list of dict or str, optional
+        Records, or a results folder / ``.jsonl(.gz)`` file to read them from.
         Default: :func:`load_results` of ``out_dir``.
 
     Returns
@@ -474,9 +395,11 @@ def write_report(out_dir, records=None):
     dict
         File name -> path of everything written.
     """
-    from ._stability_report import write_report as _write
+    from .report import write_report as _write
     out_dir = os.fspath(out_dir)
-    records = load_results(out_dir) if records is None else records
+    if records is None or isinstance(records, (str, os.PathLike)):
+        records = load_results(out_dir if records is None else records)
+    os.makedirs(out_dir, exist_ok=True)
     base = dict(BASE)
     spec = os.path.join(out_dir, SPEC)
     if os.path.exists(spec):
@@ -490,8 +413,25 @@ def _format_failure(rec):
     return f"  {rec['error']}\n    point {rec['key']}: {params}"
 
 
+def _cli_report(args):
+    if not args.source:
+        raise FastnnValueError("report: give the results (a folder or a .jsonl/.jsonl.gz file)")
+    records = load_results(args.source)
+    if not records:
+        raise FastnnValueError(f"report: no results in {args.source!r}")
+    out = args.out if args.out != "stability-results" else "stability-report"
+    t0 = time.perf_counter()
+    files = write_report(out, records)
+    print(f"fastnn stability report: {len(records)} records from {args.source}, {time.perf_counter() - t0:.1f} s")
+    for name, path in sorted(files.items()):
+        print(f"wrote {path}")
+    return 0
+
+
 def _cli(args):
     """Entry of ``fastnn stability`` (see :func:`fastnn.cli._add_stability`)."""
+    if getattr(args, "action", "run") == "report":
+        return _cli_report(args)
     grid = {}
     for name in ("dtypes", "scalings", "ms", "seeds", "steps", "backends"):
         value = getattr(args, name, None)
