@@ -288,7 +288,9 @@ def _state_on(bk, state, params):
     if state is None or len(state) != len(params) or any(
             s.shape != P.shape or s.dtype != P.dtype for s, P in zip(state, params)):
         return [bk.zeros_like(P) for P in params]
-    return [bk.to_device(np.ascontiguousarray(bk.to_host(s))) for s in state]
+    # Fresh copies: the kernels update them in place, and a loaded model's state may be
+    # read-only (joblib.load(..., mmap_mode="r")).
+    return [bk.to_device(np.array(bk.to_host(s), order="C", copy=True)) for s in state]
 
 
 # ---------------------------------------------------------------- estimators
