@@ -1078,7 +1078,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
                 self._label_binarizer.fit(y)
             else:
                 self._label_binarizer.fit(classes)
-        return self._fit(X, y, incremental=True)
+        return self._fit(X, y, sample_weight=sample_weight, incremental=True)
 
     def predict(self, X):
         """Predicted class labels.
