@@ -13,16 +13,130 @@ def _scales(scaling, m, dtype):
     return {"deferred": (one, inv_m), "absorbed": (inv_m, one), "sum": (one, one)}[scaling]
 
 
+class SparseRows:
+    """Examples as the rows of a SciPy sparse matrix ``(m, n_0)``: ``X`` of the first layer.
+
+    :func:`_forward` and :func:`_backward` take it in place of a dense
+    ``(n_0, m)`` ``X``: the first layer's two products (``W[1] @ X`` and
+    ``dZ[1] @ X.T``) run on the sparse matrix (SciPy), and only their dense
+    ``(n_1, m)`` and ``(n_1, n_0)`` results reach the backend's kernels.
+    ``X`` is never densified.
+    """
+
+    def __init__(self, rows):
+        self.rows = rows
+
+    @property
+    def shape(self):
+        """``(n_0, m)``, as a dense ``X``."""
+        return self.rows.shape[::-1]
+
+
+#: Output "exp" (Poisson regression): the kernels compute the identity output
+#: ``Z[L]``; ``A[L] = exp(Z[L])``, its delta ``A - Y`` and the half Poisson
+#: deviance are formed from host copies (:func:`_host_output_delta`).
+HOST_OUTPUTS = ("exp",)
+
+
+def _host(bk, A):
+    return np.asarray(bk.to_host(A))
+
+
+def _sparse_product(bk, W, X, dtype):
+    """``W @ X`` for ``X`` a :class:`SparseRows`: ``(n_l, m)`` on the backend, C-contiguous."""
+    Z = X.rows @ _host(bk, W).T                                       # (m, n_l), dense
+    return bk.to_device(np.ascontiguousarray(np.asarray(Z).T, dtype=dtype))
+
+
+def _first_hidden(bk, W, X, b, hidden):
+    """``g(W @ X + b)`` of the first layer; ``X`` dense or :class:`SparseRows`."""
+    if not isinstance(X, SparseRows):
+        return bk.forward_hidden(W, X, b, hidden)
+    dtype = _host(bk, W).dtype
+    Z0 = _sparse_product(bk, W, X, dtype)
+    n1, m = Z0.shape
+    # The bias and activation kernel on a product made elsewhere: W' @ A' is empty.
+    return bk.forward_hidden_offset(bk.to_device(np.zeros((n1, 0), dtype)),
+                                    bk.to_device(np.zeros((0, m), dtype)), b, Z0, hidden)
+
+
+def _output_forward(bk, W, A_prev, b, output):
+    """``(Z[L], A[L])`` of the output layer (``A_prev`` dense or :class:`SparseRows`)."""
+    kernel_output = "identity" if output in HOST_OUTPUTS else output
+    if isinstance(A_prev, SparseRows):
+        dtype = _host(bk, W).dtype
+        Z0 = _sparse_product(bk, W, A_prev, dtype)
+        # n_L is small: the bias and output kernel on Z0 through an identity matrix.
+        ZL, AL = bk.forward_output(bk.to_device(np.eye(Z0.shape[0], dtype=dtype)), Z0, b,
+                                   kernel_output)
+    else:
+        ZL, AL = bk.forward_output(W, A_prev, b, kernel_output)
+    if output == "exp":
+        with np.errstate(over="ignore"):
+            AL = bk.to_device(np.exp(_host(bk, ZL)))
+    return ZL, AL
+
+
 def _forward(bk, Ws, bs, X, hidden, output):
     As = [X]
-    for W, b in zip(Ws[:-1], bs[:-1]):
-        As.append(bk.forward_hidden(W, As[-1], b, hidden))
-    ZL, AL = bk.forward_output(Ws[-1], As[-1], bs[-1], output)
+    for l, (W, b) in enumerate(zip(Ws[:-1], bs[:-1])):
+        As.append(_first_hidden(bk, W, X, b, hidden) if l == 0
+                  else bk.forward_hidden(W, As[-1], b, hidden))
+    ZL, AL = _output_forward(bk, Ws[-1], As[-1], bs[-1], output)
     As.append(AL)
     return As, ZL
 
 
-def _backward(bk, Ws, As, ZL, Y, hidden, output, scaling, output_grad, l2, weights="full"):
+def _loss_terms(Z, A, Y, output):
+    """Per-entry losses ``(n_L, m)`` from host arrays (the NumPy backend's, and the
+    half Poisson deviance ``y log y - y z - y + exp(z)`` for output "exp")."""
+    if output == "exp":
+        from scipy.special import xlogy
+        return xlogy(Y, Y) - Y * Z - Y + A
+    from .backends import numpy_backend
+    return numpy_backend._loss_terms(Z, A, Y, output)
+
+
+def _host_output_delta(bk, ZL, AL, Y, output, dz_scale, db_scale, weights):
+    """The fused output delta with per-example weights and/or a host output.
+
+    ``dZ = dz_scale * weights * (A - Y)`` (``weights`` a float64 ``(m,)`` array
+    or None), ``db = db_scale * sum(dZ, axis=1)`` and the weighted loss sum
+    ``sum_j weights_j * loss_j``.  Computed in NumPy on host views of the
+    backend's arrays (no copy on the NumPy and Numba backends; ``(n_L, m)``
+    each way on a GPU), so the weighting is the same on every backend.
+    """
+    Z, A, Yh = _host(bk, ZL), _host(bk, AL), _host(bk, Y)
+    with np.errstate(over="ignore", invalid="ignore"):
+        dZ = A - Yh
+        terms = _loss_terms(Z, A, Yh, output)
+        if weights is None:
+            loss_sum = float(np.sum(terms))
+        else:
+            dZ *= weights.astype(dZ.dtype, copy=False)
+            loss_sum = float(np.dot(np.sum(terms, axis=0, dtype=np.float64), weights))
+    if dz_scale != 1:
+        dZ *= dz_scale
+    db = dZ.sum(axis=1, keepdims=True)
+    if db_scale != 1:
+        db *= db_scale
+    return bk.to_device(dZ), bk.to_device(db), loss_sum
+
+
+def _first_weight_grad(bk, dZ, X, W, scale, l2_scale, bare):
+    """``scale * dZ @ X.T + l2_scale * W`` (or the bare product) for a :class:`SparseRows` X."""
+    P = np.asarray(X.rows.T @ _host(bk, dZ).T).T                     # (n_1, n_0)
+    P = np.ascontiguousarray(P, dtype=dZ.dtype)
+    if not bare:
+        if scale != 1:
+            P *= scale
+        if l2_scale:
+            P += l2_scale * _host(bk, W)
+    return bk.to_device(P)
+
+
+def _backward(bk, Ws, As, ZL, Y, hidden, output, scaling, output_grad, l2, weights="full",
+              sample_weight=None):
     """Gradient lists (dWs, dbs) and the summed loss, all on the backend.
 
     ``weights`` says what the dW list holds: ``"full"`` the gradients
@@ -31,21 +145,39 @@ def _backward(bk, Ws, As, ZL, Y, hidden, output, scaling, output_grad, l2, weigh
     itself (``adam_update``'s ``g_scale``, ``l2``: one pass over the weights
     less); ``"deltas"`` each layer's ``dZ`` (no product at all), for an update
     that is one GEMM (``weight_step``).
+
+    ``sample_weight`` (host float64 ``(m,)``, or None): per-example weights
+    ``s_j``.  ``dZ[L]`` gets column j multiplied by ``s_j`` (fused output
+    only), the loss sum is ``sum_j s_j loss_j``, and ``m`` in every scale
+    (``1/m``, ``l2/m``) is ``sum_j s_j``: the gradient of the weighted mean
+    loss.  ``As[0]`` may be a :class:`SparseRows`.
     """
     m, dtype = Y.shape[1], Y.dtype
+    if sample_weight is not None:
+        m = float(np.sum(sample_weight, dtype=np.float64))
     dz_scale, w_scale = _scales(scaling, m, dtype)
     l2_scale = dtype.type(l2 / m)
     if weights == "bare":
         w_scale_dW, l2_scale = dtype.type(1), dtype.type(0)
     else:
         w_scale_dW = w_scale
-    delta = bk.output_delta_chain if output_grad == "chain" else bk.output_delta
-    dZ, db, loss_sum = delta(ZL, As[-1], Y, output, dz_scale, w_scale)
+    if sample_weight is not None or output in HOST_OUTPUTS:
+        if output_grad != "fused":
+            raise ValueError("sample weights and host outputs need output_grad='fused'")
+        dZ, db, loss_sum = _host_output_delta(bk, ZL, As[-1], Y, output, dz_scale, w_scale,
+                                              sample_weight)
+    else:
+        delta = bk.output_delta_chain if output_grad == "chain" else bk.output_delta
+        dZ, db, loss_sum = delta(ZL, As[-1], Y, output, dz_scale, w_scale)
     L = len(Ws)
     dWs, dbs = [None] * L, [None] * L
     for l in range(L - 1, -1, -1):
-        dWs[l] = dZ if weights == "deltas" else bk.weight_grad(dZ, As[l], Ws[l], w_scale_dW,
-                                                                l2_scale)
+        if l == 0 and isinstance(As[0], SparseRows):
+            dWs[l] = _first_weight_grad(bk, dZ, As[0], Ws[0], w_scale_dW, l2_scale,
+                                        weights == "bare")
+        else:
+            dWs[l] = dZ if weights == "deltas" else bk.weight_grad(dZ, As[l], Ws[l], w_scale_dW,
+                                                                    l2_scale)
         dbs[l] = db
         if l:  # dA[0] = W[1].T @ dZ[1] is never used: skip it
             dA = bk.input_grad(Ws[l], dZ)

@@ -373,3 +373,49 @@ STAB_LD_VS_DD = 1e-18
 #: accumulation: one float16 rounding (u = 2^-11) plus the float32 sum and scale (~1e-7)
 #: and the hidden layers' float16 storage, norm-wise: below 3 u.
 STAB_FP16_ONE_ROUNDING = 3 * 2.0 ** -11
+
+
+# ------------------------------------------------- scikit-learn drop-in tracking
+
+#: Tolerance, in units of eps(dtype) times the largest |entry| of all the
+#: parameters, for a fastnn estimator and scikit-learn's (or two fastnn
+#: backends) fitted on the same data with the same seed, where only rounding
+#: differs (GEMM and reduction order, the loss from logits instead of clipped
+#: probabilities).  The scale is global because every optimizer step mixes the
+#: whole gradient vector: a rounding error of the step is relative to the
+#: whole vector, so a small array (an output intercept) gets errors the size
+#: of the others.  The objective itself (loss, gradient at the same point)
+#: agrees to at most 5 eps.  Measured after a fit: stochastic solvers with
+#: sample weights, sparse X or the Poisson loss, 3-8 epochs: at most ~3 eps;
+#: L-BFGS, 6 iterations on the tests' problems: at most 25 eps (L-BFGS-B's line
+#: search amplifies rounding through its curvature pairs; two ill-conditioned
+#: problems, identity units on multilabel data and logistic units on the
+#: one-output regression, amplify it past 190 eps and are compared through
+#: their objective only).  100 leaves a margin of 4; a real difference in the
+#: math (a weight applied twice or not at all, a missing 1/sum(w), another
+#: loss) is O(1e-3) relative or more.  Losses are compared to
+#: ``SKLEARN_TRACKING_EPS * eps * max(1, |loss|)`` absolute: the loss's
+#: rounding is eps times its terms (log-sum-exp of O(1) logits), not its value.
+SKLEARN_TRACKING_EPS = TRAJECTORY_ULPS  # the same budget as two training runs above
+
+
+def assert_estimators_track(a, b, dtype=np.float64, err_msg=""):
+    """coefs_, intercepts_ of ``a``, ``b`` within SKLEARN_TRACKING_EPS * eps * max|entry of b|."""
+    eps = float(np.finfo(dtype).eps)
+    pa, pb = list(a.coefs_) + list(a.intercepts_), list(b.coefs_) + list(b.intercepts_)
+    assert len(pa) == len(pb), err_msg
+    scale = max(max(float(np.max(np.abs(y))) for y in pb), float(np.finfo(dtype).tiny))
+    for i, (x, y) in enumerate(zip(pa, pb)):
+        assert np.shape(x) == np.shape(y), err_msg
+        np.testing.assert_allclose(x, y, rtol=0, atol=SKLEARN_TRACKING_EPS * eps * scale,
+                                   err_msg=f"{err_msg} [param {i}]")
+
+
+def assert_losses_track(a, b, dtype=np.float64, err_msg=""):
+    """Loss values (scalars or curves) within SKLEARN_TRACKING_EPS * eps * max(1, |loss|)."""
+    eps = float(np.finfo(dtype).eps)
+    a, b = np.atleast_1d(np.asarray(a, float)), np.atleast_1d(np.asarray(b, float))
+    assert a.shape == b.shape, err_msg
+    np.testing.assert_allclose(a, b, rtol=0,
+                               atol=SKLEARN_TRACKING_EPS * eps * max(1.0, float(np.max(np.abs(b)))),
+                               err_msg=err_msg)
