@@ -61,6 +61,8 @@ from sklearn.utils.validation import _check_sample_weight, check_array, check_is
 
 from ._passes import SparseRows, _backward, _forward, _scales
 from .backends import get_backend
+from .errors import FastnnValueError
+from .optim import _check_beta
 
 try:
     from sklearn.utils.validation import validate_data as _validate_data
@@ -245,8 +247,22 @@ class _SklearnAdam:
         self.vs = None
 
     def bind(self, bk, params):
+        self.check_dtype(params[0].dtype)
         self.ms = _state_on(bk, self.ms, params)
         self.vs = _state_on(bk, self.vs, params)
+
+    def check_dtype(self, dtype):
+        """The kernels run the moments in ``dtype``: a ``beta_1``/``beta_2`` that rounds to 1
+        there, or an ``epsilon`` below its smallest normal, is refused by name."""
+        _check_beta(self.beta_1, "beta_1", dtype, "the first moment would stay 0 and no parameter "
+                    "would move")
+        _check_beta(self.beta_2, "beta_2", dtype, "the second moment would stay 0 and every update "
+                    "would divide by epsilon alone")
+        tiny = float(np.finfo(dtype).tiny)
+        if self.epsilon < tiny:
+            raise FastnnValueError(f"epsilon: {self.epsilon:g} is below the smallest normal "
+                                   f"{np.dtype(dtype).name} ({tiny:g}) and rounds to 0 there; use "
+                                   f"epsilon >= {tiny:g} or float64 data")
 
     def unbind(self, bk):
         self.ms = [np.asarray(bk.to_host(a)) for a in self.ms]

@@ -652,3 +652,26 @@ def test_read_only_memory_mapped_inputs_train(backend_name, batch_size, tmp_path
         np.testing.assert_array_equal(a.params[k], b.params[k])
     np.testing.assert_array_equal(a.predict(Xr, backend=backend_name), b.predict(X, backend=backend_name))
     np.testing.assert_array_equal(Xr, X)
+
+
+# ---------------------------------------- 5b. the estimators' Adam in the dtype
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("option, value", [("beta_1", 0.99999999), ("beta_2", 0.99999999),
+                                           ("epsilon", 1e-50)])
+def test_estimator_adam_options_that_round_in_float32(backend_name, option, value):
+    """Was: MLPClassifier(beta_1=0.99999999) on float32 data raised ZeroDivisionError
+    (beta_2, epsilon: "non-finite parameter weights").  float32: refused by name before
+    training; float64, where the value is representable: fits as scikit-learn's does."""
+    from sklearn.neural_network import MLPClassifier as SkMLPClassifier
+
+    from fastnn import MLPClassifier
+    from fastnn_suite import assert_losses_track
+    rng = np.random.RandomState(0)
+    X, y = rng.rand(50, 3), rng.randint(0, 2, 50)
+    kw = {option: value, "max_iter": 3, "random_state": 0}
+    with pytest.raises(FastnnValueError, match=f"^{option}: .*float32"):
+        MLPClassifier((4,), backend=backend_name, **kw).fit(X.astype(np.float32), y)
+    ours = MLPClassifier((4,), backend=backend_name, **kw).fit(X, y)
+    theirs = SkMLPClassifier((4,), **kw).fit(X, y)
+    assert_losses_track(ours.loss_curve_, theirs.loss_curve_)
