@@ -44,8 +44,8 @@ class Table:
     The terminal shows the cells ``text_columns`` (indices into a row) as an
     aligned table, each group under its bold title; ``text_below`` lists
     ``(name, index)`` cells it prints under every row instead, and
-    ``text_header`` (when given) is a dim header row.  ``align_groups`` aligns
-    the terminal columns across all groups rather than within each.
+    ``text_header`` (when given) is a dim header row over each group.  ``align_groups``
+    aligns the terminal columns across all groups rather than within each (no header then).
     Markdown writes one table, or, with ``md_split``, one per group under a
     ``###`` title.
     """
@@ -117,9 +117,10 @@ def _every_layer_cells(row, m):
 # The result as blocks (the one walk over its sections)
 # ---------------------------------------------------------------------------
 
-def _line_row(ln, label_code=False, text_style="code", text_code=True):
-    """Cells label, text, shapes, detail, check of a :class:`Line`."""
-    return [Cell(ln.label, None, label_code), Cell(ln.text, text_style, text_code), Cell(ln.shapes, None, True),
+def _line_row(ln, label_code=False, text_code=True):
+    """Cells label, text, shapes, detail, check of a :class:`Line` (Markdown: shapes as code,
+    the label and text as the flags say; terminal: the text in the code colour)."""
+    return [Cell(ln.label, None, label_code), Cell(ln.text, "code", text_code), Cell(ln.shapes, None, True),
             Cell(ln.detail), _check_cell(ln.check)]
 
 
@@ -256,10 +257,8 @@ def _text_table(t, st):
         return [row[i] for i in t.text_columns]
 
     head = [[Cell(h, "dim") for h in t.text_header]] if t.text_header else []
-    if t.align_groups:
-        lines = iter(_table(head + [main(row) for g in t.groups for row in g.rows], st))
-        if head:
-            next(lines)
+    if t.align_groups:  # one table over every group's rows, cut back into groups below
+        lines = iter(_table([main(row) for g in t.groups for row in g.rows], st))
     out = []
     for g in t.groups:
         if g.title:
