@@ -27,6 +27,7 @@ from .activations import check_hidden, check_output
 from ._passes import _backward, _forward
 from .backends import get_backend
 from .errors import FastnnValueError
+from .finite_differences import central_differences
 
 SCALINGS = ("deferred", "absorbed", "sum")
 OUTPUT_GRADS = ("fused", "chain")
@@ -488,16 +489,7 @@ def gradcheck(params, X, Y, *, hidden="relu", output="sigmoid", scaling="deferre
 
     analytic, numeric = [], []
     for key in p64:
-        P = p64[key]
-        G = np.empty_like(P)
-        for idx in np.ndindex(P.shape):
-            saved = P[idx]
-            P[idx] = saved + eps
-            plus = objective()
-            P[idx] = saved - eps
-            minus = objective()
-            P[idx] = saved
-            G[idx] = (plus - minus) / (2 * eps)
+        G = central_differences(p64[key], objective, eps)
         numeric.append(G.ravel())
         analytic.append(grads["d" + key].ravel())
     g, gn = np.concatenate(analytic), np.concatenate(numeric)
