@@ -1,0 +1,64 @@
+"""The classifier's targets: labels to indicator columns, class weights to example weights."""
+
+import numpy as np
+from sklearn.preprocessing import LabelBinarizer
+from sklearn.utils.class_weight import compute_sample_weight
+from sklearn.utils.multiclass import _check_partial_fit_first_call, type_of_target, unique_labels
+
+
+def _binarized(est, y, incremental):
+    """``y`` as boolean indicator columns ``(n_samples, n_outputs)``; fits the binarizer on a new fit.
+
+    A warm start must see the same classes, a ``partial_fit`` no class outside
+    ``classes_`` (scikit-learn's errors).
+    """
+    if not hasattr(est, "classes_") or (not est.warm_start and not incremental):
+        est._label_binarizer = LabelBinarizer()
+        est._label_binarizer.fit(y)
+        est.classes_ = est._label_binarizer.classes_
+    else:
+        classes = unique_labels(y)
+        if est.warm_start:
+            if set(classes) != set(est.classes_):
+                raise ValueError(
+                    "warm_start can only be used where `y` has the same classes as in the "
+                    f"previous call to fit. Previously got {est.classes_}, `y` has {classes}")
+        elif len(np.setdiff1d(classes, est.classes_, assume_unique=True)):
+            raise ValueError("`y` has classes not in `self.classes_`. "
+                             f"`self.classes_` has {est.classes_}. 'y' has {classes}.")
+    # Boolean indicators, as scikit-learn: the stratified split names classes 'True'.
+    return est._label_binarizer.transform(y).astype(bool)
+
+
+def _first_partial_fit(est, y, classes):
+    """On ``partial_fit``'s first call, fit the binarizer on ``classes`` (or multilabel ``y``)."""
+    if _check_partial_fit_first_call(est, classes):
+        est._label_binarizer = LabelBinarizer()
+        if type_of_target(y).startswith("multilabel"):
+            est._label_binarizer.fit(y)
+        else:
+            est._label_binarizer.fit(classes)
+
+
+def _class_weighted(est, sample_weight, Y, incremental):
+    """``sample_weight`` times the ``class_weight`` of each example's class, float64 ``(n_samples,)``.
+
+    ``Y`` is the binarized target; ``est.class_weight`` is not None.
+    """
+    if est._label_binarizer.y_type_.startswith("multilabel"):
+        raise ValueError("class_weight is not supported for multilabel targets")
+    if incremental and isinstance(est.class_weight, str):
+        raise ValueError("class_weight 'balanced' is not supported for partial_fit: the "
+                         "class frequencies of one batch are not those of the data; pass "
+                         "a dict {class: weight} instead")
+    y = est._label_binarizer.inverse_transform(Y.ravel() if Y.shape[1] == 1 else Y)
+    class_weight = est.class_weight
+    if isinstance(class_weight, dict):
+        unknown = [c for c in class_weight if c not in set(est.classes_.tolist())]
+        if unknown:
+            raise ValueError(f"class_weight: classes {unknown} are not in classes_ "
+                             f"{est.classes_}")
+    weights = compute_sample_weight(class_weight, y)
+    if sample_weight is not None:
+        weights = weights * np.asarray(sample_weight, dtype=np.float64)
+    return weights
