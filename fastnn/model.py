@@ -18,12 +18,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from . import _dropout
 from . import _validation as V
 from . import checkpoint as _ckpt
 from .activations import check_hidden, check_output
 from .backends import REGISTRY, get_backend
 from .errors import BackendUnavailableError, DivergenceError, FastnnValueError, SaturationError
-from ._passes import _backward, _cost, _forward
+from ._passes import _backward, _cost, _forward, _forward_dropout
 from .network import OUTPUT_GRADS, SCALINGS, _check_layer_dims, _rng, backend_lock, init_params
 from .optim import OPTIMIZERS, make_optimizer
 
@@ -45,7 +46,8 @@ class History:
 
     ``cost`` is the mean over the epoch's minibatches of the cost ``J`` (data
     term plus L2) before each step, weighted by batch size (steps skipped by
-    ``on_divergence="skip"`` are left out; ``nan`` when all were); ``time`` is
+    ``on_divergence="skip"`` are left out; ``nan`` when all were; with dropout,
+    the cost of each step's thinned network, as trained); ``time`` is
     seconds per epoch.  ``lr_changes`` lists the steps that
     ``on_divergence="skip"`` skipped: dicts ``{"epoch", "step", "lr", "reason",
     "cost"}`` with the halved learning rate ``lr`` used from the next step on
@@ -76,15 +78,30 @@ class Model:
         Seeds the initial weights.
     init : {"he", "xavier", "small"} or None
         ``None``: "he" for (leaky) ReLU hidden layers, "xavier" otherwise.
+    dropout : None, float or sequence of L - 1 floats
+        Inverted dropout during ``fit`` only: the keep probability of each
+        hidden layer's units (one float: every hidden layer), ``0 < keep <= 1``;
+        ``None`` or 1.0: no dropout.  Kept activations are divided by keep;
+        ``predict``, ``predict_proba`` and ``score`` never drop.  Masks come
+        from a counter-based hash of ``(dropout_seed, layer, step, unit,
+        example)`` (``fastnn/_dropout.py``): the same on every backend, and a
+        run is repeated exactly by the same ``dropout_seed``.  With dropout,
+        full-batch SGD runs step by step (not as the compiled ``sgd_loop``).
 
     Attributes
     ----------
     params : dict
         ``"W1", "b1", ...``: ``W[l]`` is ``(n_l, n_{l-1})``, ``b[l]`` is ``(n_l, 1)``.
+    dropout : tuple of float
+        The keep probability of each hidden layer (1.0: none).
+    dropout_seed : int in [0, 2**64) or None
+        Seeds the masks (None when there is no dropout): derived from ``seed``
+        (an int gives a fixed one, a Generator one draw after the weights,
+        None fresh entropy).  Saved with the model and in checkpoints.
     """
 
     def __init__(self, layer_dims, hidden="relu", output="sigmoid", *, dtype=np.float64,
-                 seed=None, init=None):
+                 seed=None, init=None, dropout=None):
         self.layer_dims = _check_layer_dims(layer_dims)
         self.hidden = check_hidden(hidden)
         self.output = check_output(output)
@@ -93,11 +110,35 @@ class Model:
             raise FastnnValueError("layer_dims: softmax output needs at least 2 units in the last layer")
         if init is None:
             init = "he" if hidden in ("relu", "leaky_relu") else "xavier"
+        self.dropout = _dropout.check_keep(dropout, self.L - 1)
         self.params = init_params(self.layer_dims, init=init, dtype=self.dtype, seed=seed)
+        self.dropout_seed = _dropout.derive_seed(seed) if self._dropping else None
 
     def __repr__(self):
+        drop = f", dropout={self.dropout}" if self._dropping else ""
         return (f"Model({self.layer_dims}, hidden={self.hidden!r}, output={self.output!r}, "
-                f"dtype={self.dtype.name})")
+                f"dtype={self.dtype.name}{drop})")
+
+    @property
+    def _dropping(self):
+        return any(k != 1.0 for k in self.dropout)
+
+    def _dropout_spec(self):
+        """The dropout entries of saved files and checkpoints ({} without dropout)."""
+        if not self._dropping:
+            return {}
+        return {"dropout": list(self.dropout), "dropout_seed": self.dropout_seed}
+
+    def _set_dropout(self, spec, name, path):
+        """Restore :meth:`_dropout_spec` from a file's metadata."""
+        try:
+            self.dropout = _dropout.check_keep(spec.get("dropout"), self.L - 1)
+            seed = spec.get("dropout_seed")
+            self.dropout_seed = None if seed is None else _dropout.check_seed(seed)
+        except (TypeError, ValueError) as exc:
+            raise FastnnValueError(f"{name}: {path!s} has a malformed dropout entry ({exc})") from exc
+        if self._dropping and self.dropout_seed is None:
+            raise FastnnValueError(f"{name}: {path!s} has dropout but no dropout_seed")
 
     @property
     def L(self):
@@ -185,7 +226,7 @@ class Model:
             state, shuffle generator, counters and history are restored, and
             the result equals bit for bit that of the uninterrupted run on the
             same backend and dtype.  The model (layer_dims, hidden, output,
-            dtype), the data and the training options (batch_size, optimizer
+            dtype, dropout and dropout_seed), the data and the training options (batch_size, optimizer
             and its options, lr, l2, scaling, output_grad, on_divergence,
             shuffle_seed) must be those of the checkpoint, else FastnnValueError.
 
@@ -203,6 +244,9 @@ class Model:
             not applied) and can be saved.
         """
         X, Y = self._check_data(X, Y)
+        self.dropout = _dropout.check_keep(self.dropout, self.L - 1)
+        if self._dropping:
+            self.dropout_seed = _dropout.check_seed(self.dropout_seed, "model.dropout_seed")
         epochs = V.check_positive_int(epochs, "epochs")
         m = X.shape[1]
         batch_size = m if batch_size is None else min(V.check_positive_int(batch_size, "batch_size"), m)
@@ -263,6 +307,7 @@ class Model:
             model = cls(spec["layer_dims"], spec["hidden"], spec["output"], dtype=spec["dtype"], seed=0)
         except (KeyError, TypeError, ValueError) as exc:
             raise FastnnValueError(f"path: checkpoint {path} has a malformed model description ({exc})") from exc
+        model._set_dropout(spec, "path", f"checkpoint {path}")
         params = {k: v for k, v in arrays.items() if not k.startswith("opt.")}  # optimizer state aside
         model.params = _checked_arrays(params, model.params, "path", path)
         return model
@@ -309,7 +354,7 @@ class Model:
         """Write the model to ``path`` (``.npz``) atomically: a temporary file, then rename."""
         meta = {"format": "fastnn.Model", "format_version": FORMAT_VERSION,
                 "layer_dims": self.layer_dims, "hidden": self.hidden, "output": self.output,
-                "dtype": self.dtype.name}
+                "dtype": self.dtype.name, **self._dropout_spec()}
         params = dict(zip(self._keys, self._checked_params()))
         return _ckpt.atomic_savez(path, {"__meta__": np.array(json.dumps(meta)), **params})
 
@@ -332,6 +377,7 @@ class Model:
             model = cls(meta["layer_dims"], meta["hidden"], meta["output"], dtype=meta["dtype"], seed=0)
         except (KeyError, TypeError, ValueError) as exc:
             raise FastnnValueError(f"path: {path!s} has a malformed model description ({exc})") from exc
+        model._set_dropout(meta, "path", path)
         expected = set(model.params)
         if set(arrays) != expected:
             raise FastnnValueError(f"path: {path!s} holds arrays {sorted(arrays)}, expected {sorted(expected)}")
@@ -373,7 +419,9 @@ class _Trainer:
         full = o["batch_size"] >= self.X.shape[1]
         try:
             with np.errstate(over="ignore", invalid="ignore"), backend_lock(self.bk):
-                if full and o["optimizer"] == "sgd" and o["output_grad"] == "fused":
+                # The compiled whole loop has no dropout: with dropout, step by step.
+                if full and o["optimizer"] == "sgd" and o["output_grad"] == "fused" \
+                        and not self.model._dropping:
                     self._fit_loop()
                 else:
                     self._fit_steps(full)
@@ -423,10 +471,19 @@ class _Trainer:
         """
         bk, model, o = self.bk, self.model, self.o
         Ws, bs = self.P[0::2], self.P[1::2]
-        As, ZL = _forward(bk, Ws, bs, Xb, model.hidden, model.output)
+        drop, Gs = None, None
+        if model._dropping:
+            # Step t of the run numbers the masks: the same at a replay or a resume.
+            per_epoch = -(-self.X.shape[1] // o["batch_size"])
+            drop = _dropout.DropoutStep(model.dropout, model.dropout_seed,
+                                        (epoch - 1) * per_epoch + (step - 1))
+            As, Gs, ZL = _forward_dropout(bk, Ws, bs, Xb, model.hidden, model.output, drop)
+        else:
+            As, ZL = _forward(bk, Ws, bs, Xb, model.hidden, model.output)
         try:
             dWs, dbs, loss_sum = _backward(bk, Ws, As, ZL, Yb, model.hidden, model.output,
-                                           o["scaling"], o["output_grad"], o["l2"])
+                                           o["scaling"], o["output_grad"], o["l2"],
+                                           drop=drop, Gs=Gs)
         except SaturationError as exc:
             raise SaturationError(f"epoch {epoch}, step {step}: {exc}") from None
         J = _cost(bk, loss_sum, Ws, Yb.shape[1], o["l2"])
@@ -614,7 +671,8 @@ class _Trainer:
                 arrays[f"opt.{slot}.{i}"] = a
         meta = {
             "model": {"layer_dims": model.layer_dims, "hidden": model.hidden,
-                      "output": model.output, "dtype": model.dtype.name},
+                      "output": model.output, "dtype": model.dtype.name,
+                      **model._dropout_spec()},
             "fit": o,
             "state": {"epoch": self.epoch, "steps": self.steps, "skips": self.skips,
                       "lr": opt.lr, "optimizer_t": int(state["t"]), "optimizer_slots": slots,
@@ -630,7 +688,7 @@ class _Trainer:
         model, o, opt = self.model, self.o, self.opt
         f = lambda dotted, kind: _ckpt.field(meta, dotted, kind, "resume", path)  # noqa: E731
         spec = {"layer_dims": model.layer_dims, "hidden": model.hidden, "output": model.output,
-                "dtype": model.dtype.name}
+                "dtype": model.dtype.name, **json.loads(json.dumps(model._dropout_spec()))}
         if f("model", dict) != spec:
             raise FastnnValueError(f"resume: checkpoint {path} is for a model {f('model', dict)}; "
                                    f"this model is {spec}")
