@@ -135,9 +135,34 @@ def _first_weight_grad(bk, dZ, X, W, scale, l2_scale, bare):
     return bk.to_device(P)
 
 
+def _forward_dropout(bk, Ws, bs, X, hidden, output, drop):
+    """:func:`_forward` with inverted dropout after each hidden layer (``drop``: a
+    :class:`fastnn._dropout.DropoutStep`).
+
+    Returns ``(As, Gs, ZL)``: ``As[l]`` the dropped activations ``A[l] * D[l] / keep[l]``
+    that the next layer reads (and its ``dW`` multiplies), ``Gs[l]`` the undropped
+    ``A[l] = g(Z[l])`` that ``g'`` is computed from; the same array where keep is 1.
+    """
+    As, Gs = [X], [X]
+    for l, (W, b) in enumerate(zip(Ws[:-1], bs[:-1]), start=1):
+        A = bk.forward_hidden(W, As[-1], b, hidden)
+        Gs.append(A)
+        keep = drop.keeps[l - 1]
+        As.append(A if keep == 1.0 else bk.dropout_forward(A, keep, drop.key(l)))
+    ZL, AL = bk.forward_output(Ws[-1], As[-1], bs[-1], output)
+    As.append(AL)
+    Gs.append(AL)
+    return As, Gs, ZL
+
+
 def _backward(bk, Ws, As, ZL, Y, hidden, output, scaling, output_grad, l2, weights="full",
-              sample_weight=None):
+              sample_weight=None, drop=None, Gs=None):
     """Gradient lists (dWs, dbs) and the summed loss, all on the backend.
+
+    With dropout (``drop`` and ``Gs`` from :func:`_forward_dropout`) the gradient
+    reaching a hidden layer's dropped output is masked and scaled as the forward
+    was, ``dA[l] = dA~[l] * D[l] / keep[l]``, before ``dZ[l] = dA[l] * g'(Z[l])``
+    (from the undropped ``Gs[l]``).
 
     ``weights`` says what the dW list holds: ``"full"`` the gradients
     ``w_scale * dZ @ A_prev.T + (l2 / m) W``; ``"bare"`` the products
@@ -181,7 +206,9 @@ def _backward(bk, Ws, As, ZL, Y, hidden, output, scaling, output_grad, l2, weigh
         dbs[l] = db
         if l:  # dA[0] = W[1].T @ dZ[1] is never used: skip it
             dA = bk.input_grad(Ws[l], dZ)
-            dZ, db = bk.backward_hidden(dA, As[l], hidden, w_scale)
+            if drop is not None and drop.keeps[l - 1] != 1.0:
+                dA = bk.dropout_backward(dA, drop.keeps[l - 1], drop.key(l))
+            dZ, db = bk.backward_hidden(dA, As[l] if Gs is None else Gs[l], hidden, w_scale)
     return dWs, dbs, loss_sum
 
 

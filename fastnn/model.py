@@ -18,12 +18,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from . import _dropout
 from . import _validation as V
 from . import checkpoint as _ckpt
 from .activations import check_hidden, check_output
 from .backends import REGISTRY, get_backend
 from .errors import BackendUnavailableError, DivergenceError, FastnnValueError, SaturationError
-from ._passes import _backward, _cost, _forward
+from ._passes import _backward, _cost, _forward, _forward_dropout
 from .network import (OUTPUT_GRADS, SCALINGS, _check_layer_dims, _rng, backend_for_dtype, backend_lock,
                       init_params)
 from .optim import OPTIMIZERS, make_optimizer
@@ -49,7 +50,8 @@ class History:
 
     ``cost`` is the mean over the epoch's minibatches of the cost ``J`` (data
     term plus L2) before each step, weighted by batch size (steps skipped by
-    ``on_divergence="skip"`` are left out; ``nan`` when all were); ``time`` is
+    ``on_divergence="skip"`` are left out; ``nan`` when all were; with dropout,
+    the cost of each step's thinned network, as trained); ``time`` is
     seconds per epoch.  ``lr_changes`` lists the steps that
     ``on_divergence="skip"`` skipped: dicts ``{"epoch", "step", "lr", "reason",
     "cost"}`` with the halved learning rate ``lr`` used from the next step on
@@ -85,6 +87,15 @@ class Model:
         Seeds the initial weights.
     init : {"he", "xavier", "small"} or None
         ``None``: "he" for (leaky) ReLU hidden layers, "xavier" otherwise.
+    dropout : None, float or sequence of L - 1 floats
+        Inverted dropout during ``fit`` only: the keep probability of each
+        hidden layer's units (one float: every hidden layer), ``0 < keep <= 1``;
+        ``None`` or 1.0: no dropout.  Kept activations are divided by keep;
+        ``predict``, ``predict_proba`` and ``score`` never drop.  Masks come
+        from a counter-based hash of ``(dropout_seed, layer, step, unit,
+        example)`` (``fastnn/_dropout.py``): the same on every backend, and a
+        run is repeated exactly by the same ``dropout_seed``.  With dropout,
+        full-batch SGD runs step by step (not as the compiled ``sgd_loop``).
 
     Attributes
     ----------
@@ -94,21 +105,51 @@ class Model:
         As given.  All five attributes may be assigned; they are checked
         together on every ``fit``, ``predict``, ``score`` and ``save``
         (errors name ``model.<attribute>``).
+    dropout : tuple of float
+        The keep probability of each hidden layer (1.0: none).
+    dropout_seed : int in [0, 2**64) or None
+        Seeds the masks (None when there is no dropout): derived from ``seed``
+        (an int gives a fixed one, a Generator one draw after the weights,
+        None fresh entropy).  Saved with the model and in checkpoints.
     """
 
     def __init__(self, layer_dims, hidden="relu", output="sigmoid", *, dtype=None,
-                 seed=None, init=None):
+                 seed=None, init=None, dropout=None):
         #: True until the first fit fixes a dtype that was not given.
         self._dtype_from_data = dtype is None
         self.layer_dims, self.hidden, self.output, self.dtype = _check_spec(
             layer_dims, hidden, output, np.float64 if dtype is None else dtype)
         if init is None:
             init = "he" if hidden in ("relu", "leaky_relu") else "xavier"
+        self.dropout = _dropout.check_keep(dropout, self.L - 1)
         self.params = init_params(self.layer_dims, init=init, dtype=self.dtype, seed=seed)
+        self.dropout_seed = _dropout.derive_seed(seed) if self._dropping else None
 
     def __repr__(self):
+        drop = f", dropout={self.dropout}" if self._dropping else ""
         return (f"Model({self.layer_dims}, hidden={self.hidden!r}, output={self.output!r}, "
-                f"dtype={self.dtype.name})")
+                f"dtype={self.dtype.name}{drop})")
+
+    @property
+    def _dropping(self):
+        return any(k != 1.0 for k in self.dropout)
+
+    def _dropout_spec(self):
+        """The dropout entries of saved files and checkpoints ({} without dropout)."""
+        if not self._dropping:
+            return {}
+        return {"dropout": list(self.dropout), "dropout_seed": self.dropout_seed}
+
+    def _set_dropout(self, spec, name, path):
+        """Restore :meth:`_dropout_spec` from a file's metadata."""
+        try:
+            self.dropout = _dropout.check_keep(spec.get("dropout"), self.L - 1)
+            seed = spec.get("dropout_seed")
+            self.dropout_seed = None if seed is None else _dropout.check_seed(seed)
+        except (TypeError, ValueError) as exc:
+            raise FastnnValueError(f"{name}: {path!s} has a malformed dropout entry ({exc})") from exc
+        if self._dropping and self.dropout_seed is None:
+            raise FastnnValueError(f"{name}: {path!s} has dropout but no dropout_seed")
 
     @property
     def L(self):
@@ -147,7 +188,15 @@ class Model:
         """
         self.layer_dims, self.hidden, self.output, self.dtype = _check_spec(
             self.layer_dims, self.hidden, self.output, self.dtype, "model.")
-        return self._checked_params()
+        params = self._checked_params()
+        drop = self.dropout
+        if isinstance(drop, tuple) and all(k == 1.0 for k in drop):
+            drop = None                     # no dropout, whatever the depth
+        try:
+            self.dropout = _dropout.check_keep(drop, self.L - 1)
+        except (ValueError, TypeError) as exc:
+            raise type(exc)(f"model.{exc}") from None
+        return params
 
     def _checked_params(self, name="model.params"):
         """``self.params`` checked against ``layer_dims`` and ``dtype``, as private C-contiguous copies.
@@ -220,7 +269,7 @@ class Model:
             state, shuffle generator, counters and history are restored, and
             the result equals bit for bit that of the uninterrupted run on the
             same backend and dtype.  The model (layer_dims, hidden, output,
-            dtype), the data and the training options (batch_size, optimizer
+            dtype, dropout and dropout_seed), the data and the training options (batch_size, optimizer
             and its options, lr, l2, scaling, output_grad, on_divergence,
             shuffle_seed) must be those of the checkpoint, else FastnnValueError.
 
@@ -241,6 +290,9 @@ class Model:
         self._adopt_data_dtype(X)
         P = self._checked_params()
         X, Y = self._check_data(X, Y)
+        self.dropout = _dropout.check_keep(self.dropout, self.L - 1)
+        if self._dropping:
+            self.dropout_seed = _dropout.check_seed(self.dropout_seed, "model.dropout_seed")
         epochs = V.check_positive_int(epochs, "epochs")
         m = X.shape[1]
         batch_size = m if batch_size is None else min(V.check_positive_int(batch_size, "batch_size"), m)
@@ -289,7 +341,7 @@ class Model:
     def _resume_expect(self, path):
         """The arrays a checkpoint of this model may hold, given its metadata."""
         spec = {"layer_dims": self.layer_dims, "hidden": self.hidden, "output": self.output,
-                "dtype": self.dtype.name}
+                "dtype": self.dtype.name, **json.loads(json.dumps(self._dropout_spec()))}
 
         def expect(meta):
             theirs = _ckpt.field(meta, "model", dict, "resume", path)
@@ -318,12 +370,14 @@ class Model:
             slots = state.get("optimizer_slots") if isinstance(state, dict) else None
             if not isinstance(slots, list) or not all(slot in ("m", "v") for slot in slots):
                 raise FastnnValueError(f"path: checkpoint {path} lacks a valid 'state.optimizer_slots'")
-            specs.append(spec)
+            specs.append((spec, meta.get("model")))
             return _ckpt.expected_arrays(spec[0], spec[3], slots)
 
         _, arrays = _ckpt.read_checkpoint(path, "path", expect)
         params = {k: v for k, v in arrays.items() if not k.startswith("opt.")}  # optimizer state aside
-        return cls._from_arrays(specs[0], params, "path", path)
+        model = cls._from_arrays(specs[0][0], params, "path", path)
+        model._set_dropout(specs[0][1], "path", f"checkpoint {path}")
+        return model
 
     @classmethod
     def _from_arrays(cls, spec, arrays, name, path):
@@ -331,6 +385,8 @@ class Model:
         checked; no initial weights are drawn."""
         model = cls.__new__(cls)
         model.layer_dims, model.hidden, model.output, model.dtype = spec
+        model._dtype_from_data = False
+        model.dropout, model.dropout_seed = (1.0,) * (model.L - 1), None
         model.params = _checked_arrays(arrays, _ckpt.expected_arrays(spec[0], spec[3]), name, path)
         return model
 
@@ -379,7 +435,7 @@ class Model:
         params = dict(zip(self._keys, self._check_state()))
         meta = {"format": "fastnn.Model", "format_version": FORMAT_VERSION,
                 "layer_dims": self.layer_dims, "hidden": self.hidden, "output": self.output,
-                "dtype": self.dtype.name}
+                "dtype": self.dtype.name, **self._dropout_spec()}
         return _ckpt.atomic_savez(path, {"__meta__": np.array(json.dumps(meta)), **params})
 
     @classmethod
@@ -398,8 +454,10 @@ class Model:
             specs.append(_spec_from_meta(meta, "path", str(path)))
             return _ckpt.expected_arrays(specs[0][0], specs[0][3])
 
-        _, arrays = _ckpt.read_archive(path, "path", expect)
-        return cls._from_arrays(specs[0], arrays, "path", path)
+        meta, arrays = _ckpt.read_archive(path, "path", expect)
+        model = cls._from_arrays(specs[0], arrays, "path", path)
+        model._set_dropout(meta, "path", path)
+        return model
 
 
 class _Trainer:
@@ -428,7 +486,9 @@ class _Trainer:
         full = o["batch_size"] >= self.X.shape[1]
         try:
             with np.errstate(over="ignore", invalid="ignore"), backend_lock(self.bk):
-                if full and o["optimizer"] == "sgd" and o["output_grad"] == "fused":
+                # The compiled whole loop has no dropout: with dropout, step by step.
+                if full and o["optimizer"] == "sgd" and o["output_grad"] == "fused" \
+                        and not self.model._dropping:
                     self._fit_loop()
                 else:
                     self._fit_steps(full)
@@ -478,10 +538,19 @@ class _Trainer:
         """
         bk, model, o = self.bk, self.model, self.o
         Ws, bs = self.P[0::2], self.P[1::2]
-        As, ZL = _forward(bk, Ws, bs, Xb, model.hidden, model.output)
+        drop, Gs = None, None
+        if model._dropping:
+            # Step t of the run numbers the masks: the same at a replay or a resume.
+            per_epoch = -(-self.X.shape[1] // o["batch_size"])
+            drop = _dropout.DropoutStep(model.dropout, model.dropout_seed,
+                                        (epoch - 1) * per_epoch + (step - 1))
+            As, Gs, ZL = _forward_dropout(bk, Ws, bs, Xb, model.hidden, model.output, drop)
+        else:
+            As, ZL = _forward(bk, Ws, bs, Xb, model.hidden, model.output)
         try:
             dWs, dbs, loss_sum = _backward(bk, Ws, As, ZL, Yb, model.hidden, model.output,
-                                           o["scaling"], o["output_grad"], o["l2"])
+                                           o["scaling"], o["output_grad"], o["l2"],
+                                           drop=drop, Gs=Gs)
         except SaturationError as exc:
             raise SaturationError(f"epoch {epoch}, step {step}: {exc}") from None
         J = _cost(bk, loss_sum, Ws, Yb.shape[1], o["l2"])
@@ -669,7 +738,8 @@ class _Trainer:
                 arrays[f"opt.{slot}.{i}"] = a
         meta = {
             "model": {"layer_dims": model.layer_dims, "hidden": model.hidden,
-                      "output": model.output, "dtype": model.dtype.name},
+                      "output": model.output, "dtype": model.dtype.name,
+                      **model._dropout_spec()},
             "fit": o,
             "state": {"epoch": self.epoch, "steps": self.steps, "skips": self.skips,
                       "lr": opt.lr, "optimizer_t": int(state["t"]), "optimizer_slots": slots,
@@ -685,7 +755,7 @@ class _Trainer:
         model, o, opt = self.model, self.o, self.opt
         f = lambda dotted, kind: _ckpt.field(meta, dotted, kind, "resume", path)  # noqa: E731
         spec = {"layer_dims": model.layer_dims, "hidden": model.hidden, "output": model.output,
-                "dtype": model.dtype.name}
+                "dtype": model.dtype.name, **json.loads(json.dumps(model._dropout_spec()))}
         if f("model", dict) != spec:
             raise FastnnValueError(f"resume: checkpoint {path} is for a model {f('model', dict)}; "
                                    f"this model is {spec}")

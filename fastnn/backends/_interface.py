@@ -31,6 +31,9 @@ KERNELS = (
     "backward_hidden",    # (dA, A, activation, db_scale) -> (dZ, db); may reuse dA
     "weight_grad",        # (dZ, A_prev, W, scale, l2_scale) -> scale*dZ@A_prev.T + l2_scale*W
     "input_grad",         # (W, dZ) -> W.T @ dZ
+    "dropout_forward",    # (A, keep, key) -> new array A * mask / keep, mask from _dropout (key:
+                          # step_key's tuple); one fused pass: hash, compare, scale
+    "dropout_backward",   # (dA, keep, key) -> dA * mask / keep in place (the same mask, recomputed)
     "weight_step",        # (W, dZ, A_prev, alpha, beta): W = beta*W + alpha*dZ@A_prev.T in
                           # place, no dW array (sgd_loop's update of a weight matrix)
     # optimizers, in place

@@ -19,9 +19,9 @@ from ..errors import SaturationError
 from . import _blas
 from . import numpy_backend as _np_backend
 from ._numba_config import BLOCK, compile_variant
-from .. import _passes
+from .. import _dropout, _passes
 from .._passes import _scales
-from ._numba_kernels import backward, forward, loop, output, reduce, update
+from ._numba_kernels import backward, dropout, forward, loop, output, reduce, update
 from ._numba_kernels.activation import CHEAP_FORWARD, CODES
 
 DTYPES = (np.float32, np.float64)
@@ -49,6 +49,7 @@ def build(parallel):
     k_sgd, k_momentum, k_adam, k_finite = (c(update.sgd), c(update.momentum), c(update.adam),
                                            c(update.all_finite))
     k_adam_folded = c(update.adam_folded)
+    k_dropout = c(dropout.mask_scale)
 
     def _partials(n, m):
         return np.empty((n, (m + BLOCK - 1) // BLOCK), dtype=np.float64)
@@ -115,6 +116,19 @@ def build(parallel):
         one = dA.dtype.type(1)
         k_backward(dA, A, CODES[activation], one, dA.dtype.type(LEAKY_SLOPE), partial)
         return dA, _row_sums(partial, db_scale, dA.dtype)
+
+    def _dropout_into(A, out, keep, key):
+        c = A.dtype.type
+        k_dropout(A, out, c(keep), c(0), _dropout.threshold(keep), *key)
+        return out
+
+    def dropout_forward(A, keep, key):
+        """A * mask / keep as a new (n_l, m) array, the mask hashed in the same pass."""
+        return _dropout_into(A, np.empty_like(A), keep, key)
+
+    def dropout_backward(dA, keep, key):
+        """dA * mask / keep in place (the forward's mask, recomputed); returns dA."""
+        return _dropout_into(dA, dA, keep, key)
 
     def weight_grad(dZ, A_prev, W, scale, l2_scale):
         """dW = scale * (dZ @ A_prev.T) + l2_scale * W."""
@@ -200,6 +214,8 @@ def build(parallel):
         "all_finite": all_finite,
         "max_abs": _np_backend.max_abs,
         "weight_step": weight_step,
+        "dropout_forward": dropout_forward,
+        "dropout_backward": dropout_backward,
         "sgd_loop": sgd_loop,
         "forward_hidden_offset": forward_hidden_offset,
     }

@@ -104,7 +104,7 @@ def compile_variant(func, parallel):
 _DIGEST_FILE = "fastnn-kernels.digest"
 
 
-def drop_stale_cache(probe):
+def drop_stale_cache(probe, extra_sources=()):
     """Delete cached kernels compiled from other versions of the kernel sources.
 
     Numba checks a cached function against the timestamp of the file that
@@ -113,13 +113,14 @@ def drop_stale_cache(probe):
     code.  So a digest of every kernel source (and of this file) is kept next
     to the cache; when it differs, the package's ``.nbi``/``.nbc`` files are
     removed before anything loads, and the kernels compile afresh.  ``probe``
-    is a plain function defined in the kernel package (it locates the cache).
-    Best effort: an unwritable cache directory is left alone.
+    is a plain function defined in the kernel package (it locates the cache);
+    ``extra_sources`` are paths of files outside it whose functions the kernels
+    compile in (``fastnn/_dropout.py``'s Philox).  Best effort: an unwritable cache directory is left alone.
     """
     src_dir = os.path.dirname(probe.__code__.co_filename)
     sources = sorted(f for f in os.listdir(src_dir) if f.endswith(".py"))
     digest = hashlib.sha256()
-    for path in [os.path.join(src_dir, f) for f in sources] + [__file__]:
+    for path in [os.path.join(src_dir, f) for f in sources] + [__file__, *extra_sources]:
         with open(path, "rb") as fh:
             digest.update(fh.read())
     digest = digest.hexdigest()

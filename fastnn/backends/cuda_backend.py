@@ -49,7 +49,7 @@ import sys
 import numpy as np
 from numba import cuda, float64, from_dtype
 
-from .. import _passes
+from .. import _dropout, _passes
 from ..activations import LEAKY_SLOPE
 from ..errors import NoDeviceError, SaturationError
 from . import numpy_backend as _np_backend
@@ -90,6 +90,10 @@ _CACHE = {}
 
 
 # --------------------------------------------------------------- device functions
+
+#: The dropout hash: the same source as the NumPy and Numba backends' (fastnn._dropout).
+_philox = cuda.jit(device=True)(_dropout.philox4x32)
+
 
 @cuda.jit(device=True)
 def _g(z, code):
@@ -464,6 +468,27 @@ def _make_adam(dtype):
     return adam
 
 
+def _make_dropout(dtype):
+    cast = from_dtype(dtype)
+
+    @cuda.jit
+    def dropout(A, keep, threshold, c2, c3, k0, k1, out):
+        """out = A / keep where the unit's Philox word is below threshold, else 0 (flat index)."""
+        k = cuda.grid(1)
+        m = A.shape[1]
+        if k < A.shape[0] * m:
+            i = k // m
+            j = k - i * m
+            word = _philox(np.uint64(j), np.uint64(i), c2, c3, k0, k1)[0]
+            if word < threshold:
+                # float64 quotient rounded once: the dtype's correctly rounded A / keep.
+                out[i, j] = cast(float64(A[i, j]) / keep)
+            else:
+                out[i, j] = 0
+
+    return dropout
+
+
 def _make_fill(dtype):
     @cuda.jit
     def fill(x, value):
@@ -486,6 +511,7 @@ _FACTORIES = {
     "momentum": _make_momentum,
     "adam": _make_adam,
     "fill": _make_fill,
+    "dropout": _make_dropout,
 }
 
 
@@ -831,6 +857,50 @@ def backward_hidden(dA, A, activation, db_scale):
     db = cuda.device_array((n, 1), dtype=A.dtype)
     _finish(partial, 0, n, db_scale, db)
     return dA, db
+
+
+def _dropout_into(A, out, keep, key):
+    if A.size:
+        tpb = int(TPB)
+        kd = float(np.dtype(A.dtype).type(keep))  # keep rounded to the dtype, as the NumPy backend
+        _kernel("dropout", A.dtype)[_blocks(A.size, tpb), tpb](
+            A, kd, _dropout.threshold(keep), *key, out)
+    return out
+
+
+def dropout_forward(A, keep, key):
+    """Inverted dropout of a hidden layer's activations, mask hashed in the same kernel.
+
+    Parameters
+    ----------
+    A : device array, shape (n_l, m)
+    keep : float in (0, 1]
+    key : tuple
+        :func:`fastnn._dropout.step_key` of the layer and step.
+
+    Returns
+    -------
+    device array, shape (n_l, m)
+        ``A / keep`` where kept, 0 elsewhere: bitwise the NumPy backend's.
+    """
+    return _dropout_into(A, cuda.device_array(A.shape, dtype=A.dtype), keep, key)
+
+
+def dropout_backward(dA, keep, key):
+    """``dA * mask / keep`` in place, the forward's mask recomputed.
+
+    Parameters
+    ----------
+    dA : device array, shape (n_l, m), overwritten
+    keep : float in (0, 1]
+    key : tuple
+
+    Returns
+    -------
+    device array
+        ``dA`` itself.
+    """
+    return _dropout_into(dA, dA, keep, key)
 
 
 def weight_grad(dZ, A_prev, W, scale, l2_scale):

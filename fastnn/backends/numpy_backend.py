@@ -12,7 +12,7 @@ import sys
 
 import numpy as np
 
-from .. import _passes
+from .. import _dropout, _passes
 from ..activations import ACTIVATIONS, DERIVATIVES
 from ..errors import SaturationError
 
@@ -165,6 +165,33 @@ def backward_hidden(dA, A, activation, db_scale):
     """Fused hidden-layer backward: dZ = dA * g'(Z) (from A), db = db_scale * sum(dZ, axis=1)."""
     dZ = DERIVATIVES[activation](A, dA)
     return dZ, _scaled_row_sum(dZ, db_scale)
+
+
+def dropout_forward(A, keep, key):
+    """Inverted dropout of a hidden layer's activations (a new array).
+
+    Parameters
+    ----------
+    A : ndarray, shape (n_l, m)
+    keep : float in (0, 1]
+    key : tuple
+        :func:`fastnn._dropout.step_key` of the layer and step.
+
+    Returns
+    -------
+    ndarray, shape (n_l, m), dtype of A
+        ``A / keep`` where the unit is kept (:func:`fastnn._dropout.keep_mask`), 0 elsewhere.
+    """
+    out = A / A.dtype.type(keep)
+    out[~_dropout.keep_mask(A.shape, keep, key)] = 0
+    return out
+
+
+def dropout_backward(dA, keep, key):
+    """``dA * mask / keep`` in place (the mask of :func:`dropout_forward` with the same key); returns dA."""
+    dA /= dA.dtype.type(keep)
+    dA[~_dropout.keep_mask(dA.shape, keep, key)] = 0
+    return dA
 
 
 def weight_grad(dZ, A_prev, W, scale, l2_scale):

@@ -11,7 +11,10 @@ Small scalar helpers are compiled once with ``jit`` and inlined into both.
 - ``output``: output-layer dZ = scale (A - Y), db partials, loss partials
 - ``reduce``: block partials -> row sums, pairwise
 - ``update``: dW epilogue and the optimizer updates, in place
+- ``dropout``: the fused dropout mask (Philox of ``fastnn/_dropout.py``), compare and scale
 """
+
+import os
 
 from .._numba_config import drop_stale_cache
 
@@ -20,4 +23,8 @@ def _probe():
     """Locates this package's kernel cache (never called)."""
 
 
-drop_stale_cache(_probe)
+#: Kernel sources outside this package: the dropout hash (dropout.py compiles it in).
+EXTRA_SOURCES = (os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(__file__))),
+                              "_dropout.py"),)
+
+drop_stale_cache(_probe, EXTRA_SOURCES)
