@@ -78,13 +78,7 @@ def initialize_parameters_zeros(layers_dims):
 def initialize_parameters_random(layers_dims):
     """Large random weights: ``np.random.seed(3)``, ``W_l = randn(n_l, n_{l-1}) * 10``, zero biases.
 
-    Parameters
-    ----------
-    layers_dims : list or tuple of int, ``[n_0, ..., n_L]``
-
-    Returns
-    -------
-    parameters : dict, ``W_l`` (n_l, n_{l-1}), ``b_l`` (n_l, 1)
+    Argument and shapes as :func:`initialize_parameters_zeros`.
     """
     return _init_layers(layers_dims, 3, lambda W, n_prev: W * 10)
 
@@ -92,13 +86,7 @@ def initialize_parameters_random(layers_dims):
 def initialize_parameters_he(layers_dims):
     """He initialisation: ``np.random.seed(3)``, ``W_l = randn(n_l, n_{l-1}) * sqrt(2 / n_{l-1})``.
 
-    Parameters
-    ----------
-    layers_dims : list or tuple of int, ``[n_0, ..., n_L]``
-
-    Returns
-    -------
-    parameters : dict, ``W_l`` (n_l, n_{l-1}), ``b_l`` zeros (n_l, 1)
+    Argument and shapes as :func:`initialize_parameters_zeros`.
     """
     return _init_layers(layers_dims, 3, lambda W, n_prev: W * np.sqrt(2. / n_prev))
 

@@ -32,13 +32,7 @@ __all__ = [
 def initialize_parameters(layer_dims):
     """``np.random.seed(3)``; ``W_l = randn(n_l, n_{l-1}) / sqrt(n_{l-1})``, zero biases.
 
-    Parameters
-    ----------
-    layer_dims : list or tuple of int, ``[n_0, ..., n_L]``
-
-    Returns
-    -------
-    parameters : dict, ``W_l`` (n_l, n_{l-1}), ``b_l`` (n_l, 1)
+    Argument and shapes as :func:`fastnn.compat.init_utils.initialize_parameters_zeros`.
     """
     return _init_layers(layer_dims, 3, lambda W, n_prev: W / np.sqrt(n_prev))
 
@@ -46,15 +40,8 @@ def initialize_parameters(layer_dims):
 def backward_propagation(X, Y, cache):
     """Gradients: ``dZ3 = A3 - Y``, ``dW = (1/m) dZ A_prev.T``, ``db = (1/m)`` row sums.
 
-    Parameters
-    ----------
-    X : ndarray, shape (n_x, m)
-    Y : array_like, shape (1, m)
-    cache : from :func:`forward_propagation`
-
-    Returns
-    -------
-    gradients : dict ``dZ3, dW3, db3, dA2, dZ2, dW2, db2, dA1, dZ1, dW1, db1``
+    Arguments and shapes as :func:`fastnn.compat.init_utils.backward_propagation`;
+    returns the dict ``dZ3, dW3, db3, dA2, dZ2, dW2, db2, dA1, dZ1, dW1, db1``.
     """
     return _net.backward(X, Y, cache, deferred=True, upper=True)
 
@@ -144,13 +131,10 @@ def model(X, Y, learning_rate=0.3, num_iterations=30000, print_cost=True, lambd=
     records the cost every 1000 (with ``print_cost``); plots the costs at the
     end (``plt.show()``, when matplotlib is installed).
 
+    Arguments as :func:`fastnn.compat.init_utils.model`, with, in place of ``initialization``:
+
     Parameters
     ----------
-    X : ndarray, shape (n_x, m)
-    Y : ndarray, shape (1, m)
-    learning_rate : float
-    num_iterations : int
-    print_cost : bool
     lambd : float, L2 strength (0: none)
     keep_prob : float, dropout keep probability (1: none); not together with ``lambd``
 
