@@ -98,12 +98,17 @@ def _real(lo, *, lo_open=False, hi=None, what=""):
     return parse
 
 
-def _parse_layers(text):
-    """argparse type: ``n_0,...,n_L``, at least two positive integers."""
+def _comma_ints(text):
+    """The integers of ``"a,b,..."`` (empty items skipped); ArgumentTypeError if one is not an integer."""
     try:
-        sizes = [int(v) for v in text.split(",") if v.strip()]
+        return [int(v) for v in text.split(",") if v.strip()]
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+
+
+def _parse_layers(text):
+    """argparse type: ``n_0,...,n_L``, at least two positive integers."""
+    sizes = _comma_ints(text)
     if len(sizes) < 2 or min(sizes) < 1:
         raise argparse.ArgumentTypeError(f"expected at least two sizes >= 1 (n_0,...,n_L: input, hidden..., "
                                          f"output), got {text!r}")
@@ -111,10 +116,8 @@ def _parse_layers(text):
 
 
 def _int_list(text):
-    try:
-        values = [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+    """argparse type: one or more comma-separated integers >= 1."""
+    values = _comma_ints(text)
     if not values or min(values) < 1:
         raise argparse.ArgumentTypeError(f"expected integers >= 1, got {text!r}")
     return values

@@ -9,11 +9,12 @@ keys, and in the cost's sum; the options below select each file's choice.
 
 import numpy as np
 
+from ._plot import plot_decision_boundary as _plot_boundary
 from .dnn import linear_backward, linear_forward, relu_backward
 from .dnn import relu as _relu
 from .planar import _as_labels, sigmoid
 
-__all__ = ["sigmoid", "relu"]
+__all__ = ["sigmoid", "relu", "forward_propagation", "compute_cost", "plot_decision_boundary"]
 
 
 def relu(x):
@@ -64,6 +65,28 @@ def forward(X, parameters, keep_prob=None):
             A = relu(Z) * D / keep_prob
             cache += [Z, D, A, W, b]
     return A, tuple(cache)
+
+
+def forward_propagation(X, parameters):
+    """LINEAR->RELU->LINEAR->RELU->LINEAR->SIGMOID (the files' ``forward_propagation``).
+
+    Parameters
+    ----------
+    X : ndarray, shape (n_x, m)
+    parameters : dict with ``W1, b1, W2, b2, W3, b3``
+
+    Returns
+    -------
+    A3 : ndarray, shape (1, m)
+    cache : tuple ``(Z1, A1, W1, b1, Z2, A2, W2, b2, Z3, A3, W3, b3)`` (lower-case
+        ``z1, a1, ...`` in init_utils' and opt_utils' notation)
+    """
+    return forward(X, parameters)
+
+
+def plot_decision_boundary(model, X, y):
+    """As :func:`fastnn.compat.planar_utils.plot_decision_boundary`, then ``plt.show()``."""
+    _plot_boundary(model, X, y, show=True)
 
 
 def _layers(cache):
@@ -145,10 +168,22 @@ def log_losses(A3, Y):
         return np.multiply(-np.log(A3), Y) + np.multiply(-np.log(1 - A3), 1 - Y)
 
 
-def mean_loss(A3, Y):
-    """``(1/m) * nansum(log_losses)`` with ``m = Y.shape[1]`` (a NumPy float64)."""
+def compute_cost(a3, Y):
+    """Cross-entropy ``(1/m) * nansum(-log(a3) Y - log(1 - a3)(1 - Y))``, ``m = Y.shape[1]``.
+
+    The ``compute_cost`` of reg_utils and gc_utils and the ``compute_loss`` of init_utils.
+
+    Parameters
+    ----------
+    a3 : ndarray, shape (1, m)
+    Y : ndarray, shape (1, m)
+
+    Returns
+    -------
+    cost : numpy.float64 (``inf`` when an output is exactly wrong)
+    """
     m = Y.shape[1]
-    return 1. / m * np.nansum(log_losses(A3, Y))
+    return 1. / m * np.nansum(log_losses(a3, Y))
 
 
 def predict(X, y, parameters):

@@ -49,19 +49,14 @@ _as_labels = _planar._as_labels
 # ---------------------------------------------------------------- activations
 
 def sigmoid(Z):
-    """Logistic activation.
-
-    Parameters
-    ----------
-    Z : ndarray, any shape
+    """Logistic activation: :func:`fastnn.compat.planar.sigmoid` of ``Z``, with its cache.
 
     Returns
     -------
     A : ndarray, same shape as ``Z``, ``1 / (1 + exp(-Z))``
     cache : ndarray, ``Z`` itself
     """
-    A = 1 / (1 + np.exp(-Z))
-    return A, Z
+    return _planar.sigmoid(Z), Z
 
 
 def relu(Z):
@@ -99,19 +94,14 @@ def relu_backward(dA, cache):
 
 
 def sigmoid_backward(dA, cache):
-    """Backward pass of a sigmoid unit.
-
-    Parameters
-    ----------
-    dA : ndarray, shape of ``Z``
-    cache : ndarray, ``Z``
+    """Backward pass of a sigmoid unit; arguments as :func:`relu_backward`.
 
     Returns
     -------
     dZ : ndarray, ``dA * s * (1 - s)`` with ``s = sigmoid(Z)``
     """
     Z = cache
-    s = 1 / (1 + np.exp(-Z))
+    s = _planar.sigmoid(Z)
     return dA * s * (1 - s)
 
 
@@ -259,12 +249,7 @@ def L_model_forward(X, parameters):
 # ----------------------------------------------------------------------- cost
 
 def compute_cost(AL, Y):
-    """Cross-entropy cost.
-
-    Parameters
-    ----------
-    AL : ndarray, shape (1, m), predicted probabilities
-    Y : array_like, shape (1, m), labels (int, float or bool)
+    """Cross-entropy cost, as :func:`fastnn.compat.planar.compute_cost` with ``AL`` for ``A2``.
 
     Returns
     -------
@@ -362,17 +347,8 @@ def update_parameters(parameters=None, grads=None, learning_rate=None, *, params
     The first argument is called ``params`` in W4A1 and ``parameters`` in
     ``dnn_app_utils_v3``; it may be passed positionally or under either name.
 
-    Parameters
-    ----------
-    parameters, params : dict with ``W1, b1, ..., WL, bL``
-    grads : dict with ``dW1, db1, ..., dWL, dbL`` (``dA*`` and other keys ignored)
-    learning_rate : float
-
-    Returns
-    -------
-    parameters : dict
-        New dict with new arrays ``W_l - learning_rate * dW_l`` and
-        ``b_l - learning_rate * db_l``; the inputs are left unchanged.
+    Arguments and result as :func:`fastnn.compat.planar.update_parameters`
+    (``dA*`` keys in ``grads`` are ignored too): a new dict, inputs unchanged.
     """
     # Defaults are None only so that either name can be used; all are required.
     if parameters is None and params is None:

@@ -59,11 +59,7 @@ def initialize_parameters_deep(layer_dims):
 def update_parameters(parameters, grads, learning_rate):
     """One gradient-descent step, written into the dict given (as the course's file).
 
-    Parameters
-    ----------
-    parameters : dict with ``W1, b1, ..., WL, bL``
-    grads : dict with ``dW1, db1, ..., dWL, dbL`` (other keys ignored)
-    learning_rate : float
+    Arguments as :func:`fastnn.compat.planar.update_parameters`.
 
     Returns
     -------

@@ -13,10 +13,11 @@ import numpy as np
 from . import _three_layer as _net
 from ._data import load_cat_dataset, sklearn_set
 from ._plot import plot_costs, scatter_set
-from ._plot import plot_decision_boundary as _plot_boundary
-from ._three_layer import predict, predict_dec, relu, sigmoid
+from ._three_layer import compute_cost as compute_loss
+from ._three_layer import forward_propagation, plot_decision_boundary, predict, predict_dec
+from ._three_layer import relu, sigmoid
 from .dnn import _init_layers
-from .planar import _updated
+from .dnn_app_utils_v3 import update_parameters
 
 __all__ = [
     "sigmoid", "relu", "forward_propagation", "backward_propagation", "update_parameters",
@@ -24,22 +25,6 @@ __all__ = [
     "predict_dec", "initialize_parameters_zeros", "initialize_parameters_random",
     "initialize_parameters_he", "model",
 ]
-
-
-def forward_propagation(X, parameters):
-    """LINEAR->RELU->LINEAR->RELU->LINEAR->SIGMOID.
-
-    Parameters
-    ----------
-    X : ndarray, shape (n_x, m)
-    parameters : dict with ``W1, b1, W2, b2, W3, b3``
-
-    Returns
-    -------
-    a3 : ndarray, shape (1, m)
-    cache : tuple ``(z1, a1, W1, b1, z2, a2, W2, b2, z3, a3, W3, b3)``
-    """
-    return _net.forward(X, parameters)
 
 
 def backward_propagation(X, Y, cache):
@@ -56,37 +41,6 @@ def backward_propagation(X, Y, cache):
     gradients : dict ``dz3, dW3, db3, da2, dz2, dW2, db2, da1, dz1, dW1, db1``
     """
     return _net.backward(X, Y, cache, deferred=False, upper=False)
-
-
-def compute_loss(a3, Y):
-    """Cross-entropy ``(1/m) * nansum(-log(a3) Y - log(1 - a3)(1 - Y))``, ``m = Y.shape[1]``.
-
-    Parameters
-    ----------
-    a3 : ndarray, shape (1, m)
-    Y : ndarray, shape (1, m)
-
-    Returns
-    -------
-    loss : numpy.float64 (``inf`` when an output is exactly wrong)
-    """
-    return _net.mean_loss(a3, Y)
-
-
-def update_parameters(parameters, grads, learning_rate):
-    """Gradient step written into the dict given: ``W_l`` and ``b_l`` bound to new arrays.
-
-    Parameters
-    ----------
-    parameters : dict with ``W1, b1, ..., WL, bL``
-    grads : dict with ``dW1, db1, ...`` (other keys ignored)
-    learning_rate : float
-
-    Returns
-    -------
-    parameters : the same dict
-    """
-    return _updated(parameters, grads, learning_rate, copy=False)
 
 
 def load_dataset():
@@ -107,11 +61,6 @@ def load_dataset():
     return train_X, train_Y, test_X, test_Y
 
 
-def plot_decision_boundary(model, X, y):
-    """As :func:`fastnn.compat.planar_utils.plot_decision_boundary`, then ``plt.show()``."""
-    _plot_boundary(model, X, y, show=True)
-
-
 def initialize_parameters_zeros(layers_dims):
     """All-zero weights and biases (draws nothing).
 
@@ -129,13 +78,7 @@ def initialize_parameters_zeros(layers_dims):
 def initialize_parameters_random(layers_dims):
     """Large random weights: ``np.random.seed(3)``, ``W_l = randn(n_l, n_{l-1}) * 10``, zero biases.
 
-    Parameters
-    ----------
-    layers_dims : list or tuple of int, ``[n_0, ..., n_L]``
-
-    Returns
-    -------
-    parameters : dict, ``W_l`` (n_l, n_{l-1}), ``b_l`` (n_l, 1)
+    Argument and shapes as :func:`initialize_parameters_zeros`.
     """
     return _init_layers(layers_dims, 3, lambda W, n_prev: W * 10)
 
@@ -143,13 +86,7 @@ def initialize_parameters_random(layers_dims):
 def initialize_parameters_he(layers_dims):
     """He initialisation: ``np.random.seed(3)``, ``W_l = randn(n_l, n_{l-1}) * sqrt(2 / n_{l-1})``.
 
-    Parameters
-    ----------
-    layers_dims : list or tuple of int, ``[n_0, ..., n_L]``
-
-    Returns
-    -------
-    parameters : dict, ``W_l`` (n_l, n_{l-1}), ``b_l`` zeros (n_l, 1)
+    Argument and shapes as :func:`initialize_parameters_zeros`.
     """
     return _init_layers(layers_dims, 3, lambda W, n_prev: W * np.sqrt(2. / n_prev))
 

@@ -12,15 +12,14 @@ Every update assigns new arrays to the keys of the dicts it is given.
 import numpy as np
 
 from . import _three_layer as _net
-from ._data import load_2D_dataset as _load_2D
 from ._data import sklearn_set
 from ._plot import plot_costs, scatter_set
-from ._plot import plot_decision_boundary as _plot_boundary
-from ._three_layer import predict, predict_dec, relu, sigmoid
+from ._three_layer import plot_decision_boundary, predict, predict_dec, relu, sigmoid
 from ..backends.numpy_backend import momentum_update
 from .init_utils import backward_propagation, forward_propagation
 from .init_utils import initialize_parameters_he as initialize_parameters
 from .planar import _updated
+from .reg_utils import load_2D_dataset
 
 __all__ = [
     "sigmoid", "relu", "load_params_and_grads", "initialize_parameters", "compute_cost",
@@ -69,18 +68,6 @@ def load_dataset():
     train_X, train_Y = sklearn_set("make_moons", 3, n_samples=300, noise=.2)
     scatter_set(train_X, train_Y)
     return train_X, train_Y
-
-
-def load_2D_dataset(path=None):
-    """As :func:`fastnn.compat.reg_utils.load_2D_dataset`."""
-    train_X, train_Y, test_X, test_Y = _load_2D(path)
-    scatter_set(train_X, train_Y)
-    return train_X, train_Y, test_X, test_Y
-
-
-def plot_decision_boundary(model, X, y):
-    """As :func:`fastnn.compat.planar_utils.plot_decision_boundary`, then ``plt.show()``."""
-    _plot_boundary(model, X, y, show=True)
 
 
 def update_parameters_with_gd(parameters, grads, learning_rate):

@@ -15,10 +15,10 @@ from ._data import load_2D_dataset as _load_2D
 from ._data import load_cat_dataset as load_dataset
 from ._data import load_spiral_dataset as load_planar_dataset
 from ._plot import plot_costs, scatter_set
-from ._plot import plot_decision_boundary as _plot_boundary
-from ._three_layer import predict, predict_dec, relu, sigmoid
+from ._three_layer import compute_cost, forward_propagation, plot_decision_boundary, predict
+from ._three_layer import predict_dec, relu, sigmoid
 from .dnn import _init_layers
-from .planar import _updated
+from .dnn_app_utils_v3 import update_parameters
 
 __all__ = [
     "sigmoid", "relu", "load_planar_dataset", "initialize_parameters", "compute_cost",
@@ -32,67 +32,18 @@ __all__ = [
 def initialize_parameters(layer_dims):
     """``np.random.seed(3)``; ``W_l = randn(n_l, n_{l-1}) / sqrt(n_{l-1})``, zero biases.
 
-    Parameters
-    ----------
-    layer_dims : list or tuple of int, ``[n_0, ..., n_L]``
-
-    Returns
-    -------
-    parameters : dict, ``W_l`` (n_l, n_{l-1}), ``b_l`` (n_l, 1)
+    Argument and shapes as :func:`fastnn.compat.init_utils.initialize_parameters_zeros`.
     """
     return _init_layers(layer_dims, 3, lambda W, n_prev: W / np.sqrt(n_prev))
-
-
-def forward_propagation(X, parameters):
-    """LINEAR->RELU->LINEAR->RELU->LINEAR->SIGMOID.
-
-    Parameters
-    ----------
-    X : ndarray, shape (n_x, m)
-    parameters : dict with ``W1, b1, W2, b2, W3, b3``
-
-    Returns
-    -------
-    A3 : ndarray, shape (1, m)
-    cache : tuple ``(Z1, A1, W1, b1, Z2, A2, W2, b2, Z3, A3, W3, b3)``
-    """
-    return _net.forward(X, parameters)
 
 
 def backward_propagation(X, Y, cache):
     """Gradients: ``dZ3 = A3 - Y``, ``dW = (1/m) dZ A_prev.T``, ``db = (1/m)`` row sums.
 
-    Parameters
-    ----------
-    X : ndarray, shape (n_x, m)
-    Y : array_like, shape (1, m)
-    cache : from :func:`forward_propagation`
-
-    Returns
-    -------
-    gradients : dict ``dZ3, dW3, db3, dA2, dZ2, dW2, db2, dA1, dZ1, dW1, db1``
+    Arguments and shapes as :func:`fastnn.compat.init_utils.backward_propagation`;
+    returns the dict ``dZ3, dW3, db3, dA2, dZ2, dW2, db2, dA1, dZ1, dW1, db1``.
     """
     return _net.backward(X, Y, cache, deferred=True, upper=True)
-
-
-def compute_cost(a3, Y):
-    """Cross-entropy ``(1/m) * nansum(-log(a3) Y - log(1 - a3)(1 - Y))``, ``m = Y.shape[1]``.
-
-    Returns
-    -------
-    cost : numpy.float64
-    """
-    return _net.mean_loss(a3, Y)
-
-
-def update_parameters(parameters, grads, learning_rate):
-    """Gradient step written into the dict given: ``W_l`` and ``b_l`` bound to new arrays.
-
-    Returns
-    -------
-    parameters : the same dict
-    """
-    return _updated(parameters, grads, learning_rate, copy=False)
 
 
 def load_2D_dataset(path=None):
@@ -107,11 +58,6 @@ def load_2D_dataset(path=None):
     train_X, train_Y, test_X, test_Y = _load_2D(path)
     scatter_set(train_X, train_Y)
     return train_X, train_Y, test_X, test_Y
-
-
-def plot_decision_boundary(model, X, y):
-    """As :func:`fastnn.compat.planar_utils.plot_decision_boundary`, then ``plt.show()``."""
-    _plot_boundary(model, X, y, show=True)
 
 
 def compute_cost_with_regularization(A3, Y, parameters, lambd):
@@ -185,13 +131,10 @@ def model(X, Y, learning_rate=0.3, num_iterations=30000, print_cost=True, lambd=
     records the cost every 1000 (with ``print_cost``); plots the costs at the
     end (``plt.show()``, when matplotlib is installed).
 
+    Arguments as :func:`fastnn.compat.init_utils.model`, with, in place of ``initialization``:
+
     Parameters
     ----------
-    X : ndarray, shape (n_x, m)
-    Y : ndarray, shape (1, m)
-    learning_rate : float
-    num_iterations : int
-    print_cost : bool
     lambd : float, L2 strength (0: none)
     keep_prob : float, dropout keep probability (1: none); not together with ``lambd``
 

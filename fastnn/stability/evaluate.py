@@ -195,6 +195,17 @@ def _chain_native(A, Y, output, dz_scale):
         return dA
 
 
+class _FormatScalars:
+    """Stands for a NumPy dtype in :func:`fastnn._passes._scales` (the one scaling table).
+
+    Its ``type`` rounds a scalar to the format (``fmt.scalar``), so an emulated
+    format gets its own ``1/m`` and a native one exactly ``dtype.type(1/m)``.
+    """
+
+    def __init__(self, fmt):
+        self.type = fmt.scalar
+
+
 def _run_gradients(bk, fmt, Ws, bs, X, Y, pt, ref_nz=None):
     """dW, db of one point's configuration; with ``ref_nz`` also dZ underflow counts.
 
@@ -210,8 +221,7 @@ def _run_gradients(bk, fmt, Ws, bs, X, Y, pt, ref_nz=None):
     if summation not in SUMMATIONS:
         raise FastnnValueError(f"summation: unknown {summation!r}; expected one of {SUMMATIONS}")
     m = X.shape[1]
-    one, inv_m = fmt.scalar(1.0), fmt.scalar(1.0 / m)
-    dz_scale, w_scale = {"deferred": (one, inv_m), "absorbed": (inv_m, one), "sum": (one, one)}[scaling]
+    dz_scale, w_scale = _passes._scales(scaling, m, _FormatScalars(fmt))
     As, ZL = forward_shared(bk, Ws, bs, X, pt)
     info = {"saturated": False, "dz": []}
     if route == "chain":

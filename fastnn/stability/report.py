@@ -421,6 +421,28 @@ def _plot_lines(ax, x, med, lo, hi, color, label, style="-", marker="o", filled=
                 clip_on=False)
 
 
+def _panel(ax, title, xlabel, ylabel=None, y_subs=(1.0,)):
+    """One panel's log axes, title, labels and grid."""
+    _log_axes(ax, y_subs=y_subs)
+    ax.set_title(title)
+    ax.set_xlabel(xlabel)
+    if ylabel is not None:
+        ax.set_ylabel(ylabel)
+    ax.grid(True, alpha=0.3)
+
+
+def _finish(plt, fig, axes, used, ncol, title, fontsize, rect, path):
+    """Blank the unused panels, add the shared legend and title, lay out and save."""
+    for ax in axes.ravel()[used:]:
+        ax.axis("off")
+    handles, labels = axes.ravel()[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=ncol, fontsize=8, frameon=False)
+    fig.suptitle(title, fontsize=fontsize)
+    fig.tight_layout(rect=rect)
+    _save(plt, fig, path)
+    return True
+
+
 def _error_plot(rows, base, key, path, what):
     plt = _plt()
     dtypes = [d for d in DTYPE_ORDER if _select(rows, base, dtype=d)]
@@ -440,19 +462,10 @@ def _error_plot(rows, base, key, path, what):
             ax.plot([grid[i] for i in odd], [med[i] for i in odd], "o", color=COLORS[s], mfc="white", ms=4)
         ax.axhline(UNIT_ROUNDOFF[d], color="gray", lw=0.8, ls=":")
         ax.text(0.01, UNIT_ROUNDOFF[d], " u", color="gray", transform=ax.get_yaxis_transform(), va="bottom")
-        _log_axes(ax)
-        ax.set_title(d)
-        ax.set_xlabel("m (examples)")
-        ax.set_ylabel(f"relative error of {what}")
-        ax.grid(True, which="major", alpha=0.3)
-    for ax in axes.ravel()[n:]:
-        ax.axis("off")
-    handles, labels = axes.ravel()[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=8, frameon=False)
-    fig.suptitle(f"{what}: ||g - ref|| / ||ref||, worst layer; median over seeds, band = min-max; "
-                 "filled: m = 2^k, hollow: other m; x at top = inf/NaN; plain recipe", fontsize=9)
-    fig.tight_layout(rect=(0, 0.07, 1, 0.96))
-    _save(plt, fig, path)
+        _panel(ax, d, "m (examples)", f"relative error of {what}")
+    _finish(plt, fig, axes, n, 3,
+            f"{what}: ||g - ref|| / ||ref||, worst layer; median over seeds, band = min-max; "
+            "filled: m = 2^k, hollow: other m; x at top = inf/NaN; plain recipe", 9, (0, 0.07, 1, 0.96), path)
 
 
 def _range_plot(rows, base, path):
@@ -517,20 +530,10 @@ def _effects_plot(rows, base, path):
             med, lo, hi = _series(sel, "eW", xs)
             _plot_lines(ax, xs, med, lo, hi, color, label, floor=UNIT_ROUNDOFF[d] * 1e-3)
         ax.axhline(UNIT_ROUNDOFF[d], color="gray", lw=0.8, ls=":")
-        _log_axes(ax)
-        ax.set_title(d)
-        ax.set_xlabel("m")
-        ax.set_ylabel("relative error of dW")
-        ax.grid(True, alpha=0.3)
-    for ax in axes.ravel()[len(dtypes):]:
-        ax.axis("off")
-    handles, labels = axes.ravel()[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=8, frameon=False)
-    fig.suptitle("1/m placement vs summation order vs output route (dW error, median over seeds, "
-                 "band = min-max)", fontsize=9)
-    fig.tight_layout(rect=(0, 0.07, 1, 0.96))
-    _save(plt, fig, path)
-    return True
+        _panel(ax, d, "m", "relative error of dW")
+    return _finish(plt, fig, axes, len(dtypes), 3,
+                   "1/m placement vs summation order vs output route (dW error, median over seeds, "
+                   "band = min-max)", 9, (0, 0.07, 1, 0.96), path)
 
 
 def _drift_plot(rows, base, path):
@@ -551,10 +554,7 @@ def _drift_plot(rows, base, path):
                     med, lo, hi = _series(sel, "drift_final", xs)
                     _plot_lines(ax, xs, med, lo, hi, COLORS[s], f"{s}, m {'= 2^k' if pow2 else '≠ 2^k'}",
                                 style, "o" if pow2 else "s", filled, floor=UNIT_ROUNDOFF[d] * 1e-3)
-        _log_axes(ax, y_subs=(1.0, 2.0, 5.0))
-        ax.set_title(d)
-        ax.set_xlabel("m")
-        ax.grid(True, alpha=0.3)
+        _panel(ax, d, "m", y_subs=(1.0, 2.0, 5.0))
     axes[0][0].set_ylabel("relative parameter drift")
     handles, labels = axes[0][0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=6, fontsize=8, frameon=False)
@@ -781,17 +781,8 @@ def _headline_plot(rows, base, path):
                     ax.plot(xs, [y] * len(xs), marker, color=col, ms=8, transform=ax.get_xaxis_transform(),
                             clip_on=False, linestyle="none")
         ax.axhline(1.0, color="gray", lw=0.8, ls=":")
-        _log_axes(ax, y_subs=(1.0, 1.5, 2.0, 3.0, 5.0, 7.0))
-        ax.set_title(d)
-        ax.set_xlabel("m (examples)")
-        ax.set_ylabel("dW error: absorbed / deferred")
-        ax.grid(True, alpha=0.3)
-    for ax in axes.ravel()[len(dtypes):]:
-        ax.axis("off")
-    handles, labels = axes.ravel()[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=4, fontsize=8, frameon=False)
-    fig.suptitle("absorbed / deferred dW error (geometric mean over seeds, band = 95 % bootstrap CI); "
-                 "below 1: absorbed more accurate.  ▲ deferred inf/NaN, ▼ absorbed inf/NaN", fontsize=8)
-    fig.tight_layout(rect=(0, 0.06, 1, 0.95))
-    _save(plt, fig, path)
-    return True
+        _panel(ax, d, "m (examples)", "dW error: absorbed / deferred", y_subs=(1.0, 1.5, 2.0, 3.0, 5.0, 7.0))
+    return _finish(plt, fig, axes, len(dtypes), 4,
+                   "absorbed / deferred dW error (geometric mean over seeds, band = 95 % bootstrap CI); "
+                   "below 1: absorbed more accurate.  ▲ deferred inf/NaN, ▼ absorbed inf/NaN", 8,
+                   (0, 0.06, 1, 0.95), path)
