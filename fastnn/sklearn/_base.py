@@ -1,15 +1,18 @@
 """The estimator both :class:`MLPClassifier` and :class:`MLPRegressor` are: constructor, fit, predict."""
 
+import numbers
+
 import numpy as np
 from sklearn.base import BaseEstimator
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted
 
+from .. import _dropout
 from .._passes import _forward
 from ..backends import get_backend
 from ._data import _VALIDATE_DTYPES, _full_batch, _validate_data
 from ._lbfgs import _LbfgsSolver
-from ._params import _DTYPES, _HIDDEN, _OUTPUT, _STOCHASTIC, _check_shared
+from ._params import _DTYPES, _HIDDEN, _OUTPUT, _STOCHASTIC, _check_dropout, _check_shared
 from ._stochastic import _StochasticSolver
 
 
@@ -83,6 +86,7 @@ class _BaseMLP(_StochasticSolver, _LbfgsSolver, BaseEstimator):
         else:
             dtype = self._checked_params(layer_units, training=True)
         self.n_outputs_ = n_outputs
+        self._dropout_spec = self._dropout_keeps_and_seed(len(hidden_sizes))
 
         if self.solver == "lbfgs":
             self._fit_lbfgs(X, Y, SW, dtype)
@@ -93,6 +97,22 @@ class _BaseMLP(_StochasticSolver, _LbfgsSolver, BaseEstimator):
             raise ValueError("Solver produced non-finite parameter weights. The input data may"
                              " contain large values and need to be preprocessed.")
         return self
+
+    def _dropout_keeps_and_seed(self, n_hidden):
+        """``(keeps, seed)`` of this fit's dropout, or None without dropout.
+
+        The seed: an int ``random_state`` gives one of its own (a stream apart
+        from the weights, split and shuffles, which stay those of the fit
+        without dropout); a ``RandomState`` or None gives one draw from it,
+        after the initial weights.
+        """
+        keeps = _check_dropout(self, n_hidden)
+        if all(k == 1.0 for k in keeps):
+            return None
+        rs = self.random_state
+        if isinstance(rs, numbers.Integral) and not isinstance(rs, (bool, np.bool_)):
+            return keeps, _dropout.derive_seed(int(rs))
+        return keeps, int(self._random_state.randint(0, _dropout.SEED_LIMIT, dtype=np.uint64))
 
     def _example_weights(self, sample_weight, Y, incremental):
         """Per-example weights as float64 ``(n_samples,)``, or None (all ones)."""
@@ -141,6 +161,7 @@ class _BaseMLP(_StochasticSolver, _LbfgsSolver, BaseEstimator):
     def _initialize(self, layer_units, dtype):
         self.n_iter_ = 0
         self.t_ = 0
+        self._dropout_steps = 0  # minibatch steps taken: numbers the dropout masks
         self.n_outputs_ = layer_units[-1]
         self.n_layers_ = len(layer_units)
         self.out_activation_ = self._output_activation()

@@ -50,6 +50,17 @@ _PARAMS_DOC = """
     scaling : {"deferred", "absorbed"}, default="deferred"
         Where fastnn applies the ``1/m`` of the gradient (same gradient up to
         rounding).
+    dropout : None, float or sequence of floats, default=None
+        Beyond scikit-learn: inverted dropout while training, the keep
+        probability of every hidden layer (a float) or of each (one per hidden
+        layer); None or 1.0: no dropout.  Stochastic solvers only (solver="lbfgs"
+        refuses it).  ``predict``, ``predict_proba``, ``score`` and the
+        early-stopping validation score never drop; ``loss_curve_`` holds the
+        training loss with the masks applied.  Masks come from a counter-based
+        hash of (seed, layer, minibatch step, unit, example) (``fastnn/_dropout.py``),
+        the same on every backend; the seed comes from ``random_state``: an int
+        gives a seed of its own (the weights, split and shuffles stay those of
+        the fit without dropout), a RandomState or None one draw from it.
 """
 
 _ATTRS_DOC = """

@@ -47,12 +47,13 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
                  random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
                  nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
                  beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
-                 backend=None, dtype=None, scaling="deferred", class_weight=None):
+                 backend=None, dtype=None, scaling="deferred", class_weight=None, dropout=None):
         super().__init__(hidden_layer_sizes, activation, solver, alpha, batch_size, learning_rate,
                          learning_rate_init, power_t, max_iter, shuffle, random_state, tol,
                          verbose, warm_start, momentum, nesterovs_momentum, early_stopping,
                          validation_fraction, beta_1, beta_2, epsilon, n_iter_no_change, max_fun,
-                         backend, dtype, scaling, class_weight=class_weight)
+                         backend, dtype, scaling, class_weight=class_weight,
+                         dropout=dropout)
 
     def _output_activation(self):
         return "softmax" if self._label_binarizer.y_type_ == "multiclass" else "logistic"
@@ -177,12 +178,12 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
                  random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
                  nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
                  beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
-                 backend=None, dtype=None, scaling="deferred"):
+                 backend=None, dtype=None, scaling="deferred", dropout=None):
         super().__init__(hidden_layer_sizes, activation, solver, alpha, batch_size, learning_rate,
                          learning_rate_init, power_t, max_iter, shuffle, random_state, tol,
                          verbose, warm_start, momentum, nesterovs_momentum, early_stopping,
                          validation_fraction, beta_1, beta_2, epsilon, n_iter_no_change, max_fun,
-                         backend, dtype, scaling, loss=loss)
+                         backend, dtype, scaling, loss=loss, dropout=dropout)
 
     def _check_params(self):
         _check_choice(self, "loss", ("squared_error", "poisson"))

@@ -9,7 +9,7 @@ from collections import namedtuple
 
 import numpy as np
 
-from .._passes import _backward, _forward, _scales
+from .._passes import _backward, _forward, _forward_dropout, _scales
 from ._params import _HIDDEN, _OUTPUT
 
 #: What the objective needs of an estimator: fastnn's hidden and output activations,
@@ -30,7 +30,7 @@ def _sum_squares(bk, Ws):
     return sum(float(np.vdot(W, W)) for W in map(bk.to_host, Ws))
 
 
-def _loss_and_grads(bk, spec, Ws, bs, X, Y, norm, sample_weight=None, weights="full"):
+def _loss_and_grads(bk, spec, Ws, bs, X, Y, norm, sample_weight=None, weights="full", drop=None):
     """scikit-learn's loss of one batch and the gradient lists ``(loss, dWs, dbs)``.
 
     Parameters
@@ -47,6 +47,9 @@ def _loss_and_grads(bk, spec, Ws, bs, X, Y, norm, sample_weight=None, weights="f
     weights : {"full", "bare"}
         :func:`fastnn._passes._backward`'s ``weights``: "bare" leaves ``1/m`` and
         the L2 term of every ``dW`` to the optimizer (see :func:`_fold`).
+    drop : fastnn._dropout.DropoutStep or None
+        Inverted dropout of this step's hidden layers (None: none): the loss and
+        gradient of the network with these masks fixed.
 
     Returns
     -------
@@ -55,11 +58,15 @@ def _loss_and_grads(bk, spec, Ws, bs, X, Y, norm, sample_weight=None, weights="f
         ``alpha / (2 norm) * sum ||W||^2``.
     dWs, dbs : lists of device arrays, shaped as ``Ws``, ``bs``
     """
-    As, ZL = _forward(bk, Ws, bs, X, spec.hidden, spec.output)
+    Gs = None
+    if drop is None:
+        As, ZL = _forward(bk, Ws, bs, X, spec.hidden, spec.output)
+    else:
+        As, Gs, ZL = _forward_dropout(bk, Ws, bs, X, spec.hidden, spec.output, drop)
     dWs, dbs, loss_sum = _backward(bk, Ws, As, ZL, Y, spec.hidden, spec.output, spec.scaling,
                                    "fused", spec.alpha, weights=weights,
-                                   sample_weight=sample_weight)
-    del As, ZL
+                                   sample_weight=sample_weight, drop=drop, Gs=Gs)
+    del As, Gs, ZL
     loss = loss_sum / (norm * spec.loss_div)
     if spec.alpha:
         loss += 0.5 * spec.alpha * _sum_squares(bk, Ws) / norm

@@ -4,6 +4,9 @@ import numbers
 
 import numpy as np
 
+from .. import _dropout
+from ..errors import FastnnValueError
+
 #: scikit-learn's hidden activation name -> fastnn's.
 _HIDDEN = {"identity": "identity", "logistic": "sigmoid", "tanh": "tanh", "relu": "relu"}
 #: scikit-learn's ``out_activation_`` -> fastnn's output layer (with its loss).
@@ -106,7 +109,26 @@ def _check_shared(est):
         raise ValueError(f"{name}: scaling='sum' is not supported: it optimizes the summed "
                          "loss, not scikit-learn's mean loss; use 'deferred' or 'absorbed'")
     _check_choice(est, "scaling", _SCALINGS)
+    _check_dropout(est, len(sizes))
     return [int(s) for s in sizes]
+
+
+def _check_dropout(est, n_hidden):
+    """``dropout``'s keep probabilities, one per hidden layer (all 1.0: no dropout).
+
+    Dropout needs a stochastic solver: L-BFGS minimises one deterministic
+    objective, which a mask drawn anew at every evaluation is not.
+    """
+    name = type(est).__name__
+    try:
+        keeps = _dropout.check_keep(est.dropout, n_hidden)
+    except (TypeError, ValueError) as exc:
+        raise type(exc)(f"{name}: {exc}") from None
+    if est.solver not in _STOCHASTIC and any(k != 1.0 for k in keeps):
+        raise FastnnValueError(f"{name}: dropout={est.dropout!r} needs a stochastic solver "
+                               f"('sgd' or 'adam'), got solver={est.solver!r}: L-BFGS minimises "
+                               "a deterministic objective")
+    return keeps
 
 
 def _check_class_weight(est):

@@ -10,6 +10,7 @@ from sklearn.model_selection import train_test_split
 from sklearn.utils import gen_batches
 from sklearn.utils import shuffle as _shuffle
 
+from .. import _dropout
 from .._passes import SparseRows
 from ._data import _full_batch, _rows, _sparse_as
 from ._objective import _fold, _loss_and_grads, _spec
@@ -119,10 +120,24 @@ class _StochasticSolver:
             m = Yr.shape[0]
             norm = m if SWb is None else float(np.sum(SWb))
             batch_loss, dWs, dbs = _loss_and_grads(bk, spec, Ws, bs, Xb, Yb, norm, SWb,
-                                                   "bare" if fold else "full")
+                                                   "bare" if fold else "full", self._next_drop())
             accumulated_loss += batch_loss * m
             opt.step(bk, params, dWs + dbs, _fold(spec, len(Ws), norm, dtype) if fold else None)
         return accumulated_loss / n_samples
+
+    def _next_drop(self):
+        """The :class:`fastnn._dropout.DropoutStep` of the next minibatch step (None: no dropout).
+
+        Steps are numbered over the estimator's training since its weights were
+        initialised (warm starts and ``partial_fit`` continue the count), so no
+        two steps of one seed share masks.
+        """
+        if self._dropout_spec is None:
+            return None
+        keeps, seed = self._dropout_spec
+        t = getattr(self, "_dropout_steps", 0)
+        self._dropout_steps = t + 1
+        return _dropout.DropoutStep(keeps, seed, t)
 
     def _epochs(self, bk, Ws, bs, XR, YR, SW, batch_size, val, incremental):
         """scikit-learn's epoch loop: stopping rules, schedules, the ConvergenceWarning."""
