@@ -1,6 +1,7 @@
 """The scikit-learn estimators' newer paths on the CUDA backend against the NumPy
 backend: per-example weights (sample_weight, class_weight), the Poisson loss, a
-sparse X (first-layer products on the host) and L-BFGS.  Same data, same seeds:
+sparse X (first-layer products on the host), L-BFGS and dropout (the same masks
+on every backend).  Same data, same seeds:
 the same parameters and losses within twice the suite's bound.
 """
 
@@ -44,11 +45,14 @@ def _case(name, dtype, rng):
     if name == "sparse":
         dense = np.where(rng.random((M, 5)) < 0.4, X, 0).astype(dtype)
         return MLPClassifier, common, sp.csr_matrix(dense), labels, {}
+    if name == "dropout":
+        return MLPClassifier, dict(common, dropout=0.7), X, labels, {}
     return MLPClassifier, dict(common, solver="lbfgs", max_iter=5), X, labels, {}
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("name", ["sample_weight", "class_weight", "poisson", "sparse", "lbfgs"])
+@pytest.mark.parametrize("name", ["sample_weight", "class_weight", "poisson", "sparse", "lbfgs",
+                                  "dropout"])
 def test_estimator_path_parity(cb, tols, registered, small_launch, name, dtype):
     fits = {}
     for backend in ("cuda", "numpy"):
