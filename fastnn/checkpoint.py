@@ -37,7 +37,6 @@ import math
 import os
 import re
 import secrets
-import signal
 import socket
 import time
 import zipfile
@@ -55,14 +54,14 @@ from .errors import FastnnValueError
 FORMAT = "fastnn.Checkpoint"
 VERSION = 1
 
-#: Test-only fault injection (private): when this environment variable holds
-#: an integer N, the N-th :func:`atomic_savez` call of the process kills the
-#: process with SIGKILL after the temporary file is complete and fsynced, just
-#: before the rename -- the worst moment for a non-atomic writer.
-_KILL_HOOK = "_FASTNN_TEST_KILL_BEFORE_REPLACE"
-#: Test-only (private): the N-th write stops the process (SIGSTOP) at the same point.
-_STOP_HOOK = "_FASTNN_TEST_STOP_BEFORE_REPLACE"
-_writes = 0
+
+def _after_temp_written(tmp):
+    """Called by :func:`atomic_savez` with the temporary file's path once it is complete
+    and fsynced, just before the rename (the worst moment for a non-atomic writer).
+
+    A no-op: a seam for tests, which replace this module attribute (in a child
+    process) to kill or stop the writer there.
+    """
 
 #: A temporary file of another host (or of an unknown writer) is stale only when
 #: older than this many seconds and not locked.
@@ -82,15 +81,6 @@ def npz_path(path):
 
 def _temp_prefix(path):
     return "." + os.path.basename(path) + ".tmp-"
-
-
-def _test_hook():
-    global _writes
-    _writes += 1
-    for hook, sig in ((_KILL_HOOK, "SIGKILL"), (_STOP_HOOK, "SIGSTOP")):
-        target = os.environ.get(hook)
-        if target and target.isdigit() and _writes == int(target):
-            os.kill(os.getpid(), getattr(signal, sig))
 
 
 def _host_tag():
@@ -144,7 +134,7 @@ def atomic_savez(path, arrays):
         os.fsync(fh.fileno())
         if os.name != "posix":  # Windows cannot rename an open file
             fh.close()
-        _test_hook()
+        _after_temp_written(tmp)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
