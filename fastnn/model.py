@@ -286,11 +286,7 @@ class Model:
             l2=l2, scaling=scaling, output_grad=output_grad, on_divergence=on_divergence,
             shuffle_seed=shuffle_seed, callback=callback, checkpoint=checkpoint,
             checkpoint_every=checkpoint_every, resume=resume, optimizer_options=optimizer_options)
-        saved = (_ckpt.read_checkpoint(o.resume, "resume", self._resume_expect(o.resume))
-                 if o.resume is not None else None)
-        if saved is not None and backend is None:
-            backend = _stored_backend(saved[0])
-        bk = backend_for_dtype(backend, o.batch_size * max(self.layer_dims[1:]), self.dtype)
+        saved, bk = self._resume_and_backend(o, backend)
         o = dataclasses.replace(o, backend=bk.NAME)
         trainer = _Trainer(self, bk, X, Y, P, opt, rng, o)
         if saved is not None:
@@ -299,6 +295,15 @@ class Model:
         if o.checkpoint is not None:
             _ckpt.remove_stale_temps(o.checkpoint)
         return trainer.run(progress)
+
+    def _resume_and_backend(self, o, backend):
+        """The checkpoint ``o.resume`` as ``(meta, arrays)`` (None without one) and the fit's
+        backend (``None``: the checkpoint's when it works here, else the default)."""
+        saved = (_ckpt.read_checkpoint(o.resume, "resume", self._resume_expect(o.resume))
+                 if o.resume is not None else None)
+        if saved is not None and backend is None:
+            backend = _stored_backend(saved[0])
+        return saved, backend_for_dtype(backend, o.batch_size * max(self.layer_dims[1:]), self.dtype)
 
     def _check_dropout(self):
         """Check the public dropout attributes before a fit."""
