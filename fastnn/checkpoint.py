@@ -37,11 +37,11 @@ import math
 import os
 import re
 import secrets
-import signal
 import socket
 import time
 import zipfile
 import zlib
+from dataclasses import dataclass
 
 try:
     import fcntl
@@ -55,14 +55,14 @@ from .errors import FastnnValueError
 FORMAT = "fastnn.Checkpoint"
 VERSION = 1
 
-#: Test-only fault injection (private): when this environment variable holds
-#: an integer N, the N-th :func:`atomic_savez` call of the process kills the
-#: process with SIGKILL after the temporary file is complete and fsynced, just
-#: before the rename -- the worst moment for a non-atomic writer.
-_KILL_HOOK = "_FASTNN_TEST_KILL_BEFORE_REPLACE"
-#: Test-only (private): the N-th write stops the process (SIGSTOP) at the same point.
-_STOP_HOOK = "_FASTNN_TEST_STOP_BEFORE_REPLACE"
-_writes = 0
+
+def _after_temp_written(tmp):
+    """Called by :func:`atomic_savez` with the temporary file's path once it is complete
+    and fsynced, just before the rename (the worst moment for a non-atomic writer).
+
+    A no-op: a seam for tests, which replace this module attribute (in a child
+    process) to kill or stop the writer there.
+    """
 
 #: A temporary file of another host (or of an unknown writer) is stale only when
 #: older than this many seconds and not locked.
@@ -82,15 +82,6 @@ def npz_path(path):
 
 def _temp_prefix(path):
     return "." + os.path.basename(path) + ".tmp-"
-
-
-def _test_hook():
-    global _writes
-    _writes += 1
-    for hook, sig in ((_KILL_HOOK, "SIGKILL"), (_STOP_HOOK, "SIGSTOP")):
-        target = os.environ.get(hook)
-        if target and target.isdigit() and _writes == int(target):
-            os.kill(os.getpid(), getattr(signal, sig))
 
 
 def _host_tag():
@@ -144,7 +135,7 @@ def atomic_savez(path, arrays):
         os.fsync(fh.fileno())
         if os.name != "posix":  # Windows cannot rename an open file
             fh.close()
-        _test_hook()
+        _after_temp_written(tmp)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -457,3 +448,163 @@ def field(meta, dotted, kind, name="resume", path=""):
         raise FastnnValueError(f"{name}: checkpoint {path} field {dotted!r} has the wrong type "
                                f"({type(value).__name__})")
     return value
+
+
+# ---------------------------------------------------------------- training state
+#
+# What ``Model.fit(..., checkpoint=PATH)`` writes and ``fit(..., resume=PATH)``
+# reads back: ``save_trainer`` builds the metadata and arrays of one training
+# state and writes them; ``check_model`` and ``load_trainer`` check a file read
+# with :func:`read_checkpoint` against the resuming call and return its state.
+
+#: The training options that must be the same in a resuming call (``backend``,
+#: ``epochs`` and ``checkpoint_every`` may differ).
+RESUME_MUST_MATCH = ("batch_size", "optimizer", "optimizer_options", "lr", "l2", "scaling",
+                     "output_grad", "on_divergence", "shuffle_seed")
+
+
+@dataclass
+class TrainerState:
+    """One training state, as saved in a checkpoint.
+
+    ``params`` maps ``W1, b1, ...`` to arrays ``(n_l, n_{l-1})`` / ``(n_l, 1)``;
+    ``optimizer`` is the optimizer's ``state_dict`` (``"t"`` and one list of
+    arrays, in parameter order, per slot ``"m"``/``"v"``); ``epoch`` counts
+    completed epochs, ``steps`` applied steps, ``skips`` consecutive skipped
+    steps; ``cost``, ``time`` and ``lr_changes`` are the history so far.
+    """
+    params: dict
+    optimizer: dict
+    lr: float
+    rng: np.random.Generator
+    epoch: int
+    steps: int
+    skips: int
+    cost: list
+    time: list
+    lr_changes: list
+
+
+def save_trainer(path, model, fit, fingerprint, state):
+    """Write the checkpoint of a training state atomically; returns the path written.
+
+    Parameters
+    ----------
+    path : path
+    model : dict
+        The model's description (``layer_dims``, ``hidden``, ``output``,
+        ``dtype``, and ``dropout``/``dropout_seed`` when it drops).
+    fit : dict
+        The fit call's options (``FitOptions.record()``).
+    fingerprint : dict
+        :func:`data_fingerprint` of the training data.
+    state : TrainerState
+        Host arrays; the optimizer slots present in ``state.optimizer`` are saved.
+    """
+    arrays = dict(state.params)
+    slots = [s for s in ("m", "v") if s in state.optimizer]
+    for slot in slots:
+        for i, a in enumerate(state.optimizer[slot]):
+            arrays[f"opt.{slot}.{i}"] = a
+    meta = {
+        "model": model,
+        "fit": fit,
+        "state": {"epoch": state.epoch, "steps": state.steps, "skips": state.skips,
+                  "lr": state.lr, "optimizer_t": int(state.optimizer["t"]), "optimizer_slots": slots,
+                  "rng": rng_state(state.rng)},
+        "data": fingerprint,
+        "history": {"cost": state.cost, "time": state.time, "lr_changes": state.lr_changes},
+    }
+    return write_checkpoint(path, meta, arrays)
+
+
+def check_model(meta, spec, path):
+    """Refuse a checkpoint whose model description differs from ``spec`` (a JSON-like dict)."""
+    theirs = field(meta, "model", dict, "resume", path)
+    if theirs != spec:
+        raise FastnnValueError(f"resume: checkpoint {path} is for a model {theirs}; this model is {spec}")
+
+
+def load_trainer(path, meta, arrays, *, spec, fingerprint, fit, slots, check_lr):
+    """The :class:`TrainerState` of a checkpoint read with :func:`read_checkpoint`,
+    checked against the resuming call.
+
+    Parameters
+    ----------
+    path : path
+        For the messages.
+    meta, arrays
+        What :func:`read_checkpoint` returned.
+    spec : dict
+        The model's description, as :func:`save_trainer` takes it (JSON-like).
+    fingerprint : dict
+        :func:`data_fingerprint` of this call's data.
+    fit : dict
+        This call's options; those in :data:`RESUME_MUST_MATCH` must equal the
+        checkpoint's (a ``"<Generator>"`` shuffle seed matches any).
+    slots : sequence of str
+        The optimizer's slots: the checkpoint may hold no others.
+    check_lr : callable
+        ``check_lr(lr)`` validates the stored learning rate (raises ValueError/TypeError).
+
+    Raises
+    ------
+    FastnnValueError
+        When the checkpoint belongs to another model, data or options, or is inconsistent.
+    """
+    f = lambda dotted, kind: field(meta, dotted, kind, "resume", path)  # noqa: E731
+    check_model(meta, spec, path)
+    if f("data", dict) != json.loads(json.dumps(fingerprint)):
+        raise FastnnValueError(f"resume: X and Y differ from the data checkpoint {path} was "
+                               "trained on (shape, dtype or contents)")
+    _check_same_options(f("fit", dict), fit, path)
+    epoch, steps, skips = f("state.epoch", int), f("state.steps", int), f("state.skips", int)
+    lr, t = f("state.lr", float), f("state.optimizer_t", int)
+    stored_slots = f("state.optimizer_slots", list)
+    cost, times = f("history.cost", list), f("history.time", list)
+    changes = f("history.lr_changes", list)
+    if min(epoch, steps, skips, t) < 0 or len(cost) != epoch or len(times) != epoch or \
+            not all(isinstance(c, (int, float)) for c in cost + times) or \
+            not all(isinstance(c, dict) for c in changes) or not set(stored_slots) <= set(slots):
+        raise FastnnValueError(f"resume: checkpoint {path} has inconsistent counters or history")
+    try:
+        lr = check_lr(lr)
+    except (ValueError, TypeError) as exc:
+        raise FastnnValueError(f"resume: checkpoint {path} holds a bad learning rate ({exc})") from None
+    rng = rng_from_state(f("state.rng", dict), "resume", path)
+    expected = expected_arrays(spec["layer_dims"], np.dtype(spec["dtype"]), stored_slots)
+    checked = checked_arrays(arrays, expected, "resume", path)
+    n = 2 * (len(spec["layer_dims"]) - 1)
+    params = {k: checked[k] for k in list(expected)[:n]}
+    optimizer = {"t": t}
+    for slot in stored_slots:
+        optimizer[slot] = [checked[f"opt.{slot}.{i}"] for i in range(n)]
+    return TrainerState(params, optimizer, lr, rng, epoch, steps, skips, [float(c) for c in cost],
+                        [float(c) for c in times], list(changes))
+
+
+def _check_same_options(stored, mine, path):
+    for key in RESUME_MUST_MATCH:
+        ours, theirs = mine[key], stored.get(key, "<missing>")
+        if key == "shuffle_seed" and "<Generator>" in (ours, theirs):
+            continue
+        if ours != theirs:
+            raise FastnnValueError(f"resume: checkpoint {path} was written with {key}={theirs!r}, "
+                                   f"this call has {key}={ours!r}; continue with the same options")
+
+
+def checked_arrays(arrays, expected, name, path):
+    """``arrays`` with exactly the keys, shapes and dtypes of ``expected`` (``{key: (shape,
+    dtype)}``), all finite, C-contiguous."""
+    if set(arrays) != set(expected):
+        raise FastnnValueError(f"{name}: {path} holds arrays {sorted(arrays)}, expected {sorted(expected)}")
+    out = {}
+    for k, (shape, dtype) in expected.items():
+        arr = arrays[k]
+        if arr.shape != tuple(shape) or arr.dtype != dtype:
+            raise FastnnValueError(f"{name}: {path}: {k} has shape {arr.shape} and dtype {arr.dtype}; "
+                                   f"expected {tuple(shape)} {np.dtype(dtype)}")
+        if not np.isfinite(arr).all():
+            raise FastnnValueError(f"{name}: {path}: {k} contains NaN or Inf")
+        out[k] = np.ascontiguousarray(arr)
+    return out

@@ -10,6 +10,7 @@ parameters are not finite is never applied (``on_divergence``), and
 run bit for bit (:mod:`fastnn.checkpoint`).
 """
 
+import dataclasses
 import json
 import math
 import os
@@ -246,32 +247,21 @@ class Model:
         progress : bool
             Show a progress bar over epochs (on stderr).
         callback : callable or None
-            ``callback(epoch, model, history)`` after every epoch, with
-            ``model.params`` up to date.
+            ``callback(epoch, model, history)`` after every epoch, with ``model.params`` up to date.
         on_divergence : {"raise", "skip"}
-            What to do with a step whose cost or gradient is not finite, or
-            whose update would make a parameter non-finite.  The step is never
-            applied.  ``"raise"``: raise DivergenceError.  ``"skip"``: skip it,
-            halve the learning rate, record it in ``History.lr_changes`` and go
-            on; DivergenceError after :data:`MAX_CONSECUTIVE_SKIPS` skips in a
-            row, or at once when skipping cannot help (a full batch whose cost
-            is not finite at the current parameters, whatever the learning rate).
-            "skip" costs one copy of the parameters and optimizer state per
-            step; "raise" costs nothing per step (a failed update is found by
-            replaying the epoch from a snapshot taken at its start).
+            A step whose cost or gradient is not finite, or whose update would
+            make a parameter non-finite, is never applied.  ``"raise"``: raise
+            DivergenceError.  ``"skip"``: skip it, halve lr, record it in
+            ``History.lr_changes`` and go on (see :class:`DivergencePolicy` for
+            when it gives up, and what each choice costs).
         checkpoint : path or None
             Write a checkpoint (``.npz`` appended when missing) atomically at
-            the end of every ``checkpoint_every``-th epoch and of the last one.
-        checkpoint_every : int
-            In epochs.
+            the end of every ``checkpoint_every``-th epoch (an int) and of the last one.
         resume : path or None
-            Continue the run saved in this checkpoint: parameters, optimizer
-            state, shuffle generator, counters and history are restored, and
-            the result equals bit for bit that of the uninterrupted run on the
-            same backend and dtype.  The model (layer_dims, hidden, output,
-            dtype, dropout and dropout_seed), the data and the training options (batch_size, optimizer
-            and its options, lr, l2, scaling, output_grad, on_divergence,
-            shuffle_seed) must be those of the checkpoint, else FastnnValueError.
+            Continue the run saved in this checkpoint: the result equals bit for
+            bit that of the uninterrupted run on the same backend and dtype.  The
+            model, the data and the options of :data:`fastnn.checkpoint.RESUME_MUST_MATCH`
+            must be those of the checkpoint, else FastnnValueError.
 
         Returns
         -------
@@ -290,64 +280,48 @@ class Model:
         self._adopt_data_dtype(X)
         P = self._checked_params()
         X, Y = self._check_data(X, Y)
+        self._check_dropout()
+        o, opt, rng = FitOptions.build(
+            self.dtype, X.shape[1], epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr,
+            l2=l2, scaling=scaling, output_grad=output_grad, on_divergence=on_divergence,
+            shuffle_seed=shuffle_seed, callback=callback, checkpoint=checkpoint,
+            checkpoint_every=checkpoint_every, resume=resume, optimizer_options=optimizer_options)
+        saved, bk = self._resume_and_backend(o, backend)
+        o = dataclasses.replace(o, backend=bk.NAME)
+        trainer = _Trainer(self, bk, X, Y, P, opt, rng, o)
+        if saved is not None:
+            trainer.resume(*saved)
+            _ckpt.remove_stale_temps(o.resume)
+        if o.checkpoint is not None:
+            _ckpt.remove_stale_temps(o.checkpoint)
+        return trainer.run(progress)
+
+    def _resume_and_backend(self, o, backend):
+        """The checkpoint ``o.resume`` as ``(meta, arrays)`` (None without one) and the fit's
+        backend (``None``: the checkpoint's when it works here, else the default)."""
+        saved = (_ckpt.read_checkpoint(o.resume, "resume", self._resume_expect(o.resume))
+                 if o.resume is not None else None)
+        if saved is not None and backend is None:
+            backend = _stored_backend(saved[0])
+        return saved, backend_for_dtype(backend, o.batch_size * max(self.layer_dims[1:]), self.dtype)
+
+    def _check_dropout(self):
+        """Check the public dropout attributes before a fit."""
         self.dropout = _dropout.check_keep(self.dropout, self.L - 1)
         if self._dropping:
             self.dropout_seed = _dropout.check_seed(self.dropout_seed, "model.dropout_seed")
-        epochs = V.check_positive_int(epochs, "epochs")
-        m = X.shape[1]
-        batch_size = m if batch_size is None else min(V.check_positive_int(batch_size, "batch_size"), m)
-        V.check_choice(scaling, "scaling", SCALINGS)
-        V.check_choice(output_grad, "output_grad", OUTPUT_GRADS)
-        V.check_choice(on_divergence, "on_divergence", ON_DIVERGENCE)
-        l2 = V.check_nonneg_float(l2, "l2")
-        lr = V.check_lr(lr, self.dtype)
-        V.check_choice(optimizer, "optimizer", OPTIMIZERS)
-        unknown = sorted(set(optimizer_options) - set(OPTIMIZER_OPTIONS[optimizer]))
-        if unknown:
-            raise V.FastnnTypeError(f"{unknown[0]}: not an option of fit() or of optimizer "
-                                    f"{optimizer!r} (its options: {OPTIMIZER_OPTIONS[optimizer]})")
-        opt = make_optimizer(optimizer, lr, **optimizer_options)
-        opt.check_dtype(self.dtype)
-        rng = _rng(shuffle_seed, "shuffle_seed")
-        V.check_callable(callback, "callback")
-        checkpoint = V.check_path(checkpoint, "checkpoint")
-        if checkpoint is not None and not os.path.isdir(os.path.dirname(os.path.abspath(checkpoint))):
-            raise FastnnValueError(f"checkpoint: the folder of {checkpoint!r} does not exist")
-        checkpoint_every = V.check_positive_int(checkpoint_every, "checkpoint_every")
-        resume = V.check_path(resume, "resume")
-        saved = (_ckpt.read_checkpoint(resume, "resume", self._resume_expect(resume))
-                 if resume is not None else None)
-        if saved is not None and backend is None:
-            backend = _stored_backend(saved[0])
-        bk = backend_for_dtype(backend, batch_size * max(self.layer_dims[1:]), self.dtype)
 
-        options = {"epochs": epochs, "batch_size": batch_size, "optimizer": optimizer,
-                   "optimizer_options": {k: getattr(opt, k) for k in OPTIMIZER_OPTIONS[optimizer]},
-                   "lr": lr, "l2": l2, "scaling": scaling, "output_grad": output_grad,
-                   "on_divergence": on_divergence,
-                   "shuffle_seed": shuffle_seed if isinstance(shuffle_seed, (int, type(None))) else
-                   (int(shuffle_seed) if isinstance(shuffle_seed, np.integer) else "<Generator>"),
-                   "backend": bk.NAME, "checkpoint_every": checkpoint_every}
-        fingerprint = (_ckpt.data_fingerprint(X, Y) if checkpoint is not None or resume is not None
-                       else None)
-        trainer = _Trainer(self, bk, X, Y, P, opt, rng, options, callback, checkpoint, fingerprint)
-        if saved is not None:
-            trainer.restore_checkpoint(resume, *saved)
-            _ckpt.remove_stale_temps(resume)
-        if checkpoint is not None:
-            _ckpt.remove_stale_temps(checkpoint)
-        return trainer.run(progress)
+    def _spec(self):
+        """The model's description in checkpoints, as JSON gives it back."""
+        return {"layer_dims": self.layer_dims, "hidden": self.hidden, "output": self.output,
+                "dtype": self.dtype.name, **json.loads(json.dumps(self._dropout_spec()))}
 
     def _resume_expect(self, path):
         """The arrays a checkpoint of this model may hold, given its metadata."""
-        spec = {"layer_dims": self.layer_dims, "hidden": self.hidden, "output": self.output,
-                "dtype": self.dtype.name, **json.loads(json.dumps(self._dropout_spec()))}
+        spec = self._spec()
 
         def expect(meta):
-            theirs = _ckpt.field(meta, "model", dict, "resume", path)
-            if theirs != spec:
-                raise FastnnValueError(f"resume: checkpoint {path} is for a model {theirs}; "
-                                       f"this model is {spec}")
+            _ckpt.check_model(meta, spec, path)
             slots = _ckpt.field(meta, "state.optimizer_slots", list, "resume", path)
             if not all(slot in ("m", "v") for slot in slots):
                 raise FastnnValueError(f"resume: checkpoint {path} has inconsistent counters or history")
@@ -387,7 +361,7 @@ class Model:
         model.layer_dims, model.hidden, model.output, model.dtype = spec
         model._dtype_from_data = False
         model.dropout, model.dropout_seed = (1.0,) * (model.L - 1), None
-        model.params = _checked_arrays(arrays, _ckpt.expected_arrays(spec[0], spec[3]), name, path)
+        model.params = _ckpt.checked_arrays(arrays, _ckpt.expected_arrays(spec[0], spec[3]), name, path)
         return model
 
     def _sync(self, bk, keys, P):
@@ -460,34 +434,171 @@ class Model:
         return model
 
 
+@dataclass(frozen=True)
+class FitOptions:
+    """The options of one :meth:`Model.fit` call, validated once (:meth:`build`).
+
+    The first fields are those a checkpoint records (:meth:`record`), in its
+    order; ``shuffle_seed`` is the seed as recorded (an int, None, or
+    ``"<Generator>"`` for a generator).  ``callback``, ``checkpoint`` (a path
+    with ``.npz``-less name as given, or None) and ``resume`` are not recorded.
+    """
+    epochs: int
+    batch_size: int
+    optimizer: str
+    optimizer_options: dict
+    lr: float
+    l2: float
+    scaling: str
+    output_grad: str
+    on_divergence: str
+    shuffle_seed: object
+    backend: str
+    checkpoint_every: int
+    callback: object = None
+    checkpoint: object = None
+    resume: object = None
+
+    _RECORDED = ("epochs", "batch_size", "optimizer", "optimizer_options", "lr", "l2", "scaling",
+                 "output_grad", "on_divergence", "shuffle_seed", "backend", "checkpoint_every")
+
+    @classmethod
+    def build(cls, dtype, m, *, epochs, batch_size, optimizer, lr, l2, scaling, output_grad,
+              on_divergence, shuffle_seed, callback, checkpoint, checkpoint_every, resume,
+              optimizer_options):
+        """Validate :meth:`Model.fit`'s arguments for ``m`` examples of ``dtype``.
+
+        Returns ``(options, optimizer, shuffle generator)``; ``options.backend``
+        is ``""`` until the backend is chosen.
+        """
+        epochs = V.check_positive_int(epochs, "epochs")
+        batch_size = m if batch_size is None else min(V.check_positive_int(batch_size, "batch_size"), m)
+        V.check_choice(scaling, "scaling", SCALINGS)
+        V.check_choice(output_grad, "output_grad", OUTPUT_GRADS)
+        V.check_choice(on_divergence, "on_divergence", ON_DIVERGENCE)
+        l2 = V.check_nonneg_float(l2, "l2")
+        lr = V.check_lr(lr, dtype)
+        V.check_choice(optimizer, "optimizer", OPTIMIZERS)
+        unknown = sorted(set(optimizer_options) - set(OPTIMIZER_OPTIONS[optimizer]))
+        if unknown:
+            raise V.FastnnTypeError(f"{unknown[0]}: not an option of fit() or of optimizer "
+                                    f"{optimizer!r} (its options: {OPTIMIZER_OPTIONS[optimizer]})")
+        opt = make_optimizer(optimizer, lr, **optimizer_options)
+        opt.check_dtype(dtype)
+        rng = _rng(shuffle_seed, "shuffle_seed")
+        V.check_callable(callback, "callback")
+        checkpoint = V.check_path(checkpoint, "checkpoint")
+        if checkpoint is not None and not os.path.isdir(os.path.dirname(os.path.abspath(checkpoint))):
+            raise FastnnValueError(f"checkpoint: the folder of {checkpoint!r} does not exist")
+        checkpoint_every = V.check_positive_int(checkpoint_every, "checkpoint_every")
+        resume = V.check_path(resume, "resume")
+        seed = (shuffle_seed if isinstance(shuffle_seed, (int, type(None))) else
+                int(shuffle_seed) if isinstance(shuffle_seed, np.integer) else "<Generator>")
+        options = cls(epochs, batch_size, optimizer,
+                      {k: getattr(opt, k) for k in OPTIMIZER_OPTIONS[optimizer]}, lr, l2, scaling,
+                      output_grad, on_divergence, seed, "", checkpoint_every, callback, checkpoint, resume)
+        return options, opt, rng
+
+    def record(self):
+        """The recorded options as a dict (a checkpoint's ``"fit"`` entry)."""
+        return {name: getattr(self, name) for name in self._RECORDED}
+
+
+class DivergencePolicy:
+    """What :meth:`Model.fit` does with a step that failed, in both training loops.
+
+    A failure is ``"cost"`` (the cost or a gradient is not finite) or
+    ``"update"`` (the update made a parameter non-finite); the step is never
+    applied.  ``mode="raise"``: DivergenceError for the first failed step, with
+    the parameters from before it (a minibatch loop finds it by replaying the
+    epoch from a snapshot taken at its start: nothing is copied per step).
+    ``mode="skip"``: halve lr, record the step in ``History.lr_changes`` and go
+    on (one copy of the parameters and optimizer state per step); give up after
+    :data:`MAX_CONSECUTIVE_SKIPS` skips in a row, when halving would make lr 0,
+    or at once when skipping cannot help (a full batch whose cost is not finite
+    at the current parameters, whatever the learning rate).
+    """
+
+    def __init__(self, mode, dtype):
+        self.mode, self.dtype = mode, dtype
+        self.skips = 0  # consecutive skipped steps
+
+    @property
+    def skipping(self):
+        return self.mode == "skip"
+
+    def applied(self):
+        """A step was applied."""
+        self.skips = 0
+
+    def failed(self, opt, history, epoch, step, failure, J, full, locate=None):
+        """Step ``step`` of ``epoch`` failed with cost ``J`` and was not applied.
+
+        raise: ``locate()`` (which raises for the first failed step of the
+        epoch) when given, else DivergenceError for this step.  skip: halve
+        ``opt.lr`` and record it in ``history``, or raise when skipping cannot help.
+        """
+        if not self.skipping:
+            if locate is not None:
+                locate()
+            raise self.error(epoch, step, failure, J, opt.lr)
+        if failure == "cost" and full:
+            raise self.error(epoch, step, failure, J, opt.lr,
+                             " Skipping cannot help: the cost at the current parameters does "
+                             "not depend on lr, and every full-batch step would repeat it.")
+        self.skips += 1
+        if self.skips > MAX_CONSECUTIVE_SKIPS:
+            raise self.error(epoch, step, failure, J, opt.lr,
+                             f" {MAX_CONSECUTIVE_SKIPS} steps in a row were skipped.")
+        new_lr = opt.lr / 2
+        if self.dtype.type(new_lr) == 0:
+            raise self.error(epoch, step, failure, J, opt.lr, " Halving lr again would make it 0.")
+        opt.lr = new_lr
+        history.lr_changes.append({"epoch": epoch, "step": step, "lr": new_lr,
+                                   "reason": failure, "cost": float(J)})
+
+    @staticmethod
+    def error(epoch, step, failure, J, lr, why=""):
+        """The DivergenceError for step ``step`` of ``epoch``."""
+        what = ("the cost or a gradient is not finite" if failure == "cost"
+                else "the update made a parameter non-finite")
+        err = DivergenceError(
+            f"epoch {epoch}, step {step}: {what} (cost {J}); the learning rate (lr={lr:g}) is "
+            f"probably too large, or the inputs are badly scaled.{why} Model.params hold the last "
+            "finite values, from before this step (model.save() keeps them); "
+            "fit(..., on_divergence='skip') skips such steps and halves lr.")
+        err.epoch, err.step, err.cost, err.lr, err.reason = epoch, step, J, lr, failure
+        return err
+
+
 class _Trainer:
     """The state of one ``fit`` call: backend arrays, optimizer, shuffle generator, counters."""
 
-    def __init__(self, model, bk, X, Y, P, opt, rng, options, callback, checkpoint, fingerprint):
+    def __init__(self, model, bk, X, Y, P, opt, rng, options):
         self.model, self.bk, self.X, self.Y = model, bk, X, Y
         self.P = [bk.to_device(a) for a in P]
         self.opt, self.rng, self.o = opt, rng, options
-        self.callback, self.checkpoint = callback, checkpoint
+        self.policy = DivergencePolicy(options.on_divergence, model.dtype)
         self.history = History(backend=bk.NAME)
         self.epoch = 0          # completed epochs
         self.steps = 0          # applied steps
-        self.skips = 0          # consecutive skipped steps
         self.bar = None
-        self.fingerprint = fingerprint
+        self.fingerprint = (_ckpt.data_fingerprint(X, Y)
+                            if options.checkpoint is not None or options.resume is not None else None)
 
     # ------------------------------------------------------------ main loop
 
     def run(self, progress):
         o = self.o
-        if self.epoch >= o["epochs"]:
+        if self.epoch >= o.epochs:
             self.sync()
             return self.history
-        self.bar = _progress(o["epochs"], progress, initial=self.epoch)
-        full = o["batch_size"] >= self.X.shape[1]
+        self.bar = _progress(o.epochs, progress, initial=self.epoch)
+        full = o.batch_size >= self.X.shape[1]
         try:
             with np.errstate(over="ignore", invalid="ignore"), backend_lock(self.bk):
                 # The compiled whole loop has no dropout: with dropout, step by step.
-                if full and o["optimizer"] == "sgd" and o["output_grad"] == "fused" \
+                if full and o.optimizer == "sgd" and o.output_grad == "fused" \
                         and not self.model._dropping:
                     self._fit_loop()
                 else:
@@ -506,11 +617,11 @@ class _Trainer:
         if self.bar is not None:
             self.bar.update(n)
             self.bar.set_postfix(cost=f"{self.history.cost[-1]:.5g}")
-        if self.callback is not None:
+        if self.o.callback is not None:
             self.sync()
-            self.callback(self.epoch, self.model, self.history)
-        if self.checkpoint is not None and (self.epoch % self.o["checkpoint_every"] == 0 or
-                                            self.epoch == self.o["epochs"]):
+            self.o.callback(self.epoch, self.model, self.history)
+        if self.o.checkpoint is not None and (self.epoch % self.o.checkpoint_every == 0 or
+                                              self.epoch == self.o.epochs):
             self.write_checkpoint()
 
     # ------------------------------------------------------- snapshots
@@ -541,7 +652,7 @@ class _Trainer:
         drop, Gs = None, None
         if model._dropping:
             # Step t of the run numbers the masks: the same at a replay or a resume.
-            per_epoch = -(-self.X.shape[1] // o["batch_size"])
+            per_epoch = -(-self.X.shape[1] // o.batch_size)
             drop = _dropout.DropoutStep(model.dropout, model.dropout_seed,
                                         (epoch - 1) * per_epoch + (step - 1))
             As, Gs, ZL = _forward_dropout(bk, Ws, bs, Xb, model.hidden, model.output, drop)
@@ -549,11 +660,10 @@ class _Trainer:
             As, ZL = _forward(bk, Ws, bs, Xb, model.hidden, model.output)
         try:
             dWs, dbs, loss_sum = _backward(bk, Ws, As, ZL, Yb, model.hidden, model.output,
-                                           o["scaling"], o["output_grad"], o["l2"],
-                                           drop=drop, Gs=Gs)
+                                           o.scaling, o.output_grad, o.l2, drop=drop, Gs=Gs)
         except SaturationError as exc:
             raise SaturationError(f"epoch {epoch}, step {step}: {exc}") from None
-        J = _cost(bk, loss_sum, Ws, Yb.shape[1], o["l2"])
+        J = _cost(bk, loss_sum, Ws, Yb.shape[1], o.l2)
         grads = [g for pair in zip(dWs, dbs) for g in pair]
         if not math.isfinite(J) or not all(bk.all_finite(g) for g in grads):
             return "cost", J
@@ -562,25 +672,28 @@ class _Trainer:
             return "update", J
         return None, J
 
-    def _fit_steps(self, full):
-        bk, X, Y = self.bk, self.X, self.Y
-        m, size = X.shape[1], self.o["batch_size"]
-        skip = self.o["on_divergence"] == "skip"
-        starts = list(range(0, m, size))
-        Xd, Yd = (bk.to_device(X), bk.to_device(Y)) if full else (None, None)
+    def _batches(self, full):
+        """``batch(order, start)``: the device arrays of the minibatch at ``start`` of ``order``."""
+        bk, X, Y, size = self.bk, self.X, self.Y, self.o.batch_size
+        if full:
+            Xd, Yd = bk.to_device(X), bk.to_device(Y)
+            return lambda order, start: (Xd, Yd)
         # Minibatches are gathered as rows of a row-major copy, then transposed:
         # gathering columns of (n_0, m) reads one cache line per entry (measured
         # ~40% of a minibatch epoch at MNIST shape), rows are contiguous.  The
         # batch reaches the first layer as a transposed view (gather_columns).
-        XR = None if full else np.ascontiguousarray(X.T)
+        XR = np.ascontiguousarray(X.T)
 
         def batch(order, start):
-            if full:
-                return Xd, Yd
             idx = order[start:start + size]
             return bk.gather_columns(XR, idx), bk.to_device(np.take(Y, idx, axis=1))
+        return batch
 
-        while self.epoch < self.o["epochs"]:
+    def _fit_steps(self, full):
+        m, skip = self.X.shape[1], self.policy.skipping
+        starts = list(range(0, m, self.o.batch_size))
+        batch = self._batches(full)
+        while self.epoch < self.o.epochs:
             epoch = self.epoch + 1
             t0 = time.perf_counter()
             order = None if full else self.rng.permutation(m)
@@ -589,6 +702,7 @@ class _Trainer:
             # a cost or gradient is not finite and at the end of the epoch, and the
             # failed update is then found by replaying the epoch from the snapshot.
             start_snap = None if skip else self.snapshot()
+            replay = lambda n: (batch(order, s) for s in starts[:n])  # noqa: E731
             applied = []  # (J, batch size) of the steps applied this epoch
             for step, start in enumerate(starts, start=1):
                 Xb, Yb = batch(order, start)
@@ -597,16 +711,14 @@ class _Trainer:
                 if failure is None:
                     applied.append((J, Yb.shape[1]))
                     self.steps += 1
-                    self.skips = 0
+                    self.policy.applied()
                     continue
-                if not skip:
-                    self._locate(start_snap, lambda n: (batch(order, s) for s in starts[:n]), epoch, step, J)
-                if failure == "update":
+                if failure == "update" and backup is not None:
                     self.restore(backup)
-                self._skip(epoch, step, failure, J, full)
+                self.policy.failed(self.opt, self.history, epoch, step, failure, J, full,
+                                   locate=lambda: self._locate(start_snap, replay, epoch, step, J))
             if not skip and not self._finite_params():
-                self._locate(start_snap, lambda n: (batch(order, s) for s in starts[:n]), epoch,
-                             len(starts) + 1, None)
+                self._locate(start_snap, replay, epoch, len(starts) + 1, None)
             self.history.cost.append(_weighted_mean(applied))
             self.history.time.append(time.perf_counter() - t0)
             self.epoch = epoch
@@ -622,8 +734,9 @@ class _Trainer:
         update overflowed: the epoch is replayed from its snapshot, each update
         checked, and the params are left as they were before the one that failed.
         """
+        error = self.policy.error
         if J is not None and self._finite_params():
-            raise self._divergence(epoch, step, "cost", J)
+            raise error(epoch, step, "cost", J, self.opt.lr)
         self.restore(snap)
         for s, (Xb, Yb) in enumerate(batches(step - 1), start=1):
             before = self.snapshot(with_state=False)
@@ -631,12 +744,12 @@ class _Trainer:
             if failure == "update":
                 self.restore(before)
             if failure is not None:
-                raise self._divergence(epoch, s, failure, Js)
+                raise error(epoch, s, failure, Js, self.opt.lr)
         # Not reproduced (a non-deterministic backend?): the last state known to be finite.
         self.restore(snap)
-        raise self._divergence(epoch, step, "cost" if J is not None else "update", J,
-                               " (Replaying the epoch did not reproduce it: params hold the values "
-                               "from the start of the epoch.)")
+        raise error(epoch, step, "cost" if J is not None else "update", J, self.opt.lr,
+                    " (Replaying the epoch did not reproduce it: params hold the values "
+                    "from the start of the epoch.)")
 
     # ------------------------------------------------------- whole-loop path
 
@@ -644,16 +757,14 @@ class _Trainer:
         """Full-batch SGD with the fused output gradient: the backend's ``sgd_loop``
         runs many steps per call (compiled on the Numba backends), in chunks that
         end at every callback and checkpoint epoch."""
-        bk, model, o = self.bk, self.model, self.o
-        X, Y = bk.to_device(self.X), bk.to_device(self.Y)
-        epochs = o["epochs"]
-        chunk = 1 if self.callback is not None else min(max(1, epochs // 100), MAX_LOOP_CHUNK)
-        args = (X, Y, model.hidden, model.output, o["scaling"], o["l2"])
-        while self.epoch < epochs:
-            n = min(chunk, epochs - self.epoch)
-            if self.checkpoint is not None:
-                every = o["checkpoint_every"]
-                n = min(n, every - self.epoch % every)
+        bk, o = self.bk, self.o
+        args = (bk.to_device(self.X), bk.to_device(self.Y), self.model.hidden, self.model.output,
+                o.scaling, o.l2)
+        chunk = 1 if o.callback is not None else min(max(1, o.epochs // 100), MAX_LOOP_CHUNK)
+        while self.epoch < o.epochs:
+            n = min(chunk, o.epochs - self.epoch)
+            if o.checkpoint is not None:
+                n = min(n, o.checkpoint_every - self.epoch % o.checkpoint_every)
             snap = self.snapshot(with_state=False)
             t0 = time.perf_counter()
             costs, steps = bk.sgd_loop(self.P[0::2], self.P[1::2], *args, self.opt.lr, n)
@@ -667,136 +778,61 @@ class _Trainer:
             # A failure in this chunk: redo it one step at a time from its start.
             self.restore(snap)
             for _ in range(n):
-                epoch = self.epoch + 1
-                backup = self.snapshot(with_state=False)
-                t0 = time.perf_counter()
-                costs, steps = bk.sgd_loop(self.P[0::2], self.P[1::2], *args, self.opt.lr, 1)
-                J = float(costs[0])
-                failure = "cost" if steps == 0 else None
-                if failure is None and not self._finite_params():
-                    self.restore(backup)
-                    failure = "update"
-                if failure is not None and o["on_divergence"] == "raise":
-                    raise self._divergence(epoch, 1, failure, J)
-                self.history.cost.append(J if failure is None else float("nan"))
-                self.history.time.append(time.perf_counter() - t0)
-                if failure is None:
-                    self._advance(1)
-                else:
-                    self._skip(epoch, 1, failure, J, full=True)
-                    self.epoch = epoch
-                self._end_epochs(1)
-                if failure is not None:
+                if not self._loop_step(args):
                     break
+
+    def _loop_step(self, args):
+        """One epoch of the whole loop, checked; False when its step failed (and was skipped)."""
+        epoch = self.epoch + 1
+        backup = self.snapshot(with_state=False)
+        t0 = time.perf_counter()
+        costs, steps = self.bk.sgd_loop(self.P[0::2], self.P[1::2], *args, self.opt.lr, 1)
+        J = float(costs[0])
+        failure = "cost" if steps == 0 else None
+        if failure is None and not self._finite_params():
+            self.restore(backup)
+            failure = "update"
+        if failure is not None and not self.policy.skipping:
+            self.policy.failed(self.opt, self.history, epoch, 1, failure, J, full=True)
+        self.history.cost.append(J if failure is None else float("nan"))
+        self.history.time.append(time.perf_counter() - t0)
+        if failure is None:
+            self._advance(1)
+        else:
+            self.policy.failed(self.opt, self.history, epoch, 1, failure, J, full=True)
+            self.epoch = epoch
+        self._end_epochs(1)
+        return failure is None
 
     def _advance(self, n):
         self.epoch += n
         self.steps += n
         self.opt.t += n
-        self.skips = 0
-
-    # ------------------------------------------------------- divergence
-
-    def _divergence(self, epoch, step, failure, J, why=""):
-        what = ("the cost or a gradient is not finite" if failure == "cost"
-                else "the update made a parameter non-finite")
-        lr = self.opt.lr
-        err = DivergenceError(
-            f"epoch {epoch}, step {step}: {what} (cost {J}); the learning rate (lr={lr:g}) is "
-            f"probably too large, or the inputs are badly scaled.{why} Model.params hold the last "
-            "finite values, from before this step (model.save() keeps them); "
-            "fit(..., on_divergence='skip') skips such steps and halves lr.")
-        err.epoch, err.step, err.cost, err.lr, err.reason = epoch, step, J, lr, failure
-        return err
-
-    def _skip(self, epoch, step, failure, J, full):
-        """on_divergence="skip": the step was not applied; halve lr, or give up."""
-        if failure == "cost" and full:
-            raise self._divergence(epoch, step, failure, J,
-                                   " Skipping cannot help: the cost at the current parameters does "
-                                   "not depend on lr, and every full-batch step would repeat it.")
-        self.skips += 1
-        if self.skips > MAX_CONSECUTIVE_SKIPS:
-            raise self._divergence(epoch, step, failure, J,
-                                   f" {MAX_CONSECUTIVE_SKIPS} steps in a row were skipped.")
-        new_lr = self.opt.lr / 2
-        if self.model.dtype.type(new_lr) == 0:
-            raise self._divergence(epoch, step, failure, J, " Halving lr again would make it 0.")
-        self.opt.lr = new_lr
-        self.history.lr_changes.append({"epoch": epoch, "step": step, "lr": new_lr,
-                                        "reason": failure, "cost": float(J)})
+        self.policy.applied()
 
     # ------------------------------------------------------- checkpoints
 
     def write_checkpoint(self):
-        model, o, opt = self.model, self.o, self.opt
-        state = opt.state_dict(self.bk)
-        arrays = {k: np.asarray(self.bk.to_host(p)) for k, p in zip(model._keys, self.P)}
-        slots = [s for s in opt.slots if s in state]
-        for slot in slots:
-            for i, a in enumerate(state[slot]):
-                arrays[f"opt.{slot}.{i}"] = a
-        meta = {
-            "model": {"layer_dims": model.layer_dims, "hidden": model.hidden,
-                      "output": model.output, "dtype": model.dtype.name,
-                      **model._dropout_spec()},
-            "fit": o,
-            "state": {"epoch": self.epoch, "steps": self.steps, "skips": self.skips,
-                      "lr": opt.lr, "optimizer_t": int(state["t"]), "optimizer_slots": slots,
-                      "rng": _ckpt.rng_state(self.rng)},
-            "data": self.fingerprint,
-            "history": {"cost": self.history.cost, "time": self.history.time,
-                        "lr_changes": self.history.lr_changes},
-        }
-        _ckpt.write_checkpoint(self.checkpoint, meta, arrays)
+        """Save the training state to ``options.checkpoint`` (:func:`fastnn.checkpoint.save_trainer`)."""
+        state = _ckpt.TrainerState(
+            {k: np.asarray(self.bk.to_host(p)) for k, p in zip(self.model._keys, self.P)},
+            self.opt.state_dict(self.bk), self.opt.lr, self.rng, self.epoch, self.steps,
+            self.policy.skips, self.history.cost, self.history.time, self.history.lr_changes)
+        _ckpt.save_trainer(self.o.checkpoint, self.model._spec(), self.o.record(), self.fingerprint, state)
 
-    def restore_checkpoint(self, path, meta, arrays):
-        """Check a checkpoint against this fit call, then continue from it."""
-        model, o, opt = self.model, self.o, self.opt
-        f = lambda dotted, kind: _ckpt.field(meta, dotted, kind, "resume", path)  # noqa: E731
-        spec = {"layer_dims": model.layer_dims, "hidden": model.hidden, "output": model.output,
-                "dtype": model.dtype.name, **json.loads(json.dumps(model._dropout_spec()))}
-        if f("model", dict) != spec:
-            raise FastnnValueError(f"resume: checkpoint {path} is for a model {f('model', dict)}; "
-                                   f"this model is {spec}")
-        if f("data", dict) != json.loads(json.dumps(self.fingerprint)):
-            raise FastnnValueError(f"resume: X and Y differ from the data checkpoint {path} was "
-                                   "trained on (shape, dtype or contents)")
-        stored = f("fit", dict)
-        for key in ("batch_size", "optimizer", "optimizer_options", "lr", "l2", "scaling",
-                    "output_grad", "on_divergence", "shuffle_seed"):
-            mine, theirs = o[key], stored.get(key, "<missing>")
-            if key == "shuffle_seed" and "<Generator>" in (mine, theirs):
-                continue
-            if mine != theirs:
-                raise FastnnValueError(f"resume: checkpoint {path} was written with {key}={theirs!r}, "
-                                       f"this call has {key}={mine!r}; continue with the same options")
-        epoch, steps, skips = f("state.epoch", int), f("state.steps", int), f("state.skips", int)
-        lr, t = f("state.lr", float), f("state.optimizer_t", int)
-        slots = f("state.optimizer_slots", list)
-        cost, times = f("history.cost", list), f("history.time", list)
-        changes = f("history.lr_changes", list)
-        if min(epoch, steps, skips, t) < 0 or len(cost) != epoch or len(times) != epoch or \
-                not all(isinstance(c, (int, float)) for c in cost + times) or \
-                not all(isinstance(c, dict) for c in changes) or not set(slots) <= set(opt.slots):
-            raise FastnnValueError(f"resume: checkpoint {path} has inconsistent counters or history")
-        try:
-            lr = V.check_lr(lr, model.dtype)
-        except (ValueError, TypeError) as exc:
-            raise FastnnValueError(f"resume: checkpoint {path} holds a bad learning rate ({exc})") from None
-        rng = _ckpt.rng_from_state(f("state.rng", dict), "resume", path)
-        expected = _ckpt.expected_arrays(model.layer_dims, model.dtype, slots)
-        checked = _checked_arrays(arrays, expected, "resume", path)
-        self.P = [self.bk.to_device(checked[k]) for k in model._keys]
-        state = {"t": t}
-        for slot in slots:
-            state[slot] = [checked[f"opt.{slot}.{i}"] for i in range(len(model._keys))]
-        opt.load_state_dict(self.bk, state)
-        opt.lr = lr
-        self.rng = rng
-        self.epoch, self.steps, self.skips = epoch, steps, skips
-        self.history = History(cost=[float(c) for c in cost], time=[float(c) for c in times],
-                               backend=self.bk.NAME, lr_changes=list(changes))
+    def resume(self, meta, arrays):
+        """Check a checkpoint read with ``read_checkpoint`` against this fit call, then continue from it."""
+        model, opt = self.model, self.opt
+        state = _ckpt.load_trainer(self.o.resume, meta, arrays, spec=model._spec(),
+                                   fingerprint=self.fingerprint, fit=self.o.record(), slots=opt.slots,
+                                   check_lr=lambda lr: V.check_lr(lr, model.dtype))
+        self.P = [self.bk.to_device(state.params[k]) for k in model._keys]
+        opt.load_state_dict(self.bk, state.optimizer)
+        opt.lr = state.lr
+        self.rng = state.rng
+        self.epoch, self.steps, self.policy.skips = state.epoch, state.steps, state.skips
+        self.history = History(cost=state.cost, time=state.time, backend=self.bk.NAME,
+                               lr_changes=state.lr_changes)
 
 
 def _check_spec(layer_dims, hidden, output, dtype, prefix=""):
@@ -851,23 +887,6 @@ def _spec_from_meta(spec, name, what):
         return _check_spec(spec["layer_dims"], spec["hidden"], spec["output"], spec["dtype"])
     except (KeyError, TypeError, ValueError) as exc:
         raise FastnnValueError(f"{name}: {what} has a malformed model description ({exc})") from None
-
-
-def _checked_arrays(arrays, expected, name, path):
-    """``arrays`` with exactly the keys, shapes and dtypes of ``expected`` (``{key: (shape,
-    dtype)}``), all finite."""
-    if set(arrays) != set(expected):
-        raise FastnnValueError(f"{name}: {path} holds arrays {sorted(arrays)}, expected {sorted(expected)}")
-    out = {}
-    for k, (shape, dtype) in expected.items():
-        arr = arrays[k]
-        if arr.shape != tuple(shape) or arr.dtype != dtype:
-            raise FastnnValueError(f"{name}: {path}: {k} has shape {arr.shape} and dtype {arr.dtype}; "
-                                   f"expected {tuple(shape)} {np.dtype(dtype)}")
-        if not np.isfinite(arr).all():
-            raise FastnnValueError(f"{name}: {path}: {k} contains NaN or Inf")
-        out[k] = np.ascontiguousarray(arr)
-    return out
 
 
 def _progress(total, enabled, initial=0):

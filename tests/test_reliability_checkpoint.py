@@ -30,6 +30,8 @@ import fastnn
 from fastnn import checkpoint as ckpt
 from fastnn_suite import BACKEND_PARAMS
 
+import _faults
+
 CPU = [p for p in BACKEND_PARAMS if p.values[0] != "cuda"]
 DT = [pytest.param("float32", id="float32"), pytest.param("float64", id="float64")]
 PATHS = [pytest.param(None, "sgd", id="whole-loop"), pytest.param(16, "adam", id="minibatch-adam"),
@@ -50,7 +52,7 @@ def setup(cfg):
     return X, Y, model, fit
 '''
 
-CHILD = SETUP + r'''
+CHILD = _faults.INSTALL + SETUP + r'''
 import json, os, sys, time
 cfg = json.loads(sys.argv[1])
 X, Y, model, fit = setup(cfg)
@@ -382,12 +384,12 @@ def test_sigkill_mid_training_then_resume(tmp_path, backend, batch_size, optimiz
 
 
 def test_sigkill_during_a_checkpoint_write(tmp_path):
-    """The test-only hook kills the child after its 3rd checkpoint is written to the
+    """The fault hook (tests/_faults.py) kills the child after its 3rd checkpoint is written to the
     temporary file and fsynced, just before the rename: the checkpoint on disk is the
     2nd, complete; the resumed run is bit-identical; the stale temp file is cleaned up."""
     cfg = config(tmp_path, "numba" if fastnn.available_backends()["numba"] else "numpy",
                  "float64", 16, "momentum", epochs=6)
-    proc = _child(cfg, {ckpt._KILL_HOOK: "3"})
+    proc = _child(cfg, {_faults.KILL_AT: "3"})
     proc.communicate(timeout=240)
     assert proc.returncode == -signal.SIGKILL
     assert _checkpoint_epoch(cfg["ckpt"]) == 2
@@ -400,7 +402,7 @@ def test_sigkill_during_a_checkpoint_write(tmp_path):
     assert not [f for f in os.listdir(tmp_path) if ".tmp-" in f]
 
 
-SAVE_CHILD = r'''
+SAVE_CHILD = _faults.INSTALL + r'''
 import sys, fastnn
 model = fastnn.Model([3, 4, 1], seed=0)
 model.save(sys.argv[1])
@@ -411,7 +413,7 @@ model.save(sys.argv[1])  # killed before the rename by the hook
 
 def test_sigkill_during_model_save_keeps_the_old_file(tmp_path):
     path = str(tmp_path / "model.npz")
-    env = dict(os.environ, **{ckpt._KILL_HOOK: "2"})
+    env = dict(os.environ, **{_faults.KILL_AT: "2"})
     proc = subprocess.run([sys.executable, "-c", SAVE_CHILD, path], env=env, capture_output=True, timeout=120)
     assert proc.returncode == -signal.SIGKILL
     assert_same_params(fastnn.Model.load(path).params, fastnn.Model([3, 4, 1], seed=0).params)

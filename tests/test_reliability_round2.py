@@ -29,6 +29,8 @@ from fastnn import checkpoint as ckpt
 from fastnn.backends import _interface, get_backend
 from fastnn_suite import assert_close, requires_backends
 
+import _faults
+
 ERRORS = (FastnnValueError, FastnnTypeError)
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -166,7 +168,7 @@ def test_valid_state_edits_are_used(backend_name, tmp_path):
 
 # ------------------------------------------------------------ 2. concurrent checkpoint writers
 
-WRITER = r'''
+WRITER = _faults.INSTALL + r'''
 import json, sys, numpy as np, fastnn
 cfg = json.loads(sys.argv[1])
 rng = np.random.default_rng(1)
@@ -189,7 +191,7 @@ def test_a_second_process_never_deletes_a_live_writers_temporary_file(tmp_path):
     """Was: a second ``fit(resume=PATH, checkpoint=PATH)`` removed the first process's
     in-flight temporary file as stale; the first died with FileNotFoundError."""
     path = tmp_path / "run.ckpt.npz"
-    first = _writer(path, 4, False, {ckpt._STOP_HOOK: "2"})  # stops inside its 2nd write
+    first = _writer(path, 4, False, {_faults.STOP_AT: "2"})  # stops inside its 2nd write
     _, status = os.waitpid(first.pid, os.WUNTRACED)
     assert os.WIFSTOPPED(status), first.communicate()
     temps = glob.glob(str(tmp_path / ".run.ckpt.npz.tmp-*.npz"))

@@ -8,8 +8,10 @@
 - ``error_model="numpy"``: division by zero gives inf/NaN like NumPy instead of
   raising (and the kernels skip the zero check on every division).
 - ``nogil=True``: two threads can train two models at once.
-- ``OMP_WAIT_POLICY=PASSIVE`` (unless already set): idle OpenMP threads sleep
-  instead of spinning (see below).
+- ``OMP_WAIT_POLICY=PASSIVE`` (unless already set): importing this module (any
+  Numba backend) writes it into ``os.environ``, so that idle OpenMP threads sleep
+  instead of spinning; the only change fastnn makes to the process environment
+  (why, and why at import, below).
 - fork safety (:data:`FORK_UNSAFE_LAYERS`): a child forked from a process that
   has run parallel kernels on GNU OpenMP would be terminated by libgomp at its
   first parallel region ("fork() called from a process already using GNU
@@ -28,11 +30,21 @@ import hashlib
 import os
 import types
 
+# Why fastnn changes the process environment here (the one place it does):
 # OpenMP threads that spin while waiting for work steal the cores from the
 # thread doing it when the machine is busy: measured on 2 shared cores under
 # load, a minibatch epoch of numba-parallel took 1.6 s spinning and 0.11 s
-# passive.  Must be set before Numba starts its OpenMP pool; a user's own
-# setting wins.
+# passive.  GNU OpenMP reads OMP_WAIT_POLICY once, when the runtime is loaded
+# (Numba loads it at its first parallel kernel, from its "omp" threading layer);
+# there is no call to change it afterwards, and neither Numba's configuration
+# nor its threading-layer API passes a wait policy through.  Setting it later,
+# just before that first kernel, would need a hook inside Numba's private
+# thread-pool start-up; so it is set when this module is imported, before
+# Numba can have loaded the runtime.  Only when unset: a user's own setting
+# (any value, e.g. ``OMP_WAIT_POLICY=ACTIVE`` exported before importing fastnn)
+# wins and is left alone.  The change is visible in ``os.environ`` and is
+# inherited by child processes; a library that loaded GNU OpenMP earlier in the
+# process (imported before fastnn) keeps the policy it read then.
 #: The user's own OMP_WAIT_POLICY (None: fastnn set PASSIVE), for tools that
 #: start processes of other libraries (benchmarks.compare runs PyTorch so).
 USER_OMP_WAIT_POLICY = os.environ.get("OMP_WAIT_POLICY")
