@@ -41,8 +41,6 @@ KERNELS = (
     "momentum_update",    # (P, G, V, lr, beta)
     "adam_update",        # (P, G, M, V, lr, beta1, beta2, eps, t, g_scale=1, l2=0); gradient
                           # g_scale*G + l2*P: weight_grad's epilogue folded into the update
-    # whole loop
-    "sgd_loop",           # (Ws, bs, X, Y, hidden, output, scaling, l2, lr, iterations) -> (costs, steps)
     # utilities
     "all_finite",         # (x) -> bool
     "max_abs",            # (x) -> float: largest |entry|; inf or nan when one is not finite
@@ -51,3 +49,10 @@ KERNELS = (
 
 #: Module-level constants every backend module must define.
 CONSTANTS = ("NAME", "DTYPES")
+
+#: Optional kernels: the engine looks them up with ``getattr`` and does without.
+OPTIONAL_KERNELS = (
+    "compiled_loop",      # (Ws, bs, X, Y, hidden, output, dz_scale, w_scale, l2, lr, iterations)
+                          # -> (costs, steps), or None to decline: fastnn.engine.sgd_loop's whole
+                          # full-batch SGD loop in one call (Numba backends)
+)
