@@ -6,10 +6,13 @@ New code imports :mod:`fastnn.engine`.  Two names differ in meaning there:
 loop), and ``_backward``'s ``weights`` mode is one of three public functions.
 """
 
-from .engine import (DUAL_MAX_M, HOST_OUTPUTS, SparseRows, _backward as _backward_mode,  # noqa: F401
-                     _host_output_delta, _loss_terms, _sgd_loop_dual, cost as _cost,
+from .engine import (DUAL_MAX_M, HOST_OUTPUTS, SparseRows, _backward as _backward_mode,
+                     cost as _cost,
                      dual_pays, forward as _forward, forward_dropout as _forward_dropout,
                      scales as _scales, sgd_steps as sgd_loop)
+
+__all__ = ["DUAL_MAX_M", "HOST_OUTPUTS", "SparseRows", "_backward", "_cost", "_forward",
+           "_forward_dropout", "_scales", "dual_pays", "sgd_loop"]
 
 
 def _backward(bk, Ws, As, ZL, Y, hidden, output, scaling, output_grad, l2, weights="full",

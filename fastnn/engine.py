@@ -429,14 +429,8 @@ def sgd_steps(bk, Ws, bs, X, Y, hidden, output, scaling, l2, lr, iterations, dua
 
     Parameters
     ----------
-    bk : backend module
-    Ws, bs : lists of backend arrays
-        ``W[l]`` ``(n_l, n_{l-1})`` and ``b[l]`` ``(n_l, 1)``, updated in place.
-    X : backend array, shape (n_0, m)
-    Y : backend array, shape (n_L, m)
-    hidden, output, scaling : str
-    l2, lr : float
-    iterations : int
+    bk, Ws, bs, X, Y, hidden, output, scaling, l2, lr, iterations
+        As :func:`sgd_loop` (``Ws``, ``bs`` updated in place).
     dual : bool or None
         The dual first layer (below); None: when :func:`dual_pays`.
     hook : callable or None
@@ -446,15 +440,11 @@ def sgd_steps(bk, Ws, bs, X, Y, hidden, output, scaling, l2, lr, iterations, dua
     Returns
     -------
     costs : numpy.ndarray, shape (iterations,)
-        float64; NaN after a stop.
+        The cost J of each step before its update (float64; NaN after a stop).
     steps : int
+        Completed steps; fewer than ``iterations`` when a cost or gradient was not finite.
 
-    Updates Ws, bs in place.  Returns ``(costs, steps)``: the cost J of each
-    iteration before its update (float64 array) and the number of completed
-    steps, smaller than ``iterations`` when a cost or gradient was not finite.
-
-    Dual first layer (``dual=None``: when :func:`dual_pays`; ``True``/``False``
-    to force it).  With full-batch gradient descent every update of ``W1`` is
+    Dual first layer.  With full-batch gradient descent every update of ``W1`` is
     ``-lr * w_scale * dZ1 @ X.T``, a combination of the examples, so after t
     steps ``W1 = W1_0 + C @ X.T`` with ``C`` of shape (n1, m), and
     ``W1 @ X = W1_0 @ X + C @ (X.T @ X)``.  The loop keeps ``C`` instead of

@@ -21,10 +21,11 @@ import types
 import numpy as np
 
 from ..activations import ACTIVATIONS, LEAKY_SLOPE
-from ..errors import SaturationError
 from . import _blas
 from . import numpy_backend as _np_backend
-from .numpy_backend import gather_columns, input_grad, max_abs, to_device, to_host, zeros_like
+# Re-exported: kernels that need no compiled variant (numba_serial, numba_parallel bind them).
+from .numpy_backend import (gather_columns, input_grad, max_abs, to_device, to_host,  # noqa: F401
+                            zeros_like)
 from ._numba_config import BLOCK, compile_variant
 from .. import _dropout
 from ._numba_kernels import backward, dropout, forward, loop, output, reduce, update
@@ -63,10 +64,12 @@ def variant(func, k):
 def _partials(n, m):
     return np.empty((n, (m + BLOCK - 1) // BLOCK), dtype=np.float64)
 
+
 def _row_sums(k, partial, scale, dtype):
     db = np.empty((partial.shape[0], 1), dtype=dtype)
     k.finish(partial, scale, db)
     return db
+
 
 def _affine_act(k, W, A_prev, b, name, Z0=None):
     Z = W @ A_prev
@@ -80,13 +83,16 @@ def _affine_act(k, W, A_prev, b, name, Z0=None):
         ACTIVATIONS[name](Z, Z)
     return Z
 
+
 def forward_hidden(k, W, A_prev, b, activation):
     """A = g(W @ A_prev + b), (n_l, m), in one buffer."""
     return _affine_act(k, W, A_prev, b, activation)
 
+
 def forward_hidden_offset(k, W, A_prev, b, Z0, activation):
     """A = g(W @ A_prev + Z0 + b), (n_l, m), in one buffer."""
     return _affine_act(k, W, A_prev, b, activation, Z0)
+
 
 def forward_output(k, W, A_prev, b, output_name):
     """(Z, A) of the output layer, both (n_L, m)."""
@@ -98,6 +104,7 @@ def forward_output(k, W, A_prev, b, output_name):
     k.bias_add(Z, b)
     return Z, ACTIVATIONS[output_name](Z, np.empty_like(Z))
 
+
 def output_loss(k, Z, A, Y, output_name):
     """Summed loss over all examples, from the logits (float)."""
     if output_name == "softmax":
@@ -108,6 +115,7 @@ def output_loss(k, Z, A, Y, output_name):
         k.loss(Z, A, Y, CODES[output_name], partial)
     return float(k.total(partial))
 
+
 def output_delta(k, Z, A, Y, output_name, dz_scale, db_scale):
     """Fused: dZ = dz_scale (A - Y), db = db_scale * row sums, summed loss."""
     dZ = np.empty_like(A)
@@ -115,9 +123,11 @@ def output_delta(k, Z, A, Y, output_name, dz_scale, db_scale):
     k.delta(A, Y, dz_scale, dZ, partial)
     return dZ, _row_sums(k, partial, db_scale, A.dtype), output_loss(k, Z, A, Y, output_name)
 
+
 def output_delta_chain(Z, A, Y, output_name, dz_scale, db_scale):
     """The course's dA[L] route (not a hot path: the NumPy kernel, same arrays)."""
     return _np_backend.output_delta_chain(Z, A, Y, output_name, dz_scale, db_scale)
+
 
 def backward_hidden(k, dA, A, activation, db_scale):
     """dZ = dA * g'(Z) written into dA, and db = db_scale * sum(dZ, axis=1), in one pass."""
@@ -126,18 +136,22 @@ def backward_hidden(k, dA, A, activation, db_scale):
     k.backward(dA, A, CODES[activation], one, dA.dtype.type(LEAKY_SLOPE), partial)
     return dA, _row_sums(k, partial, db_scale, dA.dtype)
 
+
 def _dropout_into(k, A, out, keep, key):
     c = A.dtype.type
     k.dropout(A, out, c(keep), c(0), _dropout.threshold(keep), *key)
     return out
 
+
 def dropout_forward(k, A, keep, key):
     """A * mask / keep as a new (n_l, m) array, the mask hashed in the same pass."""
     return _dropout_into(k, A, np.empty_like(A), keep, key)
 
+
 def dropout_backward(k, dA, keep, key):
     """dA * mask / keep in place (the forward's mask, recomputed); returns dA."""
     return _dropout_into(k, dA, dA, keep, key)
+
 
 def weight_grad(k, dZ, A_prev, W, scale, l2_scale):
     """dW = scale * (dZ @ A_prev.T) + l2_scale * W."""
@@ -148,6 +162,7 @@ def weight_grad(k, dZ, A_prev, W, scale, l2_scale):
         k.scale(dW.reshape(-1), scale)
     return dW
 
+
 def weight_step(W, dZ, A_prev, alpha, beta):
     """W = beta W + alpha dZ @ A_prev.T in place: one GEMM of NumPy's own BLAS with
     its beta (see _blas), else the NumPy backend's two steps."""
@@ -157,13 +172,16 @@ def weight_step(W, dZ, A_prev, alpha, beta):
     else:
         gemm(W, dZ, A_prev, alpha, beta)
 
+
 def sgd_update(k, P, G, lr):
     """P -= lr G, in place."""
     k.sgd(P.reshape(-1), G.reshape(-1), lr)
 
+
 def momentum_update(k, P, G, V, lr, beta):
     """V = beta V + (1 - beta) G; P -= lr V, in place."""
     k.momentum(P.reshape(-1), G.reshape(-1), V.reshape(-1), lr, beta, P.dtype.type(1) - beta)
+
 
 def adam_update(k, P, G, M, V, lr, beta1, beta2, eps, t, g_scale=1, l2=0):
     """Bias-corrected Adam step t on the gradient g_scale*G + l2*P, in place
@@ -176,6 +194,7 @@ def adam_update(k, P, G, M, V, lr, beta1, beta2, eps, t, g_scale=1, l2=0):
         k.adam_folded(*flat, P.dtype.type(g_scale), P.dtype.type(l2))
     else:
         k.adam(*flat)
+
 
 def compiled_loop(Ws, bs, X, Y, hidden, output_name, dz_scale, w_scale, l2, lr, iterations):
     """Full-batch SGD for ``iterations`` steps in one compiled call; Ws, bs updated in place.
