@@ -22,7 +22,7 @@ import time
 
 import numpy as np
 
-from fastnn import _passes
+from fastnn import _passes, engine
 
 from .common import (BACKENDS, CONFIGS, DTYPES, cached_data, course_step, require_backend,
                      reset_peak_rss, sync)
@@ -110,7 +110,7 @@ class TimeTrainLoop(_Training):
         self.timer = functools.partial(_scaled_clock, 1.0 / self.steps)
         key = ("loop", config, backend, dtype)
         if key not in _warm:
-            costs, steps = self.bk.sgd_loop(self.Ws, self.bs, self.X, self.Y, self.hidden,
+            costs, steps = engine.sgd_loop(self.bk, self.Ws, self.bs, self.X, self.Y, self.hidden,
                                             self.output, "deferred", 0.0, LR, 1)
             sync(self.bk)
             if steps != 1:
@@ -118,7 +118,7 @@ class TimeTrainLoop(_Training):
             _warm.add(key)
 
     def time_sgd_loop(self, config, backend, dtype):
-        self.bk.sgd_loop(self.Ws, self.bs, self.X, self.Y, self.hidden, self.output,
+        engine.sgd_loop(self.bk, self.Ws, self.bs, self.X, self.Y, self.hidden, self.output,
                          "deferred", 0.0, LR, self.steps)
         sync(self.bk)
 
@@ -171,7 +171,7 @@ class PeakMemTrainStep:
             _step(self.bk, self.Ws, self.bs, self.X, self.Y, self.hidden, self.output,
                   np.float32(LR))
         else:
-            self.bk.sgd_loop(self.Ws, self.bs, self.X, self.Y, self.hidden, self.output,
+            engine.sgd_loop(self.bk, self.Ws, self.bs, self.X, self.Y, self.hidden, self.output,
                              "deferred", 0.0, LR, 1)
         sync(self.bk)
 

@@ -38,7 +38,7 @@ import time
 import numpy as np
 
 import fastnn
-from fastnn import _passes
+from fastnn import _passes, engine
 from fastnn.backends import available_backends, get_backend
 
 from .common import CONFIGS, course_step, make_data, step_flops
@@ -184,10 +184,10 @@ def _fastnn_loop_runner(bk, params, X, Y, hidden, output, chunk=1):
 
     def run(k):
         if chunk == 1:
-            bk.sgd_loop(Ws, bs, Xd, Yd, hidden, output, "deferred", 0.0, 0.01, k)
+            engine.sgd_loop(bk, Ws, bs, Xd, Yd, hidden, output, "deferred", 0.0, 0.01, k)
             return
         for _ in range(k):
-            bk.sgd_loop(Ws, bs, Xd, Yd, hidden, output, "deferred", 0.0, 0.01, chunk)
+            engine.sgd_loop(bk, Ws, bs, Xd, Yd, hidden, output, "deferred", 0.0, 0.01, chunk)
     run.steps_per_call = chunk
     return run
 

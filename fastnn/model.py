@@ -25,6 +25,7 @@ from . import checkpoint as _ckpt
 from .activations import check_hidden, check_output
 from .backends import REGISTRY, get_backend
 from .errors import BackendUnavailableError, DivergenceError, FastnnValueError, SaturationError
+from .engine import sgd_loop as _sgd_loop
 from ._passes import _backward, _cost, _forward, _forward_dropout
 from .network import (OUTPUT_GRADS, SCALINGS, _check_layer_dims, _rng, backend_for_dtype, backend_lock,
                       init_params)
@@ -767,7 +768,7 @@ class _Trainer:
                 n = min(n, o.checkpoint_every - self.epoch % o.checkpoint_every)
             snap = self.snapshot(with_state=False)
             t0 = time.perf_counter()
-            costs, steps = bk.sgd_loop(self.P[0::2], self.P[1::2], *args, self.opt.lr, n)
+            costs, steps = _sgd_loop(bk, self.P[0::2], self.P[1::2], *args, self.opt.lr, n)
             elapsed = time.perf_counter() - t0
             if steps == n and self._finite_params():
                 self.history.cost.extend(float(c) for c in costs)
@@ -786,7 +787,7 @@ class _Trainer:
         epoch = self.epoch + 1
         backup = self.snapshot(with_state=False)
         t0 = time.perf_counter()
-        costs, steps = self.bk.sgd_loop(self.P[0::2], self.P[1::2], *args, self.opt.lr, 1)
+        costs, steps = _sgd_loop(self.bk, self.P[0::2], self.P[1::2], *args, self.opt.lr, 1)
         J = float(costs[0])
         failure = "cost" if steps == 0 else None
         if failure is None and not self._finite_params():

@@ -24,7 +24,7 @@ import numpy as np
 
 from . import _validation as V
 from .activations import check_hidden, check_output
-from ._passes import _backward, _forward
+from .engine import backward as _backward, forward as _forward
 from .backends import get_backend
 from .errors import FastnnValueError
 from .finite_differences import central_differences

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import fastnn
-from fastnn import _passes
+from fastnn import _passes, engine
 from fastnn.backends import REGISTRY, get_backend
 from fastnn.backends._numba_config import BLOCK
 
@@ -280,7 +280,7 @@ def test_compiled_loop_equals_step_by_step(name, dtype, hidden, output):
     params, X, Y = make_problem([3, 5, 4, n_out_for(output)], 23, output, dtype, seed=1)
     runs = {}
     for label, fn in (("steps", lambda *a: _passes.sgd_loop(REF, *a)),
-                      ("loop", get_backend(name).sgd_loop)):
+                      ("loop", lambda *a: engine.sgd_loop(get_backend(name), *a))):
         Ws, bs = _lists(params)
         costs, steps = fn(Ws, bs, X, Y, hidden, output, "absorbed", 0.1, 0.1, 25)
         assert steps == 25
@@ -363,7 +363,7 @@ def test_sgd_loop_equals_plain_steps(name, dtype, route, scaling, l2, monkeypatc
     """The kernel-by-kernel sgd_loop (each W updated by one weight_step GEMM, or, when
     the bound on dW fails, dW formed and checked) runs as the plain step loop."""
     if route != "weight_step":
-        monkeypatch.setattr(_passes, "_weight_grad_bounded", lambda *a: False)
+        monkeypatch.setattr(engine, "_weight_grad_bounded", lambda *a: False)
     bk = get_backend(name)
     params, X, Y = make_problem([6, 9, 5, 3], 37, "softmax", dtype, seed=12)
     runs = {}
@@ -413,8 +413,8 @@ def test_compiled_loop_stops_at_divergence(name):
     params, X, Y = make_problem([3, 8, 1], 20, "identity", np.float64, seed=2)
     X = X * 1e3
     Ws, bs = _lists(params)
-    costs, steps = get_backend(name).sgd_loop(Ws, bs, X, Y, "relu", "identity", "deferred",
-                                              0.0, 1e6, 50)
+    costs, steps = engine.sgd_loop(get_backend(name), Ws, bs, X, Y, "relu", "identity",
+                                   "deferred", 0.0, 1e6, 50)
     assert steps < 50
     assert np.isfinite(costs[:steps]).all()
     # The step that produced a non-finite cost or gradient was not applied.
@@ -533,7 +533,7 @@ def test_large_nets_run_the_loop_kernel_by_kernel(name, dtype, monkeypatch):
     params, X, Y = make_problem([3, 5, 4, 1], 23, "sigmoid", dtype, seed=4)
     runs = {}
     for label, fn in (("numpy", lambda *a: _passes.sgd_loop(REF, *a)),
-                      (name, get_backend(name).sgd_loop)):
+                      (name, lambda *a: engine.sgd_loop(get_backend(name), *a))):
         Ws, bs = _lists(params)
         costs, steps = fn(Ws, bs, X, Y, "relu", "sigmoid", "deferred", 0.0, 0.1, 10)
         runs[label] = (costs, Ws + bs)

@@ -1,4 +1,4 @@
-"""The dual first layer of the full-batch loop (``_passes.sgd_loop``): the same
+"""The dual first layer of the full-batch loop (``engine.sgd_steps``): the same
 run as the primal loop on every backend, chosen only when it pays, stopping
 at the same step on divergence, and its ``forward_hidden_offset`` kernel."""
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import fastnn
-from fastnn import _passes
+from fastnn import engine
 from fastnn.backends import REGISTRY, get_backend
 
 from conftest import assert_close, backend_params, make_problem, n_out_for
@@ -21,7 +21,7 @@ def _run(bk, params, X, Y, hidden, output, scaling, lr, iterations, dual):
     L = len(params) // 2
     Ws = [bk.to_device(params[f"W{l}"].copy()) for l in range(1, L + 1)]
     bs = [bk.to_device(params[f"b{l}"].copy()) for l in range(1, L + 1)]
-    costs, steps = _passes.sgd_loop(bk, Ws, bs, bk.to_device(X), bk.to_device(Y), hidden, output,
+    costs, steps = engine.sgd_steps(bk, Ws, bs, bk.to_device(X), bk.to_device(Y), hidden, output,
                                     scaling, 0.0, lr, iterations, dual=dual)
     return costs, steps, [bk.to_host(P) for P in Ws + bs]
 
@@ -69,26 +69,26 @@ def test_dual_stops_where_the_primal_stops(name, dtype):
 
 def test_dual_is_chosen_only_when_it_pays(monkeypatch):
     cat = dict(n1=20, n0=12288, m=209)
-    assert _passes.dual_pays(**cat, l2=0.0, iterations=100)
-    assert not _passes.dual_pays(**cat, l2=0.0, iterations=1)     # X.T @ X not amortised
-    assert not _passes.dual_pays(**cat, l2=0.7, iterations=100)   # L2 decays W1
-    assert not _passes.dual_pays(n1=20, n0=784, m=60000, l2=0.0, iterations=100)  # m > n0
-    assert not _passes.dual_pays(n1=20, n0=10 ** 6, m=_passes.DUAL_MAX_M + 1, l2=0.0,
+    assert engine.dual_pays(**cat, l2=0.0, iterations=100)
+    assert not engine.dual_pays(**cat, l2=0.0, iterations=1)     # X.T @ X not amortised
+    assert not engine.dual_pays(**cat, l2=0.7, iterations=100)   # L2 decays W1
+    assert not engine.dual_pays(n1=20, n0=784, m=60000, l2=0.0, iterations=100)  # m > n0
+    assert not engine.dual_pays(n1=20, n0=10 ** 6, m=engine.DUAL_MAX_M + 1, l2=0.0,
                                  iterations=10 ** 4)
     # sgd_loop follows dual_pays when not told.
     calls = []
-    real = _passes._sgd_loop_dual
-    monkeypatch.setattr(_passes, "_sgd_loop_dual", lambda *a: calls.append(1) or real(*a))
+    real = engine._sgd_loop_dual
+    monkeypatch.setattr(engine, "_sgd_loop_dual", lambda *a: calls.append(1) or real(*a))
     params, X, Y = make_problem([300, 3, 1], 5, "sigmoid", np.float64, seed=0)
     for iterations, l2, expected in ((50, 0.0, 1), (50, 0.1, 0), (1, 0.0, 0)):
         calls.clear()
         L = len(params) // 2
         Ws = [params[f"W{l}"].copy() for l in range(1, L + 1)]
         bs = [params[f"b{l}"].copy() for l in range(1, L + 1)]
-        _passes.sgd_loop(REF, Ws, bs, X, Y, "relu", "sigmoid", "deferred", l2, 0.1, iterations)
+        engine.sgd_steps(REF, Ws, bs, X, Y, "relu", "sigmoid", "deferred", l2, 0.1, iterations)
         assert len(calls) == expected, (iterations, l2)
     with pytest.raises(ValueError, match="L2"):
-        _passes.sgd_loop(REF, Ws, bs, X, Y, "relu", "sigmoid", "deferred", 0.1, 0.1, 2, dual=True)
+        engine.sgd_steps(REF, Ws, bs, X, Y, "relu", "sigmoid", "deferred", 0.1, 0.1, 2, dual=True)
 
 
 @pytest.mark.parametrize("name", HOST)

@@ -158,7 +158,7 @@ def _check_kernel_call(bk, name, args, gathered=()):
         ok = s[0][0] == s[1][0]
     elif name in ("sgd_update", "momentum_update", "adam_update"):
         ok = len({a.shape for a in arrays}) == 1
-    elif name == "sgd_loop":
+    elif name == "compiled_loop":
         Ws, bs, X, Y = args[:4]
         ok = len(Ws) == len(bs) and Ws[0].shape[1] == X.shape[0] and Y.shape[1] == X.shape[1] \
             and Ws[-1].shape[0] == Y.shape[0] \
@@ -172,7 +172,8 @@ def _check_kernel_call(bk, name, args, gathered=()):
 @contextlib.contextmanager
 def kernel_guard(bk):
     """Every kernel of ``bk`` checks its arguments first (see module docstring)."""
-    names = [n for n in _interface.KERNELS if n not in ("to_device", "to_host")]
+    names = [n for n in _interface.KERNELS + _interface.OPTIONAL_KERNELS
+             if n not in ("to_device", "to_host") and hasattr(bk, n)]
     originals = {n: getattr(bk, n) for n in names}
     batches = []  # what gather_columns returned (kept alive, so their ids stay theirs)
     gathered = set()

@@ -331,6 +331,11 @@ def test_backend_module_implements_the_interface(name):
     missing = [c for c in _interface.CONSTANTS if not hasattr(module, c)]
     assert not missing, f"{REGISTRY[name]} lacks constants {missing}"
     assert module.NAME == name, "NAME must be the registry key (ForwardCache.backend is looked up by it)"
+    # __all__ lists exactly the interface: every kernel, the constants, and optional kernels it has.
+    optional = [k for k in _interface.OPTIONAL_KERNELS if callable(getattr(module, k, None))]
+    expected = set(_interface.KERNELS) | set(_interface.CONSTANTS) | set(optional)
+    assert set(getattr(module, "__all__", ())) == expected, f"{REGISTRY[name]}.__all__"
+    assert len(module.__all__) == len(expected), f"{REGISTRY[name]}.__all__ repeats a name"
     assert len(module.DTYPES) and all(np.dtype(t).kind == "f" for t in module.DTYPES)
     assert fastnn.get_backend(name) is module
 

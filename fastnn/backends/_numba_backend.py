@@ -1,6 +1,11 @@
 """The Python side of the Numba backends: compiles the kernel sources of
-:mod:`._numba_kernels` (serially or with ``parallel=True``) and wraps them in
-the kernel interface of :mod:`._interface`.
+:mod:`._numba_kernels` (serially or with ``parallel=True``, :func:`compile_kernels`)
+and wraps them in the kernel interface of :mod:`._interface`.
+
+Every wrapper here is a module-level function whose first argument ``k`` is
+the compiled variant (:func:`compile_kernels`' namespace); ``numba_serial``
+and ``numba_parallel`` bind it (``functools.partial``) under the interface's
+names.
 
 Matrix products go to NumPy's BLAS (``@``): Numba's ``np.dot`` calls SciPy's
 BLAS, which measured about 2x slower for float32 GEMM on the reference
@@ -10,17 +15,19 @@ fused bias+activation, the fused backward with its reduction, the output delta,
 the dW epilogue and the optimizer updates -- runs in compiled kernels.
 """
 
+import functools
 import types
 
 import numpy as np
 
 from ..activations import ACTIVATIONS, LEAKY_SLOPE
-from ..errors import SaturationError
 from . import _blas
 from . import numpy_backend as _np_backend
+# Re-exported: kernels that need no compiled variant (numba_serial, numba_parallel bind them).
+from .numpy_backend import (gather_columns, input_grad, max_abs, to_device, to_host,  # noqa: F401
+                            zeros_like)
 from ._numba_config import BLOCK, compile_variant
-from .. import _dropout, _passes
-from .._passes import _scales
+from .. import _dropout
 from ._numba_kernels import backward, dropout, forward, loop, output, reduce, update
 from ._numba_kernels.activation import CHEAP_FORWARD, CODES
 
@@ -34,190 +41,184 @@ DTYPES = (np.float32, np.float64)
 LOOP_MAX_MULTIPLY_ADDS = 1 << 20
 
 
-def build(parallel):
-    """Return the kernel-interface functions for the serial or parallel variant."""
+def compile_kernels(parallel):
+    """The compiled kernels of one variant, as a namespace ``k`` for the wrappers below."""
     def c(func):
         return compile_variant(func, parallel)
 
-    k_bias_act, k_bias_add, k_bias_softmax = (c(forward.bias_act), c(forward.bias_add),
-                                              c(forward.bias_softmax))
-    k_backward = c(backward.backward_fused)
-    k_delta, k_loss, k_loss_softmax = (c(output.output_delta), c(output.loss_elementwise),
-                                       c(output.loss_softmax))
-    k_finish, k_total = reduce.finish_rows, reduce.total
-    k_scale_add, k_scale = c(update.scale_add), c(update.scale)
-    k_sgd, k_momentum, k_adam, k_finite = (c(update.sgd), c(update.momentum), c(update.adam),
-                                           c(update.all_finite))
-    k_adam_folded = c(update.adam_folded)
-    k_dropout = c(dropout.mask_scale)
+    return types.SimpleNamespace(
+        bias_act=c(forward.bias_act), bias_add=c(forward.bias_add),
+        bias_softmax=c(forward.bias_softmax), backward=c(backward.backward_fused),
+        delta=c(output.output_delta), loss=c(output.loss_elementwise),
+        loss_softmax=c(output.loss_softmax), finish=reduce.finish_rows, total=reduce.total,
+        scale_add=c(update.scale_add), scale=c(update.scale), sgd=c(update.sgd),
+        momentum=c(update.momentum), adam=c(update.adam), finite=c(update.all_finite),
+        adam_folded=c(update.adam_folded), dropout=c(dropout.mask_scale))
 
-    def _partials(n, m):
-        return np.empty((n, (m + BLOCK - 1) // BLOCK), dtype=np.float64)
 
-    def _row_sums(partial, scale, dtype):
-        db = np.empty((partial.shape[0], 1), dtype=dtype)
-        k_finish(partial, scale, db)
-        return db
+def variant(func, k):
+    """Wrapper ``func`` with the compiled variant ``k`` bound: ``func(k, *args)`` as ``f(*args)``."""
+    return functools.update_wrapper(functools.partial(func, k), func)
 
-    def _affine_act(W, A_prev, b, name, Z0=None):
-        Z = W @ A_prev
-        if Z0 is not None:
-            Z += Z0
-        code = CODES[name]
-        if code in CHEAP_FORWARD:
-            k_bias_act(Z, b, code, Z.dtype.type(LEAKY_SLOPE))
-        else:
-            k_bias_add(Z, b)
-            ACTIVATIONS[name](Z, Z)
-        return Z
 
-    def forward_hidden(W, A_prev, b, activation):
-        """A = g(W @ A_prev + b), (n_l, m), in one buffer."""
-        return _affine_act(W, A_prev, b, activation)
+def _partials(n, m):
+    return np.empty((n, (m + BLOCK - 1) // BLOCK), dtype=np.float64)
 
-    def forward_hidden_offset(W, A_prev, b, Z0, activation):
-        """A = g(W @ A_prev + Z0 + b), (n_l, m), in one buffer."""
-        return _affine_act(W, A_prev, b, activation, Z0)
 
-    def forward_output(W, A_prev, b, output_name):
-        """(Z, A) of the output layer, both (n_L, m)."""
-        Z = W @ A_prev
-        if output_name == "softmax":
-            A = np.empty_like(Z)
-            k_bias_softmax(Z, b, A)
-            return Z, A
-        k_bias_add(Z, b)
-        return Z, ACTIVATIONS[output_name](Z, np.empty_like(Z))
+def _row_sums(k, partial, scale, dtype):
+    db = np.empty((partial.shape[0], 1), dtype=dtype)
+    k.finish(partial, scale, db)
+    return db
 
-    def output_loss(Z, A, Y, output_name):
-        """Summed loss over all examples, from the logits (float)."""
-        if output_name == "softmax":
-            partial = _partials(1, Z.shape[1])
-            k_loss_softmax(Z, Y, partial)
-        else:
-            partial = _partials(*Z.shape)
-            k_loss(Z, A, Y, CODES[output_name], partial)
-        return float(k_total(partial))
 
-    def output_delta(Z, A, Y, output_name, dz_scale, db_scale):
-        """Fused: dZ = dz_scale (A - Y), db = db_scale * row sums, summed loss."""
-        dZ = np.empty_like(A)
-        partial = _partials(*A.shape)
-        k_delta(A, Y, dz_scale, dZ, partial)
-        return dZ, _row_sums(partial, db_scale, A.dtype), output_loss(Z, A, Y, output_name)
+def _affine_act(k, W, A_prev, b, name, Z0=None):
+    Z = W @ A_prev
+    if Z0 is not None:
+        Z += Z0
+    code = CODES[name]
+    if code in CHEAP_FORWARD:
+        k.bias_act(Z, b, code, Z.dtype.type(LEAKY_SLOPE))
+    else:
+        k.bias_add(Z, b)
+        ACTIVATIONS[name](Z, Z)
+    return Z
 
-    def output_delta_chain(Z, A, Y, output_name, dz_scale, db_scale):
-        """The course's dA[L] route (not a hot path: the NumPy kernel, same arrays)."""
-        return _np_backend.output_delta_chain(Z, A, Y, output_name, dz_scale, db_scale)
 
-    def backward_hidden(dA, A, activation, db_scale):
-        """dZ = dA * g'(Z) written into dA, and db = db_scale * sum(dZ, axis=1), in one pass."""
-        partial = _partials(*dA.shape)
-        one = dA.dtype.type(1)
-        k_backward(dA, A, CODES[activation], one, dA.dtype.type(LEAKY_SLOPE), partial)
-        return dA, _row_sums(partial, db_scale, dA.dtype)
+def forward_hidden(k, W, A_prev, b, activation):
+    """A = g(W @ A_prev + b), (n_l, m), in one buffer."""
+    return _affine_act(k, W, A_prev, b, activation)
 
-    def _dropout_into(A, out, keep, key):
-        c = A.dtype.type
-        k_dropout(A, out, c(keep), c(0), _dropout.threshold(keep), *key)
-        return out
 
-    def dropout_forward(A, keep, key):
-        """A * mask / keep as a new (n_l, m) array, the mask hashed in the same pass."""
-        return _dropout_into(A, np.empty_like(A), keep, key)
+def forward_hidden_offset(k, W, A_prev, b, Z0, activation):
+    """A = g(W @ A_prev + Z0 + b), (n_l, m), in one buffer."""
+    return _affine_act(k, W, A_prev, b, activation, Z0)
 
-    def dropout_backward(dA, keep, key):
-        """dA * mask / keep in place (the forward's mask, recomputed); returns dA."""
-        return _dropout_into(dA, dA, keep, key)
 
-    def weight_grad(dZ, A_prev, W, scale, l2_scale):
-        """dW = scale * (dZ @ A_prev.T) + l2_scale * W."""
-        dW = dZ @ A_prev.T
-        if l2_scale:
-            k_scale_add(dW.reshape(-1), scale, W.reshape(-1), l2_scale)
-        elif scale != 1:
-            k_scale(dW.reshape(-1), scale)
-        return dW
+def forward_output(k, W, A_prev, b, output_name):
+    """(Z, A) of the output layer, both (n_L, m)."""
+    Z = W @ A_prev
+    if output_name == "softmax":
+        A = np.empty_like(Z)
+        k.bias_softmax(Z, b, A)
+        return Z, A
+    k.bias_add(Z, b)
+    return Z, ACTIVATIONS[output_name](Z, np.empty_like(Z))
 
-    def weight_step(W, dZ, A_prev, alpha, beta):
-        """W = beta W + alpha dZ @ A_prev.T in place: one GEMM of NumPy's own BLAS with
-        its beta (see _blas), else the NumPy backend's two steps."""
-        gemm = _blas.GEMM.get(W.dtype)
-        if gemm is None or not A_prev.flags.c_contiguous:
-            _np_backend.weight_step(W, dZ, A_prev, alpha, beta)
-        else:
-            gemm(W, dZ, A_prev, alpha, beta)
 
-    def sgd_update(P, G, lr):
-        """P -= lr G, in place."""
-        k_sgd(P.reshape(-1), G.reshape(-1), lr)
+def output_loss(k, Z, A, Y, output_name):
+    """Summed loss over all examples, from the logits (float)."""
+    if output_name == "softmax":
+        partial = _partials(1, Z.shape[1])
+        k.loss_softmax(Z, Y, partial)
+    else:
+        partial = _partials(*Z.shape)
+        k.loss(Z, A, Y, CODES[output_name], partial)
+    return float(k.total(partial))
 
-    def momentum_update(P, G, V, lr, beta):
-        """V = beta V + (1 - beta) G; P -= lr V, in place."""
-        k_momentum(P.reshape(-1), G.reshape(-1), V.reshape(-1), lr, beta, P.dtype.type(1) - beta)
 
-    def adam_update(P, G, M, V, lr, beta1, beta2, eps, t, g_scale=1, l2=0):
-        """Bias-corrected Adam step t on the gradient g_scale*G + l2*P, in place
-        (numpy_backend.adam_update)."""
-        one = P.dtype.type(1)
-        step, eps_t = _np_backend.adam_coefficients(lr, beta1, beta2, eps, t, P.dtype)
-        flat = (P.reshape(-1), G.reshape(-1), M.reshape(-1), V.reshape(-1),
-                beta1, one - beta1, beta2, one - beta2, step, eps_t)
-        if g_scale != 1 or l2:
-            k_adam_folded(*flat, P.dtype.type(g_scale), P.dtype.type(l2))
-        else:
-            k_adam(*flat)
+def output_delta(k, Z, A, Y, output_name, dz_scale, db_scale):
+    """Fused: dZ = dz_scale (A - Y), db = db_scale * row sums, summed loss."""
+    dZ = np.empty_like(A)
+    partial = _partials(*A.shape)
+    k.delta(A, Y, dz_scale, dZ, partial)
+    return dZ, _row_sums(k, partial, db_scale, A.dtype), output_loss(k, Z, A, Y, output_name)
 
-    def sgd_loop(Ws, bs, X, Y, hidden, output_name, scaling, l2, lr, iterations):
-        """Full-batch SGD for ``iterations`` steps in one compiled call; Ws, bs updated in place.
 
-        Returns ``(costs, steps)`` as :func:`fastnn._passes.sgd_loop`.
-        """
-        from numba.typed import List
+def output_delta_chain(Z, A, Y, output_name, dz_scale, db_scale):
+    """The course's dA[L] route (not a hot path: the NumPy kernel, same arrays)."""
+    return _np_backend.output_delta_chain(Z, A, Y, output_name, dz_scale, db_scale)
 
-        dtype = X.dtype
-        m = X.shape[1]
-        if m * sum(W.size for W in Ws) >= LOOP_MAX_MULTIPLY_ADDS:
-            # Large products: NumPy's BLAS from Python beats np.dot inside njit
-            # (SciPy's BLAS), and the per-call overhead no longer matters.
-            return _passes.sgd_loop(kernels, Ws, bs, X, Y, hidden, output_name, scaling, l2, lr,
-                                    iterations)
-        dz_scale, w_scale = _scales(scaling, m, dtype)
-        costs = np.full(iterations, np.nan)
-        steps = loop.sgd_loop(List(Ws), List(bs), X, Y, CODES[hidden], CODES[output_name],
-                              dz_scale, w_scale, dtype.type(l2 / m), float(l2), dtype.type(lr),
-                              iterations, costs, dtype.type(1), dtype.type(LEAKY_SLOPE))
-        return costs, steps
 
-    def all_finite(x):
-        """True when every entry of x is finite."""
-        return bool(k_finite(x.reshape(-1)))
+def backward_hidden(k, dA, A, activation, db_scale):
+    """dZ = dA * g'(Z) written into dA, and db = db_scale * sum(dZ, axis=1), in one pass."""
+    partial = _partials(*dA.shape)
+    one = dA.dtype.type(1)
+    k.backward(dA, A, CODES[activation], one, dA.dtype.type(LEAKY_SLOPE), partial)
+    return dA, _row_sums(k, partial, db_scale, dA.dtype)
 
-    kernels = types.SimpleNamespace()
-    table = {
-        "DTYPES": DTYPES,
-        "to_device": _np_backend.to_device,
-        "to_host": _np_backend.to_host,
-        "gather_columns": _np_backend.gather_columns,
-        "zeros_like": _np_backend.zeros_like,
-        "input_grad": _np_backend.input_grad,
-        "forward_hidden": forward_hidden,
-        "forward_output": forward_output,
-        "output_loss": output_loss,
-        "output_delta": output_delta,
-        "output_delta_chain": output_delta_chain,
-        "backward_hidden": backward_hidden,
-        "weight_grad": weight_grad,
-        "sgd_update": sgd_update,
-        "momentum_update": momentum_update,
-        "adam_update": adam_update,
-        "all_finite": all_finite,
-        "max_abs": _np_backend.max_abs,
-        "weight_step": weight_step,
-        "dropout_forward": dropout_forward,
-        "dropout_backward": dropout_backward,
-        "sgd_loop": sgd_loop,
-        "forward_hidden_offset": forward_hidden_offset,
-    }
-    kernels.__dict__.update(table, NAME="numba-parallel" if parallel else "numba")
-    return table
+
+def _dropout_into(k, A, out, keep, key):
+    c = A.dtype.type
+    k.dropout(A, out, c(keep), c(0), _dropout.threshold(keep), *key)
+    return out
+
+
+def dropout_forward(k, A, keep, key):
+    """A * mask / keep as a new (n_l, m) array, the mask hashed in the same pass."""
+    return _dropout_into(k, A, np.empty_like(A), keep, key)
+
+
+def dropout_backward(k, dA, keep, key):
+    """dA * mask / keep in place (the forward's mask, recomputed); returns dA."""
+    return _dropout_into(k, dA, dA, keep, key)
+
+
+def weight_grad(k, dZ, A_prev, W, scale, l2_scale):
+    """dW = scale * (dZ @ A_prev.T) + l2_scale * W."""
+    dW = dZ @ A_prev.T
+    if l2_scale:
+        k.scale_add(dW.reshape(-1), scale, W.reshape(-1), l2_scale)
+    elif scale != 1:
+        k.scale(dW.reshape(-1), scale)
+    return dW
+
+
+def weight_step(W, dZ, A_prev, alpha, beta):
+    """W = beta W + alpha dZ @ A_prev.T in place: one GEMM of NumPy's own BLAS with
+    its beta (see _blas), else the NumPy backend's two steps."""
+    gemm = _blas.GEMM.get(W.dtype)
+    if gemm is None or not A_prev.flags.c_contiguous:
+        _np_backend.weight_step(W, dZ, A_prev, alpha, beta)
+    else:
+        gemm(W, dZ, A_prev, alpha, beta)
+
+
+def sgd_update(k, P, G, lr):
+    """P -= lr G, in place."""
+    k.sgd(P.reshape(-1), G.reshape(-1), lr)
+
+
+def momentum_update(k, P, G, V, lr, beta):
+    """V = beta V + (1 - beta) G; P -= lr V, in place."""
+    k.momentum(P.reshape(-1), G.reshape(-1), V.reshape(-1), lr, beta, P.dtype.type(1) - beta)
+
+
+def adam_update(k, P, G, M, V, lr, beta1, beta2, eps, t, g_scale=1, l2=0):
+    """Bias-corrected Adam step t on the gradient g_scale*G + l2*P, in place
+    (numpy_backend.adam_update)."""
+    one = P.dtype.type(1)
+    step, eps_t = _np_backend.adam_coefficients(lr, beta1, beta2, eps, t, P.dtype)
+    flat = (P.reshape(-1), G.reshape(-1), M.reshape(-1), V.reshape(-1),
+            beta1, one - beta1, beta2, one - beta2, step, eps_t)
+    if g_scale != 1 or l2:
+        k.adam_folded(*flat, P.dtype.type(g_scale), P.dtype.type(l2))
+    else:
+        k.adam(*flat)
+
+
+def compiled_loop(Ws, bs, X, Y, hidden, output_name, dz_scale, w_scale, l2, lr, iterations):
+    """Full-batch SGD for ``iterations`` steps in one compiled call; Ws, bs updated in place.
+
+    Returns ``(costs, steps)`` as :func:`fastnn.engine.sgd_loop`, or None (nothing
+    done) above :data:`LOOP_MAX_MULTIPLY_ADDS`: large products run faster with
+    NumPy's BLAS from Python than with np.dot inside njit (SciPy's BLAS), and the
+    per-call overhead no longer matters.  The loop kernel is compiled once,
+    serially, for both Numba backends.
+    """
+    from numba.typed import List
+
+    dtype = X.dtype
+    m = X.shape[1]
+    if m * sum(W.size for W in Ws) >= LOOP_MAX_MULTIPLY_ADDS:
+        return None
+    costs = np.full(iterations, np.nan)
+    steps = loop.sgd_loop(List(Ws), List(bs), X, Y, CODES[hidden], CODES[output_name],
+                          dz_scale, w_scale, dtype.type(l2 / m), float(l2), dtype.type(lr),
+                          iterations, costs, dtype.type(1), dtype.type(LEAKY_SLOPE))
+    return costs, steps
+
+
+def all_finite(k, x):
+    """True when every entry of x is finite."""
+    return bool(k.finite(x.reshape(-1)))
+

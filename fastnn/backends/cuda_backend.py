@@ -44,12 +44,11 @@ hand two threads of one block different arrays (numba-cuda 0.30).
 """
 
 import math
-import sys
 
 import numpy as np
 from numba import cuda, float64, from_dtype
 
-from .. import _dropout, _passes
+from .. import _dropout
 from ..activations import LEAKY_SLOPE
 from ..errors import NoDeviceError, SaturationError
 from . import numpy_backend as _np_backend
@@ -59,6 +58,13 @@ if not cuda.is_available():
     raise NoDeviceError(
         "numba.cuda found no usable CUDA GPU/driver and the simulator is off "
         "(set NUMBA_ENABLE_CUDASIM=1 before numba is imported to simulate)")
+
+__all__ = ["NAME", "DTYPES", "to_device", "to_host", "gather_columns", "forward_hidden",
+           "forward_hidden_offset", "forward_output", "output_delta",
+           "output_delta_chain", "output_loss", "backward_hidden", "weight_grad",
+           "input_grad", "dropout_forward", "dropout_backward", "weight_step",
+           "sgd_update", "momentum_update", "adam_update", "all_finite", "max_abs",
+           "zeros_like"]
 
 NAME = "cuda"
 DTYPES = (np.float32, np.float64)
@@ -999,31 +1005,3 @@ def adam_update(P, G, M, V, lr, beta1, beta2, eps, t, g_scale=1, l2=0):
     step, eps_t = _np_backend.adam_coefficients(lr, beta1, beta2, eps, t, P.dtype)
     _launch_flat("adam", P, _flat(P), _flat(G), _flat(M), _flat(V), float(beta1),
                  float(beta2), float(step), float(eps_t), float(g_scale), float(l2))
-
-
-def sgd_loop(Ws, bs, X, Y, hidden, output, scaling, l2, lr, iterations):
-    """Full-batch SGD for ``iterations`` steps, one kernel launch after another.
-
-    Parameters
-    ----------
-    Ws, bs : lists of device arrays
-        ``W[l]`` ``(n_l, n_{l-1})`` and ``b[l]`` ``(n_l, 1)``, updated in place.
-    X : device array, shape (n_0, m)
-    Y : device array, shape (n_L, m)
-    hidden, output, scaling : str
-    l2, lr : float
-    iterations : int
-
-    Returns
-    -------
-    costs : numpy.ndarray, shape (iterations,)
-        The cost ``J`` of each step before its update (float64; NaN after a stop).
-    steps : int
-        Completed steps; fewer than ``iterations`` when a cost or gradient was
-        not finite (that step's update is not applied).
-    """
-    # The generic loop of fastnn._passes over this module's kernels: the
-    # arrays stay on the device, only each step's loss and finiteness checks
-    # come back.
-    return _passes.sgd_loop(sys.modules[__name__], Ws, bs, X, Y, hidden, output, scaling, l2, lr,
-                            iterations)

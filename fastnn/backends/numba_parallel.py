@@ -6,37 +6,60 @@ block partials in a fixed order, so results are bitwise those of the serial
 ``"numba"`` backend, whatever ``NUMBA_NUM_THREADS`` is.
 
 In a child forked after this process ran parallel kernels on GNU OpenMP
-(which would terminate the child at its first parallel region), every kernel
-of this module is replaced by the serial backend's (``SERIAL_AFTER_FORK`` is
-then True): same results, one thread.  See ``_numba_config.FORK_UNSAFE_LAYERS``.
+(which would terminate the child at its first parallel region), the compiled
+variant ``_K`` that every wrapper calls is replaced by the serial backend's
+(``SERIAL_AFTER_FORK`` is then True): same results, one thread.  See
+``_numba_config.FORK_UNSAFE_LAYERS``.
 """
 
-import functools
 import importlib
 
-from ._numba_backend import build
+from . import _numba_backend as _nb
+from ._numba_backend import DTYPES
 from ._numba_config import on_unsafe_fork
+
+__all__ = ["NAME", "DTYPES", "to_device", "to_host", "gather_columns", "forward_hidden",
+           "forward_hidden_offset", "forward_output", "output_delta",
+           "output_delta_chain", "output_loss", "backward_hidden", "weight_grad",
+           "input_grad", "dropout_forward", "dropout_backward", "weight_step",
+           "sgd_update", "momentum_update", "adam_update", "all_finite", "max_abs",
+           "zeros_like", "compiled_loop"]
 
 NAME = "numba-parallel"
 #: True in a forked child that runs the serial kernels (see the module docstring).
 SERIAL_AFTER_FORK = False
-_TABLE = build(parallel=True)
-globals().update(_TABLE)
+#: The compiled kernels the wrappers call (swapped in place after an unsafe fork).
+_K = _nb.compile_kernels(parallel=True)
 
-
-def _serial(name):
-    """The serial backend's kernel ``name``, imported on first call."""
-    @functools.wraps(_TABLE[name])
-    def call(*args, **kwargs):
-        serial = importlib.import_module("fastnn.backends.numba_serial")
-        return getattr(serial, name)(*args, **kwargs)
-    return call
+to_device = _nb.to_device
+to_host = _nb.to_host
+gather_columns = _nb.gather_columns
+forward_hidden = _nb.variant(_nb.forward_hidden, _K)
+forward_hidden_offset = _nb.variant(_nb.forward_hidden_offset, _K)
+forward_output = _nb.variant(_nb.forward_output, _K)
+output_delta = _nb.variant(_nb.output_delta, _K)
+output_delta_chain = _nb.output_delta_chain
+output_loss = _nb.variant(_nb.output_loss, _K)
+backward_hidden = _nb.variant(_nb.backward_hidden, _K)
+weight_grad = _nb.variant(_nb.weight_grad, _K)
+input_grad = _nb.input_grad
+dropout_forward = _nb.variant(_nb.dropout_forward, _K)
+dropout_backward = _nb.variant(_nb.dropout_backward, _K)
+weight_step = _nb.weight_step
+sgd_update = _nb.variant(_nb.sgd_update, _K)
+momentum_update = _nb.variant(_nb.momentum_update, _K)
+adam_update = _nb.variant(_nb.adam_update, _K)
+all_finite = _nb.variant(_nb.all_finite, _K)
+max_abs = _nb.max_abs
+zeros_like = _nb.zeros_like
+compiled_loop = _nb.compiled_loop
 
 
 def _use_serial_kernels():
     global SERIAL_AFTER_FORK
     SERIAL_AFTER_FORK = True
-    globals().update({name: _serial(name) for name, value in _TABLE.items() if callable(value)})
+    serial = importlib.import_module("fastnn.backends.numba_serial")
+    vars(_K).update(vars(serial._K))
 
 
 on_unsafe_fork(_use_serial_kernels)

@@ -8,13 +8,19 @@ contiguous axis of C-ordered ``(n, m)`` arrays, where NumPy sums pairwise
 
 import functools
 import math
-import sys
 
 import numpy as np
 
-from .. import _dropout, _passes
+from .. import _dropout
 from ..activations import ACTIVATIONS, DERIVATIVES
 from ..errors import SaturationError
+
+__all__ = ["NAME", "DTYPES", "to_device", "to_host", "gather_columns", "forward_hidden",
+           "forward_hidden_offset", "forward_output", "output_delta",
+           "output_delta_chain", "output_loss", "backward_hidden", "weight_grad",
+           "input_grad", "dropout_forward", "dropout_backward", "weight_step",
+           "sgd_update", "momentum_update", "adam_update", "all_finite", "max_abs",
+           "zeros_like"]
 
 NAME = "numpy"
 DTYPES = (np.float16, np.float32, np.float64)
@@ -280,9 +286,3 @@ def adam_update(P, G, M, V, lr, beta1, beta2, eps, t, g_scale=1, l2=0):
     V += (1 - beta2) * (G * G)
     step, eps_t = adam_coefficients(lr, beta1, beta2, eps, t, P.dtype)
     P -= step * M / (np.sqrt(V) + eps_t)
-
-
-def sgd_loop(Ws, bs, X, Y, hidden, output, scaling, l2, lr, iterations):
-    """Full-batch SGD steps, kernel by kernel: see :func:`fastnn._passes.sgd_loop`."""
-    return _passes.sgd_loop(sys.modules[__name__], Ws, bs, X, Y, hidden, output, scaling, l2, lr,
-                            iterations)

@@ -14,6 +14,7 @@ import numpy as np
 
 from .. import _validation as V
 from ..backends import get_backend
+from ..engine import sgd_loop
 from ..errors import DivergenceError
 from ..network import backend_lock
 
@@ -68,7 +69,7 @@ def _loop(bk, Ws, bs, Xd, Yd, hidden, learning_rate, num_iterations, report, eve
     start = 0
     while start < num_iterations:
         n = min(every, num_iterations - start)
-        costs, steps = bk.sgd_loop(Ws, bs, Xd, Yd, hidden, "sigmoid", "deferred", 0.0,
+        costs, steps = sgd_loop(bk, Ws, bs, Xd, Yd, hidden, "sigmoid", "deferred", 0.0,
                                    learning_rate, n)
         if steps < n:
             raise DivergenceError(f"iteration {start + steps}: the cost or a gradient is not "

@@ -8,7 +8,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted
 
 from .. import _dropout
-from .._passes import _forward
+from ..engine import forward as _forward
 from ..backends import get_backend
 from ._data import _VALIDATE_DTYPES, _full_batch, _validate_data
 from ._lbfgs import _LbfgsSolver

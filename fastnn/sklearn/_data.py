@@ -4,7 +4,7 @@ import numpy as np
 import scipy.sparse as sp
 from sklearn.utils import column_or_1d
 
-from .._passes import SparseRows
+from ..engine import SparseRows
 
 try:
     from sklearn.utils.validation import validate_data as _validate_data

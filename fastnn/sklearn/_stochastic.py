@@ -11,7 +11,7 @@ from sklearn.utils import gen_batches
 from sklearn.utils import shuffle as _shuffle
 
 from .. import _dropout
-from .._passes import SparseRows
+from ..engine import SparseRows
 from ._data import _full_batch, _rows, _sparse_as
 from ._objective import _fold, _loss_and_grads, _spec
 from ._optim import _SklearnAdam, _SklearnSGD

@@ -30,6 +30,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import fastnn
+from fastnn import engine
 from fastnn.activations import DERIVATIVES, HIDDEN_ACTIVATIONS, OUTPUT_ACTIVATIONS
 from fastnn.backends import numpy_backend as nb
 from fastnn.errors import SaturationError
@@ -694,8 +695,8 @@ def test_sgd_loop(cb, tols, net_launch, dtype):
     def run(bk, lr, iterations):
         Ws = [bk.to_device(params[f"W{l}"]) for l in range(1, L + 1)]
         bs = [bk.to_device(params[f"b{l}"]) for l in range(1, L + 1)]
-        costs, steps = bk.sgd_loop(Ws, bs, bk.to_device(X), bk.to_device(Y), "tanh", "sigmoid",
-                                   "deferred", 0.1, lr, iterations)
+        costs, steps = engine.sgd_loop(bk, Ws, bs, bk.to_device(X), bk.to_device(Y), "tanh",
+                                       "sigmoid", "deferred", 0.1, lr, iterations)
         return costs, steps, [bk.to_host(W) for W in Ws]
 
     costs, steps, Ws = run(cb, 0.5, 2)
