@@ -27,7 +27,7 @@ import warnings
 import numpy as np
 from fastnn.backends import get_backend
 
-from .compare import blas_info
+from .step_compare import blas_info
 
 HIDDEN = (256, 128)
 BATCH = 256
