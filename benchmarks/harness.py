@@ -102,9 +102,12 @@ class BusyLoad:
 
 # ------------------------------------------------------------------ children
 
-def child_env():
-    """(environment for the children, the OpenBLAS pins that were set and are unset there)."""
-    env = dict(os.environ)
+def child_env(environ=None):
+    """(environment for the children, the OpenBLAS pins that were set and are unset there).
+
+    ``environ``: the environment to start from (default ``os.environ``, left unchanged).
+    """
+    env = dict(os.environ if environ is None else environ)
     unset = {k: env.pop(k) for k in OPENBLAS_PINS if k in env}
     env["PYTHONPATH"] = os.pathsep.join(p for p in (ROOT, env.get("PYTHONPATH")) if p)
     return env, unset
