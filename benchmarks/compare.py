@@ -31,6 +31,7 @@ import argparse
 import importlib.util
 import json
 import os
+import statistics
 import sys
 
 from . import harness
@@ -56,6 +57,8 @@ RATIOS = [
 ]
 #: With background load, each ratio within this fraction of its quiet value.
 LOAD_TOLERANCE = 0.25
+#: A ratio whose contenders' spread (max - min) / median exceeds this is flagged noisy.
+NOISY_SPREAD = 0.25
 
 
 def available(contender):
@@ -78,17 +81,27 @@ def make_jobs(configs, backend=None, samples=1):
     return jobs, skipped
 
 
-def ratios(summaries):
-    """Each ratio of :data:`RATIOS` whose contenders ran: dicts with the value and verdict."""
+def ratios(summaries, rounds=None):
+    """Each ratio of :data:`RATIOS` whose contenders ran: dicts with the value and verdict.
+
+    ``value`` is the ratio of the medians.  With ``rounds`` (``{label: [seconds per
+    round]}``), ``paired`` is the median over rounds of the ratio within each round
+    (the two contenders ran minutes apart at most, under the same load).  ``noisy``:
+    either contender's spread is above :data:`NOISY_SPREAD`.
+    """
     rows = []
     for config, what, num, den, target, sense in RATIOS:
-        a, b = summaries.get(f"{config} {num}"), summaries.get(f"{config} {den}")
+        la, lb = f"{config} {num}", f"{config} {den}"
+        a, b = summaries.get(la), summaries.get(lb)
         if a is None or b is None:
             continue
         value = a["median"] / b["median"]
         met = None if target is None else (value >= target if sense == ">=" else value <= target)
+        paired = (statistics.median(x / y for x, y in zip(rounds[la], rounds[lb]))
+                  if rounds else None)
         rows.append({"key": f"{config}: {what}", "value": value, "target": target, "sense": sense,
-                     "met": met, "num": a["median"], "den": b["median"]})
+                     "met": met, "num": a["median"], "den": b["median"], "paired": paired,
+                     "noisy": max(a["spread"], b["spread"]) > NOISY_SPREAD})
     return rows
 
 
@@ -107,11 +120,13 @@ def markdown(summaries, rows, header, baseline=None):
     for label, s in summaries.items():
         config, contender = label.split(" ", 1)
         lines.append(f"| {config} | {contender} | {harness.fmt_s(s)} | {100 * s['spread']:.0f}% |")
-    lines += ["", "| ratio | value | target | met |", "|---|---|---|---|"]
+    lines += ["", "| ratio | of medians | paired (per round) | target | met |", "|---|---|---|---|---|"]
     for r in rows:
         target = "-" if r["target"] is None else f"{r['sense']} {r['target']}x"
         met = "-" if r["met"] is None else ("yes" if r["met"] else "**no**")
-        lines.append(f"| {r['key']} | {r['value']:.2f}x | {target} | {met} |")
+        paired = "-" if r.get("paired") is None else f"{r['paired']:.2f}x"
+        noisy = f" (noisy: spread > {NOISY_SPREAD:.0%})" if r.get("noisy") else ""
+        lines.append(f"| {r['key']} | {r['value']:.2f}x{noisy} | {paired} | {target} | {met} |")
     if baseline:
         lines += ["", f"| ratio | quiet | this run | change | within {LOAD_TOLERANCE:.0%} |",
                   "|---|---|---|---|---|"]
@@ -148,7 +163,7 @@ def main(argv=None):
         results = harness.run_rounds(jobs, args.rounds, env, log=lambda s: print(s, flush=True))
     after = os.getloadavg()
     summaries = {label: harness.summarize(r["rounds"]) for label, r in results.items()}
-    rows = ratios(summaries)
+    rows = ratios(summaries, {label: r["rounds"] for label, r in results.items()})
     baseline = None
     if args.baseline:
         with open(args.baseline) as fh:

@@ -76,6 +76,14 @@ def batch_sizes(spec):
 # Each ``prepare_*`` returns ``(setup, info)``: ``setup()`` builds a fresh net
 # and returns ``work()``, the timed part.
 
+def _picked(spec, backend):
+    """The backend fastnn runs this work on (what ``backend=None``, "auto", resolves to)."""
+    from fastnn.backends import get_backend
+
+    work = (spec["batch"] or spec["m"]) * max(spec["dims"][1:])
+    return get_backend(backend, work, np.float32).NAME
+
+
 def prepare_fastnn_fit(spec, X, y, backend):
     import fastnn
 
@@ -87,7 +95,8 @@ def prepare_fastnn_fit(spec, X, y, backend):
         return lambda: model.fit(Xc, Y, epochs=spec["epochs"], batch_size=spec["batch"],
                                  optimizer=spec["optimizer"], lr=spec["lr"], backend=backend,
                                  shuffle_seed=0, progress=False)
-    return setup, {"fastnn": fastnn.__version__, "backend": backend or "auto"}
+    return setup, {"fastnn": fastnn.__version__, "backend": backend or "auto",
+                   "backend_run": _picked(spec, backend)}
 
 
 def _mlp_settings(spec):
@@ -100,21 +109,20 @@ def _mlp_settings(spec):
 
 
 def prepare_fastnn_mlp(spec, X, y, backend):
-    import fastnn
-
     settings = _mlp_settings(spec)
+    import fastnn
 
     def setup():
         est = fastnn.MLPClassifier(**settings, backend=backend)
         return lambda: est.fit(X, y)
-    return setup, {"fastnn": fastnn.__version__, "backend": backend or "auto"}
+    return setup, {"fastnn": fastnn.__version__, "backend": backend or "auto",
+                   "backend_run": _picked(spec, backend)}
 
 
 def prepare_sklearn_mlp(spec, X, y, backend):
+    settings = _mlp_settings(spec)
     import sklearn
     from sklearn.neural_network import MLPClassifier
-
-    settings = _mlp_settings(spec)
 
     def setup():
         est = MLPClassifier(**settings)

@@ -124,3 +124,16 @@ def test_ratios_and_load_check():
         checked = compare.against_baseline(list(rows.values()), quiet)
         assert len(checked) == len(rows)
         assert all(ok is within for *_, ok in checked), factor
+
+
+def test_paired_ratio_and_noisy_flag():
+    rounds = {"cat torch": [10.0, 40.0, 12.0], "cat fastnn-fit": [2.0, 4.0, 3.0]}
+    summaries = {k: harness.summarize(v) for k, v in rounds.items()}
+    (row,) = [r for r in compare.ratios(summaries, rounds) if r["key"].startswith("cat: Model.fit(")]
+    assert row["value"] == pytest.approx(12.0 / 3.0)  # of the medians
+    assert row["paired"] == pytest.approx(5.0)  # median of 5, 10, 4
+    assert row["noisy"] is True  # torch: (40 - 10) / 12
+    calm = {k: harness.summarize([v[0], v[0] * 1.1]) for k, v in rounds.items()}
+    assert not [r for r in compare.ratios(calm) if r["noisy"]]
+    table = compare.markdown(summaries, [row], ["head"])
+    assert "noisy" in table and "5.00x" in table and "4.00x" in table
