@@ -159,8 +159,10 @@ def main(argv=None):
     before = harness.machine_info()
     print(f"load average before: {before['loadavg']}; {len(jobs)} contenders, {args.rounds} rounds"
           + (f", beside {args.load} busy process(es)" if args.load else ""), flush=True)
+    harness.sigterm_interrupts()
     with harness.BusyLoad(args.load):
         results = harness.run_rounds(jobs, args.rounds, env, log=lambda s: print(s, flush=True))
+    results = harness.completed(results)
     after = os.getloadavg()
     summaries = {label: harness.summarize(r["rounds"]) for label, r in results.items()}
     rows = ratios(summaries, {label: r["rounds"] for label, r in results.items()})

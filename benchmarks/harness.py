@@ -126,17 +126,35 @@ def run_rounds(jobs, rounds, env=None, log=print):
     """Run ``jobs`` (``{label: (contender, config, args)}``) round-robin for ``rounds``.
 
     Returns ``{label: {"rounds": [seconds, ...], "records": [record, ...]}}``; a
-    round's figure is the median of that child's samples.
+    round's figure is the median of that child's samples.  Interrupted (Ctrl-C, or
+    SIGTERM under :func:`sigterm_interrupts`), it returns the rounds done so far.
     """
     out = {label: {"rounds": [], "records": []} for label in jobs}
     for r, label in round_robin(jobs, rounds):
         contender, config, args = jobs[label]
-        rec = run_child(contender, config, args, env)
+        try:
+            rec = run_child(contender, config, args, env)
+        except KeyboardInterrupt:  # Ctrl-C or SIGTERM: keep the rounds done
+            log(f"  interrupted in round {r + 1}: reporting the rounds done")
+            break
         value = statistics.median(rec["samples"])
         out[label]["rounds"].append(value)
         out[label]["records"].append(rec)
         log(f"  round {r + 1}/{rounds}  {label:<28} {value:8.3f} s  (warm-up {rec['warmup_s']:.2f} s)")
     return out
+
+
+def sigterm_interrupts():
+    """Make SIGTERM raise KeyboardInterrupt, so that ``finally`` blocks (the
+    background load's stop) run when the script is terminated, not only on Ctrl-C."""
+    def handler(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+    signal.signal(signal.SIGTERM, handler)
+
+
+def completed(results):
+    """``results`` without the contenders that finished no round."""
+    return {label: entry for label, entry in results.items() if entry["rounds"]}
 
 
 # ------------------------------------------------------------------ the machine

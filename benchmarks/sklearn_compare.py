@@ -76,9 +76,14 @@ def main(argv=None):
     machine = harness.machine_info()
     print(f"data: X ({n}, 784) float32, hidden {HIDDEN}, batch {BATCH}, adam, "
           f"{args.epochs} epoch(s) per fit, {args.rounds} rounds; load average {machine['loadavg']}")
+    harness.sigterm_interrupts()
     with harness.BusyLoad(args.load):
         results = harness.run_rounds(make_jobs(args.backends, n, args.epochs), args.rounds, env,
                                      log=lambda s: print(s, flush=True))
+    results = harness.completed(results)
+    if "sklearn" not in results:
+        print("no round of scikit-learn finished: no table")
+        return
     print()
     for line in harness.markdown_header(machine, harness.versions_of(results), unset, args.load,
                                         args.rounds):

@@ -137,3 +137,18 @@ def test_paired_ratio_and_noisy_flag():
     assert not [r for r in compare.ratios(calm) if r["noisy"]]
     table = compare.markdown(summaries, [row], ["head"])
     assert "noisy" in table and "5.00x" in table and "4.00x" in table
+
+
+def test_interrupted_rounds_keep_what_finished(monkeypatch):
+    calls = []
+
+    def fake_child(contender, config, args=(), env=None, timeout=900):
+        calls.append(contender)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return {"samples": [float(len(calls))], "warmup_s": 0.0}
+
+    monkeypatch.setattr(harness, "run_child", fake_child)
+    jobs = {"a": ("gemm", "tiny", []), "b": ("gemm", "tiny", [])}
+    out = harness.completed(harness.run_rounds(jobs, 2, log=lambda s: None))
+    assert {k: v["rounds"] for k, v in out.items()} == {"a": [1.0], "b": [2.0]}
