@@ -1,456 +1,193 @@
-"""fastnn against a course-style NumPy step and PyTorch, in one interleaved run.
+"""fastnn against PyTorch and scikit-learn as their users run them, each in a process of its own.
 
-    python -m benchmarks.compare                 # all configs, float32 and float64
-    python -m benchmarks.compare --quick         # fewer rounds, planar and mnist only
-    python -m benchmarks.compare --json out.json
+    python -m benchmarks.compare                         # mnist and cat, 3 rounds
+    python -m benchmarks.compare --rounds 5 --json quiet.json
+    python -m benchmarks.compare --load 1 --baseline quiet.json   # beside 1 busy process
 
-For every config and dtype it times a training step (forward, cost, backward,
-SGD update) of: the course-style NumPy code (``common.course_step``), each
-fastnn backend kernel by kernel (``step``) and as a compiled whole loop
-(``loop``), and PyTorch eager on the CPU when torch is installed (in a process
-of its own, ``benchmarks/torch_worker.py``, so that fastnn's OpenMP setting
-does not reach it; its steps are timed there).  For the
-course's full-batch nets (planar, cat) ``loop x100`` times the loop in calls
-of 100 steps, as the course runs it (reporting the cost every 100 steps):
-there ``sgd_loop`` may run the first layer in its dual form
-(``fastnn._passes.sgd_loop``), whose GFLOP/s are effective ones (the
-primal step's flops over its time).  Contenders
-run interleaved, in a shuffled order each round; the table shows medians over
-rounds, the ratio against the baseline and against PyTorch, and the GFLOP/s
-achieved against the fastest GEMM rate measured in the same run: a square
-GEMM (n = 2048) of NumPy and of PyTorch is a contender in every round, so the
-rate is a median over the same rounds and the same machine noise as the steps
-(on a shared machine the best single GEMM, also printed, can be 1.5-2x the
-median of a step taken minutes later).
+Work (float32, random data from a fixed teacher), the configs of
+``benchmarks.run_one``:
 
-The process unsets OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE for itself (they
-pin an older, slower OpenBLAS kernel) and reports which BLAS kernel ran.
+- ``mnist``: 60000 x 784, [784, 256, 128, 10], batch 256, Adam, 1 epoch:
+  ``fastnn.Model.fit`` against idiomatic PyTorch (``nn.Sequential`` of
+  ``nn.Linear``, row-major batches, ``torch.optim.Adam``) and PyTorch in the
+  course layout; ``fastnn.MLPClassifier((256, 128), batch_size=256,
+  max_iter=1)`` against scikit-learn's; and ``gemm``, the matrix products of the
+  same epoch alone, so that the epoch's distance from its GEMM floor can be read;
+- ``cat``: [12288, 20, 7, 5, 1], m = 209, 100 full-batch SGD steps:
+  ``Model.fit(batch_size=None)`` against the same PyTorch contenders.
+
+Every contender runs in a fresh process (``python -m benchmarks.run_one``) that
+warms up (compile or cache load, first epoch) and then times the work; the
+parent waits for it to exit before starting the next, so no other thread pool
+is alive beside it.  Contenders alternate round-robin for ``--rounds`` rounds;
+the tables show medians over rounds with the spread (min-max).  ``--load N``
+runs everything beside N busy Python processes that this script starts and
+always stops.  OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE (they pin an older OpenBLAS
+kernel) are unset for the children, and the table says so.  Without torch (or
+scikit-learn) installed, the script says so and times the others.
 """
 
 import argparse
+import importlib.util
 import json
 import os
-import subprocess
+import statistics
 import sys
-import tempfile
-import time
 
-import numpy as np
+from . import harness
+from .run_one import CONFIGS
 
-import fastnn
-from fastnn import _passes, engine
-from fastnn.backends import available_backends, get_backend
-
-from .common import CONFIGS, course_step, make_data, step_flops
-
-#: Configs the course trains full-batch, and the steps per sgd_loop call timed for them.
-FULL_BATCH = ("planar", "cat")
-LOOP_CHUNK = 100
-#: Configs given as a minibatch ("mnist, batch 256"): judged on their training
-#: steps only, since their ``loop`` rows repeat one batch full-batch.  The others
-#: are given as the whole training set (planar m = 400, cat m = 209, wide
-#: m = 512), where ``sgd_loop`` is how fastnn trains them (``Model.fit`` with
-#: full-batch SGD), so its rows count.
-MINIBATCH = ("mnist",)
-
-TARGETS = {  # config -> (min ratio vs NumPy baseline, min ratio vs PyTorch)
-    "planar": (4.0, 10.0),
-    "cat": (None, 2.0),
-    "mnist": (None, 1.1),
-    "wide": (None, 1.0),
+#: config -> contenders timed on it (those whose library is missing are skipped).
+JOBS = {
+    "mnist": ("fastnn-fit", "torch", "torch-course", "gemm", "fastnn-mlp", "sklearn-mlp"),
+    "cat": ("fastnn-fit", "torch", "torch-course", "gemm"),
+    "tiny": ("fastnn-fit", "torch", "gemm", "fastnn-mlp", "sklearn-mlp"),  # a smoke test
 }
+NEEDS = {"torch": "torch", "torch-course": "torch", "sklearn-mlp": "sklearn"}
+
+#: (config, what, numerator contender, denominator contender, target, sense): the
+#: ratio is numerator time / denominator time; ">=" targets a speed-up, "<=" a bound.
+RATIOS = [
+    ("mnist", "Model.fit vs idiomatic PyTorch", "torch", "fastnn-fit", 1.5, ">="),
+    ("mnist", "Model.fit vs PyTorch, course layout", "torch-course", "fastnn-fit", None, ">="),
+    ("mnist", "MLPClassifier vs scikit-learn", "sklearn-mlp", "fastnn-mlp", 2.5, ">="),
+    ("mnist", "Model.fit epoch / its GEMMs alone", "fastnn-fit", "gemm", 1.15, "<="),
+    ("cat", "Model.fit(batch_size=None) vs idiomatic PyTorch", "torch", "fastnn-fit", 5.0, ">="),
+    ("cat", "Model.fit vs PyTorch, course layout", "torch-course", "fastnn-fit", None, ">="),
+]
+#: With background load, each ratio within this fraction of its quiet value.
+LOAD_TOLERANCE = 0.25
+#: A ratio whose contenders' spread (max - min) / median exceeds this is flagged noisy.
+NOISY_SPREAD = 0.25
 
 
-def blas_info():
-    """The BLAS libraries loaded, with their kernel (architecture) and threads."""
-    try:
-        from threadpoolctl import threadpool_info
-    except ImportError:
-        return "threadpoolctl not installed"
-    return "; ".join(f"{d.get('internal_api')} {d.get('version')} {d.get('architecture')} "
-                     f"{d.get('num_threads')} threads" for d in threadpool_info()
-                     if d.get("user_api") == "blas")
+def available(contender):
+    """Whether the contender's library can be imported here (without importing it)."""
+    module = NEEDS.get(contender)
+    return module is None or importlib.util.find_spec(module) is not None
 
 
-def gemm_rates(dtype, torch=None, sizes=(1024, 2048), repeats=5):
-    """Best GFLOP/s of square GEMMs (n in ``sizes``) with NumPy (and PyTorch, in its worker)."""
-    rng = np.random.default_rng(0)
-    rates = {"numpy": 0.0}
-    for n in sizes:
-        a = rng.standard_normal((n, n)).astype(dtype)
-        b = rng.standard_normal((n, n)).astype(dtype)
-        a @ b
-        ts = []
-        for _ in range(repeats):
-            time.sleep(SETTLE_S)
-            t0 = time.perf_counter()
-            a @ b
-            ts.append(time.perf_counter() - t0)
-        rates["numpy"] = max(rates["numpy"], 2 * n ** 3 / min(ts) / 1e9)
-    if torch is not None:
-        rates["torch"] = max(torch.ask({"gemm": dtype, "n": n})["gflops"] for n in sizes)
-    return rates
+def make_jobs(configs, backend=None, samples=1):
+    """``{label: (contender, config, args)}`` for the configs, and the labels skipped."""
+    jobs, skipped = {}, []
+    for config in configs:
+        for contender in JOBS[config]:
+            label = f"{config} {contender}"
+            if not available(contender):
+                skipped.append(label)
+                continue
+            args = ["--samples", samples] + (["--backend", backend] if backend else [])
+            jobs[label] = (contender, config, args)
+    return jobs, skipped
 
 
-class TorchWorker:
-    """PyTorch in a process of its own (``benchmarks.torch_worker``: why), or None if absent."""
+def ratios(summaries, rounds=None):
+    """Each ratio of :data:`RATIOS` whose contenders ran: dicts with the value and verdict.
 
-    def __init__(self):
-        from fastnn.backends._numba_config import USER_OMP_WAIT_POLICY
-
-        env = dict(os.environ)
-        if USER_OMP_WAIT_POLICY is None:  # fastnn's own setting, not the user's
-            env.pop("OMP_WAIT_POLICY", None)
-        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-        self.proc = subprocess.Popen([sys.executable, "-m", "benchmarks.torch_worker"], cwd=root,
-                                     env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     text=True)
-        line = self.proc.stdout.readline()
-        if not line:
-            self.proc.wait()
-            raise ImportError("torch did not start in the worker process")
-        self.__version__ = json.loads(line)["version"]
-
-    @classmethod
-    def start(cls):
-        try:
-            import importlib.util
-            if importlib.util.find_spec("torch") is None:
-                return None
-            return cls()
-        except ImportError:
-            return None
-
-    def ask(self, msg):
-        self.proc.stdin.write(json.dumps(msg) + "\n")
-        self.proc.stdin.flush()
-        return json.loads(self.proc.stdout.readline())
-
-    def runner(self, config, dtype):
-        """``run(k)`` timing k steps in the worker; returns the worker's seconds."""
-        name = f"{config}-{dtype}"
-        self.ask({"setup": name, "config": config, "dtype": dtype})
-        return self._run(name)
-
-    def gemm_runner(self, dtype, n):
-        """``run(k)`` timing k square GEMMs in the worker."""
-        name = f"gemm{n}-{dtype}"
-        self.ask({"setup_gemm": name, "dtype": dtype, "n": n})
-        return self._run(name)
-
-    def _run(self, name):
-        def run(k):
-            return self.ask({"run": name, "k": k})["seconds"]
-        return run
-
-    def close(self):
-        self.proc.stdin.close()
-        self.proc.wait()
-
-
-# ------------------------------------------------------------------ contenders
-
-def _course_runner(params, X, Y, hidden, output):
-    state = {"p": {k: v.copy() for k, v in params.items()}}
-
-    def run(k):
-        for _ in range(k):
-            state["p"], _ = course_step(state["p"], X, Y, hidden, output)
-    return run
-
-
-def _fastnn_step_runner(bk, params, X, Y, hidden, output):
-    L = len(params) // 2
-    Ws = [bk.to_device(params[f"W{l}"].copy()) for l in range(1, L + 1)]
-    bs = [bk.to_device(params[f"b{l}"].copy()) for l in range(1, L + 1)]
-    Xd, Yd = bk.to_device(X), bk.to_device(Y)
-    lr = X.dtype.type(0.01)
-
-    def run(k):
-        for _ in range(k):
-            As, ZL = _passes._forward(bk, Ws, bs, Xd, hidden, output)
-            dWs, dbs, _ = _passes._backward(bk, Ws, As, ZL, Yd, hidden, output, "deferred", "fused", 0.0)
-            for P, G in zip(Ws + bs, dWs + dbs):
-                bk.sgd_update(P, G, lr)
-    return run
-
-
-def _fastnn_loop_runner(bk, params, X, Y, hidden, output, chunk=1):
-    """``run(k)``: ``k * chunk`` full-batch steps as ``k`` calls of ``chunk`` steps each."""
-    L = len(params) // 2
-    Ws = [bk.to_device(params[f"W{l}"].copy()) for l in range(1, L + 1)]
-    bs = [bk.to_device(params[f"b{l}"].copy()) for l in range(1, L + 1)]
-    Xd, Yd = bk.to_device(X), bk.to_device(Y)
-
-    def run(k):
-        if chunk == 1:
-            engine.sgd_loop(bk, Ws, bs, Xd, Yd, hidden, output, "deferred", 0.0, 0.01, k)
-            return
-        for _ in range(k):
-            engine.sgd_loop(bk, Ws, bs, Xd, Yd, hidden, output, "deferred", 0.0, 0.01, chunk)
-    run.steps_per_call = chunk
-    return run
-
-
-def contenders(config, dtype, backends, torch=None):
-    params, X, Y = make_data(config, dtype)
-    _, hidden, output, _ = CONFIGS[config]
-    runs = {"numpy-course": _course_runner(params, X, Y, hidden, output)}
-    for name in backends:
-        bk = get_backend(name)
-        runs[f"{name} step"] = _fastnn_step_runner(bk, params, X, Y, hidden, output)
-        if name != "numpy":
-            runs[f"{name} loop"] = _fastnn_loop_runner(bk, params, X, Y, hidden, output)
-        if config in FULL_BATCH:
-            # The course trains these nets full-batch for thousands of steps:
-            # the loop in calls of LOOP_CHUNK steps (the course reports its
-            # cost every 100), where sgd_loop may pick the dual first layer.
-            runs[f"{name} loop x{LOOP_CHUNK}"] = _fastnn_loop_runner(bk, params, X, Y, hidden,
-                                                                   output, LOOP_CHUNK)
-    if torch is not None:
-        runs["torch"] = torch.runner(config, dtype)
-    # The GEMM rate, sampled in the same rounds as the steps (same noise, same statistic).
-    runs[GEMM_NUMPY] = _gemm_runner(dtype, GEMM_N)
-    if torch is not None:
-        runs[GEMM_TORCH] = torch.gemm_runner(dtype, GEMM_N)
-    return runs
-
-
-#: Square GEMM size of the interleaved GEMM contenders, and their names.
-GEMM_N = 2048
-GEMM_NUMPY, GEMM_TORCH = f"gemm numpy n={GEMM_N}", f"gemm torch n={GEMM_N}"
-GEMMS = (GEMM_NUMPY, GEMM_TORCH)
-
-
-def _gemm_runner(dtype, n):
-    rng = np.random.default_rng(0)
-    a = rng.standard_normal((n, n)).astype(dtype)
-    b = rng.standard_normal((n, n)).astype(dtype)
-
-    def run(k):
-        for _ in range(k):
-            a @ b
-    return run
-
-
-#: Pause before each timed sample: OpenBLAS's threads spin for ~2^28 cycles
-#: (~0.1 s) after a product before they sleep, and would take a core from the
-#: next contender (from PyTorch's worker process in particular).
-SETTLE_S = 0.15
-
-
-def _time_interleaved(runs, rounds, target_s, seed=0, settle_s=None):
-    """Median seconds per step of each runner; runners interleaved, shuffled each round."""
-    reps = {}
-    for name, run in runs.items():
-        run(1)  # JIT warm-up and first-touch
-        k = 1
-        while True:
-            t0 = time.perf_counter()
-            run(k)
-            if time.perf_counter() - t0 >= target_s / 4 or k >= 1 << 16:
-                break
-            k *= 2
-        reps[name] = k
-    samples = {name: [] for name in runs}
-    rng = np.random.default_rng(seed)
-    names = list(runs)
-    for _ in range(rounds):
-        for i in rng.permutation(len(names)):
-            name = names[i]
-            time.sleep(SETTLE_S if settle_s is None else settle_s)
-            t0 = time.perf_counter()
-            inner = runs[name](reps[name])  # a worker's own timing, without the pipe
-            elapsed = inner if isinstance(inner, float) else time.perf_counter() - t0
-            steps = reps[name] * getattr(runs[name], "steps_per_call", 1)
-            samples[name].append(elapsed / steps)
-    return {name: float(np.median(s)) for name, s in samples.items()}
-
-
-# ------------------------------------------------------------------ kernels
-
-def kernel_table(rounds):
-    """Fused backward at (2048, 512) against a tight NumPy version, and
-    numba-parallel against numba on elementwise kernels (fused backward, Adam)."""
+    ``value`` is the ratio of the medians.  With ``rounds`` (``{label: [seconds per
+    round]}``), ``paired`` is the median over rounds of the ratio within each round
+    (the two contenders ran minutes apart at most, under the same load).  ``noisy``:
+    either contender's spread is above :data:`NOISY_SPREAD`.
+    """
     rows = []
-    names = [n for n in ("numba", "numba-parallel") if available_backends()[n].available]
-    for dtype in (np.float32, np.float64):
-        rng = np.random.default_rng(0)
-        dA = rng.standard_normal((2048, 512)).astype(dtype)
-        A = np.maximum(rng.standard_normal((2048, 512)).astype(dtype), 0)
-        P, G = (rng.standard_normal((2048, 2048)).astype(dtype) for _ in range(2))
-        M, V = np.zeros_like(P), np.zeros_like(P)
-        out = np.empty_like(dA)
-        scale = dtype(1 / 512)
-        c = dtype
-
-        def tight():
-            np.multiply(dA, A > 0, out=out)
-            db = out.sum(axis=1, keepdims=True)
-            db *= scale
-
-        runs = {"numpy tight backward": tight,
-                "numpy adam (2048x2048)": lambda: get_backend("numpy").adam_update(
-                    P, G, M, V, c(1e-9), c(0.9), c(0.999), c(1e-8), 1)}
-        for name in names:
-            bk = get_backend(name)
-            runs[f"{name} fused backward"] = (lambda bk=bk: bk.backward_hidden(dA, A, "relu", scale))
-            runs[f"{name} adam (2048x2048)"] = (lambda bk=bk: bk.adam_update(
-                P, G, M, V, c(1e-9), c(0.9), c(0.999), c(1e-8), 1))
-        # No settle pause: no contender here runs BLAS (whose threads spin after a
-        # product), and a process that sleeps lets the second core go idle, after
-        # which a whole sample of numba-parallel ran at serial speed (measured: 0.29
-        # ms per call after a 20 ms sleep, 0.18 ms after 20 ms of other work).  In
-        # training the kernels run back to back.
-        med = _time_interleaved({k: (lambda n, f=f: [f() for _ in range(n)]) for k, f in runs.items()},
-                               rounds, 0.05, settle_s=0.0)
-        for k, v in med.items():
-            rows.append((np.dtype(dtype).name, k, v))
+    for config, what, num, den, target, sense in RATIOS:
+        la, lb = f"{config} {num}", f"{config} {den}"
+        a, b = summaries.get(la), summaries.get(lb)
+        if a is None or b is None:
+            continue
+        value = a["median"] / b["median"]
+        met = None if target is None else (value >= target if sense == ">=" else value <= target)
+        paired = (statistics.median(x / y for x, y in zip(rounds[la], rounds[lb]))
+                  if rounds else None)
+        rows.append({"key": f"{config}: {what}", "value": value, "target": target, "sense": sense,
+                     "met": met, "num": a["median"], "den": b["median"], "paired": paired,
+                     "noisy": max(a["spread"], b["spread"]) > NOISY_SPREAD})
     return rows
 
 
-# ------------------------------------------------------------------ start-up
-
-#: Warm start-up samples (fresh processes); the median is reported.
-STARTUP_WARM_SAMPLES = 5
-
-
-def startup_times(backend):
-    """(cold compile s, median warm ``import fastnn`` + first step s), each in a fresh process.
-
-    The timed part is the asv benchmark's (:func:`benchmarks.bench_startup.first_step_code`):
-    NumPy imported and the data made beforehand.  The first process compiles into an
-    empty Numba cache; the warm ones load from it.  The children may write Python
-    bytecode (``PYTHONDONTWRITEBYTECODE`` is dropped for them), as an installed
-    package has it: otherwise every warm start would recompile fastnn's sources.
-    """
-    from .bench_startup import first_step_code
-
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-    with tempfile.TemporaryDirectory() as cache:
-        setup, stmt = first_step_code(backend, f"os.environ['NUMBA_CACHE_DIR'] = {cache!r}")
-        code = (setup + "import time\n_t0 = time.perf_counter()\n" + stmt
-                + "print(time.perf_counter() - _t0)\n")
-
-        def sample():
-            out = subprocess.run([sys.executable, "-c", code], env=env, cwd=root, check=True,
-                                 capture_output=True, text=True).stdout
-            return float(out.split()[-1])
-
-        cold = sample()
-        warm = sorted(sample() for _ in range(STARTUP_WARM_SAMPLES))
-    return cold, warm[len(warm) // 2]
+def against_baseline(rows, baseline_rows):
+    """For each ratio also in the baseline run: (key, quiet, loaded, change, within tolerance)."""
+    quiet = {r["key"]: r["value"] for r in baseline_rows}
+    return [(r["key"], quiet[r["key"]], r["value"], r["value"] / quiet[r["key"]] - 1,
+             abs(r["value"] / quiet[r["key"]] - 1) <= LOAD_TOLERANCE)
+            for r in rows if r["key"] in quiet]
 
 
-# ------------------------------------------------------------------ main
-
-def _reexec_without_openblas_pins():
-    """Re-run this script without OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE (they pin
-    an older, slower OpenBLAS kernel and are read when NumPy loads OpenBLAS)."""
-    if os.environ.get("OPENBLAS_CORETYPE") or os.environ.get("OPENBLAS_L2_SIZE"):
-        env = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")}
-        env["FASTNN_BENCH_UNSET_OPENBLAS"] = "1"
-        os.execve(sys.executable, [sys.executable, "-m", "benchmarks.compare", *sys.argv[1:]], env)
+def markdown(summaries, rows, header, baseline=None):
+    """The report as Markdown: the header, the contenders, the ratios with their targets."""
+    lines = list(header)
+    lines += ["| config | contender | time (median, min-max) | spread |", "|---|---|---|---|"]
+    for label, s in summaries.items():
+        config, contender = label.split(" ", 1)
+        lines.append(f"| {config} | {contender} | {harness.fmt_s(s)} | {100 * s['spread']:.0f}% |")
+    lines += ["", "| ratio | of medians | paired (per round) | target | met |", "|---|---|---|---|---|"]
+    for r in rows:
+        target = "-" if r["target"] is None else f"{r['sense']} {r['target']}x"
+        met = "-" if r["met"] is None else ("yes" if r["met"] else "**no**")
+        paired = "-" if r.get("paired") is None else f"{r['paired']:.2f}x"
+        noisy = f" (noisy: spread > {NOISY_SPREAD:.0%})" if r.get("noisy") else ""
+        lines.append(f"| {r['key']} | {r['value']:.2f}x{noisy} | {paired} | {target} | {met} |")
+    if baseline:
+        lines += ["", f"| ratio | quiet | this run | change | within {LOAD_TOLERANCE:.0%} |",
+                  "|---|---|---|---|---|"]
+        for key, q, v, change, ok in against_baseline(rows, baseline):
+            lines.append(f"| {key} | {q:.2f}x | {v:.2f}x | {100 * change:+.0f}% | "
+                         f"{'yes' if ok else '**no**'} |")
+    return "\n".join(lines)
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.compare", description=__doc__.split("\n")[0])
-    parser.add_argument("--configs", default=",".join(CONFIGS))
-    parser.add_argument("--dtypes", default="float32,float64")
-    parser.add_argument("--backends", default=None, help="default: every available CPU backend")
-    parser.add_argument("--rounds", type=int, default=9)
-    parser.add_argument("--target-ms", type=float, default=60.0, help="time per sample")
-    parser.add_argument("--no-torch", action="store_true")
-    parser.add_argument("--quick", action="store_true", help="3 rounds, planar and mnist, float32")
-    parser.add_argument("--skip-kernels", action="store_true")
-    parser.add_argument("--skip-startup", action="store_true")
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.compare",
+                                     description=__doc__.split("\n")[0])
+    parser.add_argument("--configs", default="mnist,cat", help=f"of {sorted(JOBS)}")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--samples", type=int, default=1, help="timed runs per child (median)")
+    parser.add_argument("--load", type=int, default=0, help="busy background processes to run beside")
+    parser.add_argument("--backend", default=None, help="fastnn backend (default: auto)")
     parser.add_argument("--json", help="write all numbers to this file")
+    parser.add_argument("--baseline", help="JSON of a quiet run: compare this run's ratios with it")
     args = parser.parse_args(argv)
-    if args.quick:
-        args.rounds, args.configs, args.dtypes = 3, "planar,mnist", "float32"
-    status = available_backends()
-    backends = args.backends.split(",") if args.backends else [
-        n for n, st in status.items() if st.available and n != "cuda"]
-    print(f"fastnn {fastnn.__version__}, numpy {np.__version__}, {os.cpu_count()} cores")
-    if os.environ.get("FASTNN_BENCH_UNSET_OPENBLAS"):
-        print("OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE were set: unset for this run")
-    torch = None if args.no_torch else TorchWorker.start()
-    print(f"BLAS: {blas_info()}; torch: {torch.__version__ if torch else 'not installed'}")
-    results = {"steps": [], "gemm": {}, "gemm_interleaved": [], "kernels": [], "startup": {}}
-    for dtype in args.dtypes.split(","):
-        rates = gemm_rates(dtype, torch)
-        results["gemm"][dtype] = rates
-        print(f"GEMM {dtype} (best single, n = 1024 / 2048): "
-              + ", ".join(f"{k} {v:.1f} GFLOP/s" for k, v in rates.items()))
+    configs = args.configs.split(",")
+    unknown = [c for c in configs if c not in JOBS]
+    if unknown:
+        parser.error(f"--configs: unknown {unknown[0]!r} (known: {sorted(JOBS)})")
+    jobs, skipped = make_jobs(configs, args.backend, args.samples)
+    for label in skipped:
+        print(f"{label}: skipped, {NEEDS[label.split(' ', 1)[1]]} is not installed "
+              f"(pip install torch==2.13.0 / scikit-learn)")
+    env, unset = harness.child_env()
+    before = harness.machine_info()
+    print(f"load average before: {before['loadavg']}; {len(jobs)} contenders, {args.rounds} rounds"
+          + (f", beside {args.load} busy process(es)" if args.load else ""), flush=True)
+    harness.sigterm_interrupts()
+    with harness.BusyLoad(args.load):
+        results = harness.run_rounds(jobs, args.rounds, env, log=lambda s: print(s, flush=True))
+    results = harness.completed(results)
+    after = os.getloadavg()
+    summaries = {label: harness.summarize(r["rounds"]) for label, r in results.items()}
+    rows = ratios(summaries, {label: r["rounds"] for label, r in results.items()})
+    baseline = None
+    if args.baseline:
+        with open(args.baseline) as fh:
+            baseline = json.load(fh)["ratios"]
+    header = harness.markdown_header(before, harness.versions_of(results), unset, args.load,
+                                     args.rounds)
     print()
-    header = f"{'config':8} {'dtype':8} {'contender':22} {'ms/step':>10} {'x course':>9} {'x torch':>8} {'GFLOP/s':>8} {'% GEMM':>7}"
-    print(header)
-    print("-" * len(header))
-    for config in args.configs.split(","):
-        for dtype in args.dtypes.split(","):
-            runs = contenders(config, dtype, backends, torch)
-            med = _time_interleaved(runs, args.rounds, args.target_ms / 1e3)
-            # The fastest GEMM rate of these rounds (medians, like the steps);
-            # the best single GEMM of the start-up measurement is reported too.
-            rates = {g: 2 * GEMM_N ** 3 / med.pop(g) / 1e9 for g in GEMMS if g in med}
-            peak = max(rates.values())
-            best_single = max(results["gemm"][dtype].values())
-            results["gemm_interleaved"].append({"config": config, "dtype": dtype, **rates})
-            base, ref = med["numpy-course"], med.get("torch")
-            for name, t in sorted(med.items(), key=lambda kv: kv[1]):
-                gflops = step_flops(config) / t / 1e9
-                print(f"{config:8} {dtype:8} {name:22} {t * 1e3:10.4f} {base / t:9.2f} "
-                      f"{(ref / t if ref else float('nan')):8.2f} {gflops:8.1f} {100 * gflops / peak:6.0f}%")
-                results["steps"].append({"config": config, "dtype": dtype, "contender": name,
-                                         "seconds": t, "x_course": base / t,
-                                         "x_torch": ref / t if ref else None, "gflops": gflops})
-            # A minibatch config is judged on training steps: its "loop" rows
-            # repeat one batch full-batch (where sgd_loop may go dual), which is
-            # not how it is trained.
-            best = min((t, n) for n, t in med.items() if n not in ("numpy-course", "torch")
-                       and (config not in MINIBATCH or "loop" not in n))
-            want_base, want_torch = TARGETS.get(config, (None, None))
-            verdict = [f"best fastnn: {best[1]} {base / best[0]:.2f}x course"]
-            if want_base:
-                verdict.append(f"target >= {want_base}x: {'met' if base / best[0] >= want_base else 'NOT met'}")
-            if ref:
-                verdict.append(f"{ref / best[0]:.2f}x torch" + (
-                    f" (target >= {want_torch}x: {'met' if ref / best[0] >= want_torch else 'NOT met'})"
-                    if want_torch else ""))
-            if config == "wide":
-                achieved = step_flops(config) / best[0] / 1e9
-                frac = achieved / peak
-                verdict.append(f"{100 * frac:.0f}% of the GEMM rate of these rounds (target >= 90%: "
-                               f"{'met' if frac >= 0.9 else 'NOT met'}; "
-                               f"{100 * achieved / best_single:.0f}% of the best single GEMM)")
-            print("   -> GEMM n=%d in these rounds (median): %s" % (
-                GEMM_N, ", ".join(f"{g.split()[1]} {r:.1f} GFLOP/s" for g, r in rates.items())))
-            print("   -> " + "; ".join(verdict))
-        print()
-    if torch is not None:
-        torch.close()
-    if not args.skip_kernels and "numba" in backends:
-        print(f"{'dtype':8} {'kernel at (2048, 512)':32} {'ms':>8}")
-        for dtype, name, t in kernel_table(args.rounds):
-            print(f"{dtype:8} {name:32} {t * 1e3:8.3f}")
-            results["kernels"].append({"dtype": dtype, "kernel": name, "seconds": t})
-        print()
-    if not args.skip_startup:
-        for name in backends:
-            if name == "numpy":
-                continue
-            cold, warm = startup_times(name)
-            results["startup"][name] = {"cold": cold, "warm": warm}
-            print(f"start-up {name}: cold (empty Numba cache, compiles) {cold:.2f} s; "
-                  f"warm import fastnn + first step {warm:.2f} s (median of "
-                  f"{STARTUP_WARM_SAMPLES})")
+    print(markdown(summaries, rows, header, baseline))
+    print()
+    print(f"load average before {before['loadavg']}, after {list(after)}")
+    for line, labels in harness.blas_of(results).items():
+        print(f"BLAS: {line} -- in {', '.join(labels)}")
     if args.json:
         with open(args.json, "w") as fh:
-            json.dump(results, fh, indent=1)
+            json.dump({"machine": before, "loadavg_after": list(after), "load": args.load,
+                       "rounds": args.rounds, "openblas_unset": unset,
+                       "versions": harness.versions_of(results),
+                       "blas": harness.blas_of(results), "summaries": summaries, "ratios": rows,
+                       "work": {c: CONFIGS[c]["work"] for c in configs},
+                       "records": {k: v["records"] for k, v in results.items()}}, fh, indent=1)
     return 0
 
 
 if __name__ == "__main__":
-    _reexec_without_openblas_pins()
     sys.exit(main())

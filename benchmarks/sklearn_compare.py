@@ -1,88 +1,44 @@
-"""fastnn.MLPClassifier against sklearn.neural_network.MLPClassifier.
+"""fastnn.MLPClassifier against sklearn.neural_network.MLPClassifier, each in a process of its own.
 
     python -m benchmarks.sklearn_compare            # MNIST shape: 60000 x 784
-    python -m benchmarks.sklearn_compare --quick    # 6000 samples, fewer rounds
-    python -m benchmarks.sklearn_compare --backends auto numba numpy
+    python -m benchmarks.sklearn_compare --quick    # 6000 samples
+    python -m benchmarks.sklearn_compare --backends auto numba numpy --load 1
 
 Speed: random data of MNIST's shape (float32, labels from a fixed random linear
 teacher so there is something to learn), hidden layers (256, 128), batch 256,
-adam, the same settings and ``random_state`` for both.  Every round fits each
-contender once for ``--epochs`` epochs, in a shuffled order (interleaved, so
-machine noise hits all contenders alike); the table shows the median over
-rounds of fit time per epoch (a fit's time divided by its epochs, so one-time
-costs -- input validation, fastnn's one transpose -- are included) and the
-ratio against scikit-learn.  One warm-up fit per contender on a small slice
-comes first (Numba's JIT or cache load, BLAS thread start-up).
+adam, the same settings and ``random_state`` for both (``benchmarks.run_one``'s
+``mnist`` config).  Every fit runs in a fresh process (``python -m
+benchmarks.run_one fastnn-mlp|sklearn-mlp mnist``) that first fits once untimed
+(Numba's JIT or cache load, BLAS thread start-up), then times one fit; the
+parent waits for it to exit before starting the next, alternating the
+contenders round-robin.  The table shows the median over rounds of fit time
+per epoch (one-time costs of a fit -- input validation, fastnn's one transpose
+-- included), min-max, and the ratio against scikit-learn.  ``--load N`` runs
+the fits beside N busy processes that the script starts and always stops.
 
 Accuracy: both estimators on scikit-learn's digits (hidden (64,), adam,
-50 epochs, random_state 0, 80/20 split), test accuracies side by side.
+50 epochs, random_state 0, 80/20 split), test accuracies side by side (in
+this process, after the timings).
 """
 
 import argparse
 import os
 import statistics
-import time
-import warnings
 
-import numpy as np
-from fastnn.backends import get_backend
-
-from .compare import blas_info
+from . import harness
 
 HIDDEN = (256, 128)
 BATCH = 256
 
 
-def threading_layer():
-    """Numba's threading layer (known once a parallel kernel has run), or why not."""
-    try:
-        import numba
-        return numba.threading_layer()
-    except (ImportError, ValueError) as exc:
-        return f"n/a ({exc})"
-
-
-def mnist_like(n_samples, n_features=784, n_classes=10, seed=0):
-    """Standard-normal float32 X (n_samples, n_features) and teacher labels."""
-    rng = np.random.default_rng(seed)
-    X = rng.standard_normal((n_samples, n_features), dtype=np.float32)
-    teacher = rng.standard_normal((n_features, n_classes)).astype(np.float32)
-    y = (X @ teacher).argmax(axis=1)
-    return X, y
-
-
-def contenders(backends, epochs):
-    from sklearn.neural_network import MLPClassifier as SkMLPClassifier
-
-    from fastnn import MLPClassifier
-
-    settings = dict(hidden_layer_sizes=HIDDEN, solver="adam", batch_size=BATCH, max_iter=epochs,
-                    random_state=0)
-    runs = {"sklearn": lambda: SkMLPClassifier(**settings)}
+def make_jobs(backends, n_samples, epochs):
+    """``{label: (contender, "mnist", args)}``: scikit-learn and fastnn on each backend."""
+    common = ["--m", n_samples, "--epochs", epochs]
+    jobs = {"sklearn": ("sklearn-mlp", "mnist", common)}
     for name in backends:
-        backend = None if name == "auto" else name
-        runs[f"fastnn[{name}]"] = (lambda b=backend: MLPClassifier(**settings, backend=b))
-    return runs
-
-
-def _time_fits(runs, X, y, rounds, seed=0):
-    """{name: [seconds per epoch, one per round]}, contenders shuffled every round."""
-    rng = np.random.default_rng(seed)
-    names = list(runs)
-    for name in names:  # warm-up
-        runs[name]().set_params(max_iter=1).fit(X[:2 * BATCH], y[:2 * BATCH])
-    times = {name: [] for name in names}
-    for r in range(rounds):
-        for i in rng.permutation(len(names)):
-            name = names[i]
-            est = runs[name]()
-            t0 = time.perf_counter()
-            est.fit(X, y)
-            elapsed = time.perf_counter() - t0
-            times[name].append(elapsed / est.n_iter_)
-            print(f"  round {r + 1}/{rounds}  {name:<22} {elapsed / est.n_iter_:8.3f} s/epoch",
-                  flush=True)
-    return times
+        extra = [] if name == "auto" else ["--backend", name]
+        jobs[f"fastnn[{name}]"] = ("fastnn-mlp", "mnist", common + extra)
+    return jobs
 
 
 def digits_accuracy():
@@ -102,41 +58,49 @@ def digits_accuracy():
 
 def main(argv=None):
     from sklearn.exceptions import ConvergenceWarning
+    import warnings
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true",
-                        help="6000 samples, 3 rounds of 1 epoch (default: 60000, 3 rounds of 2)")
+                        help="6000 samples, 1 epoch (default: 60000, 1 epoch)")
     parser.add_argument("--samples", type=int, help="number of samples (overrides --quick)")
-    parser.add_argument("--epochs", type=int, help="epochs per timed fit")
-    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (median over them)")
+    parser.add_argument("--epochs", type=int, default=1, help="epochs per timed fit")
+    parser.add_argument("--rounds", type=int, default=3, help="alternated rounds (median over them)")
+    parser.add_argument("--load", type=int, default=0, help="busy background processes to run beside")
     parser.add_argument("--backends", nargs="+", default=["auto"],
                         help="fastnn backends to time ('auto' = fastnn's default choice)")
+    parser.add_argument("--skip-accuracy", action="store_true")
     args = parser.parse_args(argv)
     n = args.samples or (6000 if args.quick else 60000)
-    epochs = args.epochs or (1 if args.quick else 2)
-    warnings.simplefilter("ignore", ConvergenceWarning)
-
-    X, y = mnist_like(n)
-    auto = get_backend(None, BATCH * max(X.shape[1], *HIDDEN)).NAME
-    print(f"data: X {X.shape} {X.dtype}, hidden {HIDDEN}, batch {BATCH}, adam, "
-          f"{epochs} epoch(s) per fit, {args.rounds} rounds")
-    print(f"BLAS: {blas_info()}")
-    print(f"fastnn 'auto' backend for this work: {auto}")
-    times = _time_fits(contenders(args.backends, epochs), X, y, args.rounds)
-
-    base = statistics.median(times["sklearn"])
+    env, unset = harness.child_env()
+    machine = harness.machine_info()
+    print(f"data: X ({n}, 784) float32, hidden {HIDDEN}, batch {BATCH}, adam, "
+          f"{args.epochs} epoch(s) per fit, {args.rounds} rounds; load average {machine['loadavg']}")
+    harness.sigterm_interrupts()
+    with harness.BusyLoad(args.load):
+        results = harness.run_rounds(make_jobs(args.backends, n, args.epochs), args.rounds, env,
+                                     log=lambda s: print(s, flush=True))
+    results = harness.completed(results)
+    if "sklearn" not in results:
+        print("no round of scikit-learn finished: no table")
+        return
     print()
-    print(f"numba threading layer: {threading_layer()}, "
-          f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '(unset)')}")
-    print(f"{'contender':<22} {'median s/epoch':>15} {'min':>8} {'max':>8} {'speed-up vs sklearn':>20}")
-    for name, ts in times.items():
-        med = statistics.median(ts)
-        print(f"{name:<22} {med:15.3f} {min(ts):8.3f} {max(ts):8.3f} {base / med:19.2f}x")
-
-    print()
-    ours, theirs = digits_accuracy()
-    print(f"digits accuracy (hidden (64,), adam, 50 epochs, random_state 0, 80/20 split): "
-          f"fastnn {ours:.4f}, sklearn {theirs:.4f}, difference {100 * (ours - theirs):+.2f} points")
+    for line in harness.markdown_header(machine, harness.versions_of(results), unset, args.load,
+                                        args.rounds):
+        print(line)
+    base = statistics.median(results["sklearn"]["rounds"]) / args.epochs
+    print(f"| contender | s/epoch (median, min-max) | speed-up vs scikit-learn |\n|---|---|---|")
+    for name, entry in results.items():
+        s = harness.summarize([t / args.epochs for t in entry["rounds"]])
+        print(f"| {name} | {harness.fmt_s(s)} | {base / s['median']:.2f}x |")
+    print(f"\nload average after: {list(os.getloadavg())}")
+    for line, labels in harness.blas_of(results).items():
+        print(f"BLAS: {line} -- in {', '.join(labels)}")
+    if not args.skip_accuracy:
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        ours, theirs = digits_accuracy()
+        print(f"digits accuracy (hidden (64,), adam, 50 epochs, random_state 0, 80/20 split): "
+              f"fastnn {ours:.4f}, sklearn {theirs:.4f}, difference {100 * (ours - theirs):+.2f} points")
 
 
 if __name__ == "__main__":
