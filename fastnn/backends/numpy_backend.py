@@ -135,11 +135,11 @@ def output_delta(Z, A, Y, output, dz_scale, db_scale):
     return dZ, _scaled_row_sum(dZ, db_scale), output_loss(Z, A, Y, output)
 
 
-def output_delta_chain(Z, A, Y, output, dz_scale, db_scale):
-    """The course's route: dA[L] from the loss, then dZ[L] = dA[L] * g'(Z[L]).
+def chain_delta(A, Y, output, dz_scale):
+    """The course's route, unchecked: dA[L] from the loss, then dZ[L] = dA[L] * g'(Z[L]).
 
-    Raises SaturationError when an output that rounded to 0 or 1 made the
-    division by A or 1 - A non-finite.
+    May hold inf/NaN where an output rounded to 0 or 1 (the one source of the
+    formula; :func:`output_delta_chain` checks it, the stability sweep counts it).
     """
     one = A.dtype.type(1)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
@@ -147,18 +147,26 @@ def output_delta_chain(Z, A, Y, output, dz_scale, db_scale):
             dA = -(Y / A - (one - Y) / (one - A))
             if dz_scale != 1:
                 dA *= dz_scale
-            dZ = dA * A * (one - A)
-        elif output == "softmax":
+            return dA * A * (one - A)
+        if output == "softmax":
             dA = -(Y / A)
             if dz_scale != 1:
                 dA *= dz_scale
             # Softmax couples the rows: dZ = A * (dA - sum_k A_k dA_k).
-            dZ = A * (dA - (A * dA).sum(axis=0, keepdims=True))
-        else:
-            dA = A - Y
-            if dz_scale != 1:
-                dA *= dz_scale
-            dZ = dA
+            return A * (dA - (A * dA).sum(axis=0, keepdims=True))
+        dA = A - Y
+        if dz_scale != 1:
+            dA *= dz_scale
+        return dA
+
+
+def output_delta_chain(Z, A, Y, output, dz_scale, db_scale):
+    """The course's route (:func:`chain_delta`), refused where it is not finite.
+
+    Raises SaturationError when an output that rounded to 0 or 1 made the
+    division by A or 1 - A non-finite.
+    """
+    dZ = chain_delta(A, Y, output, dz_scale)
     if not np.isfinite(dZ).all():
         raise SaturationError(
             f"output_grad='chain': the {output} output saturated (A rounded to 0 or 1 in "

@@ -21,6 +21,7 @@ import numpy as np
 
 from .. import _passes
 from ..backends import get_backend
+from ..backends.numpy_backend import chain_delta
 from ..errors import FastnnValueError, SaturationError
 from ..network import SCALINGS, OUTPUT_GRADS
 from . import problems
@@ -175,26 +176,6 @@ def _backend(pt, fmt):
     return bk
 
 
-def _chain_native(A, Y, output, dz_scale):
-    """numpy_backend.output_delta_chain's formula without its finiteness check."""
-    one = A.dtype.type(1)
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        if output == "sigmoid":
-            dA = -(Y / A - (one - Y) / (one - A))
-            if dz_scale != 1:
-                dA *= dz_scale
-            return dA * A * (one - A)
-        if output == "softmax":
-            dA = -(Y / A)
-            if dz_scale != 1:
-                dA *= dz_scale
-            return A * (dA - (A * dA).sum(axis=0, keepdims=True))
-        dA = A - Y
-        if dz_scale != 1:
-            dA *= dz_scale
-        return dA
-
-
 class _FormatScalars:
     """Stands for a NumPy dtype in :func:`fastnn._passes._scales` (the one scaling table).
 
@@ -230,7 +211,7 @@ def _run_gradients(bk, fmt, Ws, bs, X, Y, pt, ref_nz=None):
         except SaturationError:
             info["saturated"] = True
             dZ = bk._chain(As[-1], Y, output, dz_scale) if not fmt.native else \
-                _chain_native(As[-1], Y, output, dz_scale)
+                chain_delta(As[-1], Y, output, dz_scale)
             db = None
     else:
         dZ, db, _ = bk.output_delta(ZL, As[-1], Y, output, dz_scale, w_scale)

@@ -288,6 +288,33 @@ def _todo(out_dir, points):
     return todo
 
 
+def _write_spec(out_dir, preset, grid, n_points):
+    """``sweep.json``: what was asked for, with the environment; an empty failures file."""
+    _write_atomic(os.path.join(out_dir, SPEC), json.dumps(
+        {"preset": preset, "grid": {k: v for k, v in grid.items()},
+         "base": {**BASE, **grid.get("base", {})}, "n_points": n_points, "env": environment(),
+         "command": " ".join(sys.argv) if sys.argv else ""}, indent=1, sort_keys=True, default=list))
+    _write_atomic(os.path.join(out_dir, FAILURES), "")
+
+
+def _recorder(out_dir, result, bar):
+    """The callback that appends each finished point to the results or failures file."""
+    res_path, fail_path = os.path.join(out_dir, RESULTS), os.path.join(out_dir, FAILURES)
+
+    def on_done(rec):
+        if "metrics" in rec:
+            _append_line(res_path, rec)
+            result.computed += 1
+        else:
+            _append_line(fail_path, rec)
+            result.failures.append(rec)
+        if bar is not None:
+            bar.update(1)
+            if result.failures:
+                bar.set_postfix(failed=len(result.failures))
+    return on_done
+
+
 def run(out_dir="stability-results", *, preset="medium", quick=False, points=None, scheduler=None,
         workers=None, progress=True, report=True, **grid):
     """Run a stability sweep into a results folder and write its report.
@@ -331,31 +358,13 @@ def run(out_dir="stability-results", *, preset="medium", quick=False, points=Non
     points = _points(preset, points, grid)
     os.makedirs(out_dir, exist_ok=True)
     todo = _todo(out_dir, points)
-    _write_atomic(os.path.join(out_dir, SPEC), json.dumps(
-        {"preset": None if explicit else preset, "grid": {k: v for k, v in grid.items()},
-         "base": {**BASE, **grid.get("base", {})}, "n_points": len(points), "env": environment(),
-         "command": " ".join(sys.argv) if sys.argv else ""}, indent=1, sort_keys=True, default=list))
-    fail_path = os.path.join(out_dir, FAILURES)
-    _write_atomic(fail_path, "")
-    res_path = os.path.join(out_dir, RESULTS)
+    _write_spec(out_dir, None if explicit else preset, grid, len(points))
     result = SweepResult(out_dir, len(points), len(points) - len(todo), 0)
     bar = None
     if progress and todo:
         from tqdm.auto import tqdm
         bar = tqdm(total=len(todo), desc="stability", unit="pt", smoothing=0.05)
-
-    def on_done(rec):
-        if "metrics" in rec:
-            _append_line(res_path, rec)
-            result.computed += 1
-        else:
-            _append_line(fail_path, rec)
-            result.failures.append(rec)
-        if bar is not None:
-            bar.update(1)
-            if result.failures:
-                bar.set_postfix(failed=len(result.failures))
-
+    on_done = _recorder(out_dir, result, bar)
     _RUN_PID = os.getpid()
     workers = min(2, os.cpu_count() or 1) if workers is None else int(workers)
     limit = _limit_blas()
