@@ -22,6 +22,7 @@ from fastnn.backends import get_backend, numpy_backend
 from fastnn.errors import FastnnTypeError, FastnnValueError
 from fastnn_suite import (BACKEND_PARAMS, FD_STEP, GRADCHECK_TOL, PLANTED_MIN, assert_close,
                           backend_params, make_problem, tol)
+import naive
 
 U = np.uint64
 
@@ -162,15 +163,8 @@ def _rel_error(params, X, Y, hidden, output, drop, bk=numpy_backend):
     _, grads = _engine(bk, params, X, Y, hidden, output, drop)
     g, gn = [], []
     for key, P in params.items():
-        G = np.empty_like(P)
-        for idx in np.ndindex(P.shape):
-            saved = P[idx]
-            P[idx] = saved + FD_STEP
-            plus = _plain_objective(params, X, Y, hidden, output, drop)
-            P[idx] = saved - FD_STEP
-            minus = _plain_objective(params, X, Y, hidden, output, drop)
-            P[idx] = saved
-            G[idx] = (plus - minus) / (2 * FD_STEP)
+        G = naive.central_differences(
+            P, lambda: _plain_objective(params, X, Y, hidden, output, drop), FD_STEP)
         g.append(grads["d" + key].ravel())
         gn.append(G.ravel())
     g, gn = np.concatenate(g), np.concatenate(gn)
