@@ -13,6 +13,7 @@ import fastnn.stability as S
 from conftest import STAB_DD_GRAD_REL, STAB_DD_OP_REL, STAB_FP16_ONE_ROUNDING, STAB_LD_VS_DD
 from fastnn.stability import evaluate as C
 from fastnn.stability import formats as F
+from fastnn import engine
 from fastnn.backends import numpy_backend as nb
 
 
@@ -560,7 +561,7 @@ def test_training_stages_shrink_the_residuals():
         res = []
         for stage in (0, 100, 1000):
             Ws, bs, X, Y = PB.problem({**pt, "stage": stage})
-            As, _ = C._passes._forward(nb, Ws, bs, X, pt["hidden"], pt["output"])
+            As, _ = engine.forward(nb, Ws, bs, X, pt["hidden"], pt["output"])
             res.append(float(np.abs(As[-1] - Y).mean()))
         assert res[2] < res[1] < res[0], (data, res)
     with pytest.raises(ValueError):

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .. import _passes
+from .. import engine
 from ..backends import get_backend
 from ..backends.numpy_backend import chain_delta
 from ..errors import FastnnValueError, SaturationError
@@ -143,7 +143,7 @@ def forward_shared(bk, Ws, bs, X, pt):
     if key is not None and key in _FWD:
         return _FWD[key]
     with np.errstate(all="ignore"):
-        res = _passes._forward(bk, Ws, bs, X, pt["hidden"], pt["output"])
+        res = engine.forward(bk, Ws, bs, X, pt["hidden"], pt["output"])
     if key is not None:
         _FWD.clear()
         _FWD[key] = res
@@ -177,7 +177,7 @@ def _backend(pt, fmt):
 
 
 class _FormatScalars:
-    """Stands for a NumPy dtype in :func:`fastnn._passes._scales` (the one scaling table).
+    """Stands for a NumPy dtype in :func:`fastnn.engine.scales` (the one scaling table).
 
     Its ``type`` rounds a scalar to the format (``fmt.scalar``), so an emulated
     format gets its own ``1/m`` and a native one exactly ``dtype.type(1/m)``.
@@ -202,7 +202,7 @@ def _run_gradients(bk, fmt, Ws, bs, X, Y, pt, ref_nz=None):
     if summation not in SUMMATIONS:
         raise FastnnValueError(f"summation: unknown {summation!r}; expected one of {SUMMATIONS}")
     m = X.shape[1]
-    dz_scale, w_scale = _passes._scales(scaling, m, _FormatScalars(fmt))
+    dz_scale, w_scale = engine.scales(scaling, m, _FormatScalars(fmt))
     As, ZL = forward_shared(bk, Ws, bs, X, pt)
     info = {"saturated": False, "dz": []}
     if route == "chain":

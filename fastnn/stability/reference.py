@@ -10,7 +10,7 @@ import numpy as np
 
 import os
 
-from .. import _passes
+from .. import engine
 from ..activations import DERIVATIVES
 from ..backends import numpy_backend as _npb
 from ..errors import FastnnValueError
@@ -92,7 +92,7 @@ def reference_gradients(Ws, bs, X, Y, hidden, output, dtype=np.longdouble):
     bs = [np.asarray(b, dtype=P) for b in bs]
     X = np.ascontiguousarray(X, dtype=P)
     Y = np.ascontiguousarray(Y, dtype=P)
-    As, ZL = _passes._forward(_npb, Ws, bs, X, hidden, output)
+    As, ZL = engine.forward(_npb, Ws, bs, X, hidden, output)
     loss_sum = _npb.output_loss(ZL, As[-1], Y, output)
     dZ = As[-1] - Y
     L = len(Ws)
@@ -108,7 +108,7 @@ def reference_gradients(Ws, bs, X, Y, hidden, output, dtype=np.longdouble):
 
 def _ref_cost(Ws, bs, X, Y, hidden, output, dtype):
     P = np.dtype(dtype)
-    As, ZL = _passes._forward(_npb, [np.asarray(W, P) for W in Ws], [np.asarray(b, P) for b in bs],
+    As, ZL = engine.forward(_npb, [np.asarray(W, P) for W in Ws], [np.asarray(b, P) for b in bs],
                               np.ascontiguousarray(X, P), hidden, output)
     return np.sum(_loss_terms(ZL, As[-1], np.ascontiguousarray(Y, P), output)) / P.type(X.shape[1])
 
