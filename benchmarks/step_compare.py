@@ -30,7 +30,6 @@ pin an older, slower OpenBLAS kernel) and reports which BLAS kernel ran.
 """
 
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -43,6 +42,7 @@ import fastnn
 from fastnn import engine
 from fastnn.backends import available_backends, get_backend
 
+from . import harness
 from .common import CONFIGS, course_step, make_data, step_flops
 
 #: Configs the course trains full-batch, and the steps per sgd_loop call timed for them.
@@ -314,6 +314,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.quick:
         args.rounds, args.configs, args.dtypes = 3, "planar,mnist", "float32"
+    if args.json:
+        harness.check_writable(args.json)
     status = available_backends()
     backends = args.backends.split(",") if args.backends else [
         n for n, st in status.items() if st.available and n != "cuda"]
@@ -389,8 +391,7 @@ def main(argv=None):
                   f"warm import fastnn + first step {warm:.2f} s (median of "
                   f"{STARTUP_WARM_SAMPLES})")
     if args.json:
-        with open(args.json, "w") as fh:
-            json.dump(results, fh, indent=1)
+        harness.write_json(args.json, results)
     return 0
 
 
