@@ -499,6 +499,16 @@ def test_plain_recipe_through_the_mixed_path_is_the_backend_path(dtype):
             assert _same(g, h).all(), (dtype, scaling)
 
 
+def test_a_saturated_chain_route_is_reported_by_the_recipes_too():
+    # bfloat16, m = 2^15: the chain route's dA[L] = -Y/A + (1-Y)/(1-A) is not finite
+    # for some example; every recipe reports the saturation instead of failing.
+    base = {"dtype": "bfloat16", "output_grad": "chain", "m": 1 << 15, "steps": 0, "depth": 2,
+            "width": 4, "n_in": 4}
+    for recipe in ("plain", "fp32_epilogue"):
+        r = S.evaluate_point({**base, "recipe": recipe})
+        assert r["saturated"] is True, recipe
+
+
 def test_divide_by_m_is_one_correct_rounding():
     for dtype in ("float16", "bfloat16", "float32"):
         fmt = F.FORMATS[dtype]

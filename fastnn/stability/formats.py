@@ -268,6 +268,16 @@ class _Emulated:
         P[...] = self._r(P - self._r(lr * G))
 
 
+def chain_unchecked(bk, fmt, A, Y, output, dz_scale):
+    """The course's chain-route ``dZ[L]`` without the finiteness check of
+    ``output_delta_chain`` (a saturated output gives inf/NaN entries): the
+    emulation's own for a narrow format, :func:`fastnn.backends.numpy_backend.chain_delta`
+    for float32/float64."""
+    if not fmt.native:
+        return bk._chain(A, Y, output, dz_scale)
+    return _npb.chain_delta(A, Y, output, dz_scale)
+
+
 # --------------------------------------------------------------------------- summations
 
 def _kernels():
