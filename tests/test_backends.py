@@ -541,3 +541,43 @@ def test_large_nets_run_the_loop_kernel_by_kernel(name, dtype, monkeypatch):
     np.testing.assert_allclose(runs[name][0], runs["numpy"][0], rtol=rtol)
     for x, y in zip(runs["numpy"][1], runs[name][1]):
         assert_close(y, x, dtype, 23 * 10, magnitude=np.abs(x) + np.max(np.abs(x)))
+
+
+# --------------------------------------------------------------------------- emulated formats
+
+@pytest.mark.parametrize("fmt", ["float16", "bfloat16"])
+def test_emulated_backend_provides_every_kernel_it_claims(fmt):
+    """The emulated backend claims the interface's kernels of the engine's forward
+    and backward passes and of a plain SGD step, and has each of them."""
+    from fastnn.backends import _interface, emulated
+    bk = emulated.EmulatedBackend(fmt)
+    assert set(emulated.KERNELS) <= set(_interface.KERNELS)
+    assert len(set(emulated.KERNELS)) == len(emulated.KERNELS)
+    missing = [k for k in emulated.KERNELS if not callable(getattr(bk, k, None))]
+    assert not missing, f"EmulatedBackend lacks {missing}"
+    needed = {"forward_hidden", "forward_output", "output_delta", "output_delta_chain",
+              "backward_hidden", "weight_grad", "input_grad", "sgd_update"}
+    assert needed <= set(emulated.KERNELS)
+    assert all(np.dtype(t).kind == "f" for t in bk.DTYPES)
+
+
+@pytest.mark.parametrize("hidden", ["tanh", "relu", "sigmoid"])
+@pytest.mark.parametrize("output", ["sigmoid", "softmax"])
+def test_engine_on_the_emulated_float16_backend_is_numpy_float16(hidden, output):
+    """The engine's passes on the emulated float16 backend (float64 arrays on the
+    float16 grid) give NumPy's float16 run bit for bit (summed loss: the scales
+    are then exactly 1 in both)."""
+    from fastnn.backends import numpy_backend as nb
+    from fastnn.backends.emulated import EmulatedBackend
+    emu = EmulatedBackend("float16")
+    params, X, Y = make_problem([5, 6, 4, 3], 300, output, np.float16, seed=9)
+    Ws = [params[f"W{l}"] for l in range(1, 4)]
+    bs = [params[f"b{l}"] for l in range(1, 4)]
+    runs = []
+    for bk, cast in ((nb, lambda a: a.copy()), (emu, lambda a: a.astype(np.float64))):
+        Wd, bd = [cast(W) for W in Ws], [cast(b) for b in bs]
+        As, ZL = engine.forward(bk, Wd, bd, cast(X), hidden, output)
+        dWs, dbs, _ = engine.backward(bk, Wd, As, ZL, cast(Y), hidden, output, "sum", "fused", 0.0)
+        runs.append([np.asarray(a, np.float64) for a in As[1:] + dWs + dbs])
+    for got, want in zip(runs[1], runs[0]):
+        assert np.array_equal(got, want)

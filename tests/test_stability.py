@@ -15,6 +15,7 @@ from fastnn.stability import evaluate as C
 from fastnn.stability import formats as F
 from fastnn import engine
 from fastnn.backends import numpy_backend as nb
+from fastnn.backends.emulated import EmulatedBackend
 
 
 def _f64(a):
@@ -87,7 +88,7 @@ def test_round_to_format_bfloat16_against_exact_rational_rounding():
 def test_emulation_reproduces_numpy_float16_bitwise():
     """The bfloat16 emulator, run with float16's parameters, must give NumPy's
     float16 results bit for bit wherever both define the same operations."""
-    E = F._Emulated("float16")
+    E = EmulatedBackend("float16")
     rng = np.random.default_rng(2)
     m = 3000
     W = (rng.standard_normal((6, 5)) * 0.5).astype(np.float16)

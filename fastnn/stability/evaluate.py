@@ -25,7 +25,8 @@ from ..errors import FastnnValueError, SaturationError
 from ..network import SCALINGS, OUTPUT_GRADS
 from . import problems
 from ._dd import DD
-from .formats import DTYPES, SUMMATIONS, _Emulated, _format, _mul, _round_fast, chain_unchecked, weighted_sums
+from .formats import (DTYPES, SUMMATIONS, EmulatedBackend, _format, _mul, _round_fast,  # noqa: F401
+                      chain_unchecked, weighted_sums)
 from .mixed import ACCUMS, INV_M, RECIPES, mixed_gradients
 from .reference import _ref_cost, reference_gradients, reference_kind
 
@@ -168,7 +169,7 @@ def _backend(pt, fmt):
         if pt["backend"] != "numpy":
             raise FastnnValueError(f"backend: {fmt.name} is emulated on the numpy backend only, "
                                    f"got {pt['backend']!r}")
-        return _Emulated(fmt.name)
+        return EmulatedBackend(fmt.name)
     bk = get_backend(pt["backend"])
     if fmt.storage not in bk.DTYPES:
         raise FastnnValueError(f"backend {bk.NAME!r} does not support {fmt.name}")

@@ -204,8 +204,8 @@ def mixed_gradients(bk, fmt, Ws, bs, X, Y, pt, ref_nz=None):
     Parameters
     ----------
     bk : backend or emulation
-        The kernels of the format (float16/bfloat16: :class:`.formats._Emulated`).
-    fmt : formats._Format
+        The kernels of the format (float16/bfloat16: :class:`fastnn.backends.emulated.EmulatedBackend`).
+    fmt : fastnn.backends.emulated.Format
     Ws, bs, X, Y : arrays of the format's storage, shapes as in the course
     pt : dict
         The point (every key of ``BASE``).
