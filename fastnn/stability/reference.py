@@ -11,7 +11,6 @@ import numpy as np
 import os
 
 from .. import engine
-from ..activations import DERIVATIVES
 from ..backends import numpy_backend as _npb
 from ..errors import FastnnValueError
 
@@ -97,12 +96,17 @@ def reference_gradients(Ws, bs, X, Y, hidden, output, dtype=np.longdouble):
     dZ = As[-1] - Y
     L = len(Ws)
     GW, Gb, nz = [None] * L, [None] * L, [None] * L
-    for l in range(L - 1, -1, -1):
+
+    def hook(layer, arrays):
+        l, dZ = layer - 1, arrays["dZ"]
         GW[l] = _ref_weight_sums(dZ, As[l])
-        Gb[l] = dZ.sum(axis=1, keepdims=True)
+        Gb[l] = arrays["db"]
         nz[l] = dZ != 0
-        if l:
-            dZ = DERIVATIVES[hidden](As[l], Ws[l].T @ dZ)
+
+    # The engine's backward pass on the NumPy kernels in precision P: each
+    # db[l] = sum(dZ[l], axis=1) (scale 1), dZ[l] = g'(Z[l]) * (W[l+1].T @ dZ[l+1]).
+    engine.backward_from_delta(_npb, Ws, As, dZ, dZ.sum(axis=1, keepdims=True), hidden,
+                               P.type(1), hook=hook)
     return GW, Gb, nz, loss_sum
 
 
