@@ -62,9 +62,12 @@ class MinibatchWorkspace:
         self._per_size = {}
 
     @staticmethod
-    def supports(bk):
-        """Whether ``bk`` has every minibatch kernel."""
-        return all(callable(getattr(bk, name, None)) for name in MINIBATCH_KERNELS)
+    def supports(bk, output):
+        """Whether steps of a net with this output can run here: ``bk`` has every minibatch
+        kernel, and the output is not a host one (``engine.HOST_OUTPUTS``)."""
+        from .engine import HOST_OUTPUTS
+        return output not in HOST_OUTPUTS and all(callable(getattr(bk, name, None))
+                                                  for name in MINIBATCH_KERNELS)
 
     def split(self, flat):
         """Views of a flat ``(n_params,)`` array as ``[W[1], b[1], ..., W[L], b[L]]``."""
