@@ -19,14 +19,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import _dropout
+from . import _dropout, engine
 from . import _validation as V
 from . import checkpoint as _ckpt
 from .activations import check_hidden, check_output
 from .backends import REGISTRY, get_backend
 from .errors import BackendUnavailableError, DivergenceError, FastnnValueError, SaturationError
 from .engine import sgd_loop as _sgd_loop
-from ._passes import _backward, _cost, _forward, _forward_dropout
 from .network import (OUTPUT_GRADS, SCALINGS, _check_layer_dims, _rng, backend_for_dtype, backend_lock,
                       init_params)
 from .optim import OPTIMIZERS, make_optimizer
@@ -656,15 +655,15 @@ class _Trainer:
             per_epoch = -(-self.X.shape[1] // o.batch_size)
             drop = _dropout.DropoutStep(model.dropout, model.dropout_seed,
                                         (epoch - 1) * per_epoch + (step - 1))
-            As, Gs, ZL = _forward_dropout(bk, Ws, bs, Xb, model.hidden, model.output, drop)
+            As, Gs, ZL = engine.forward_dropout(bk, Ws, bs, Xb, model.hidden, model.output, drop)
         else:
-            As, ZL = _forward(bk, Ws, bs, Xb, model.hidden, model.output)
+            As, ZL = engine.forward(bk, Ws, bs, Xb, model.hidden, model.output)
         try:
-            dWs, dbs, loss_sum = _backward(bk, Ws, As, ZL, Yb, model.hidden, model.output,
-                                           o.scaling, o.output_grad, o.l2, drop=drop, Gs=Gs)
+            dWs, dbs, loss_sum = engine.backward(bk, Ws, As, ZL, Yb, model.hidden, model.output,
+                                                 o.scaling, o.output_grad, o.l2, drop=drop, Gs=Gs)
         except SaturationError as exc:
             raise SaturationError(f"epoch {epoch}, step {step}: {exc}") from None
-        J = _cost(bk, loss_sum, Ws, Yb.shape[1], o.l2)
+        J = engine.cost(bk, loss_sum, Ws, Yb.shape[1], o.l2)
         grads = [g for pair in zip(dWs, dbs) for g in pair]
         if not math.isfinite(J) or not all(bk.all_finite(g) for g in grads):
             return "cost", J
