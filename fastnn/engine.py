@@ -32,7 +32,7 @@ import numpy as np
 
 __all__ = ["SparseRows", "HOST_OUTPUTS", "DUAL_MAX_M", "scales", "forward", "forward_dropout",
            "backward", "backward_products", "backward_deltas", "backward_from_delta", "cost", "dual_pays",
-           "sgd_steps", "sgd_loop"]
+           "sgd_steps", "sgd_loop", "MinibatchWorkspace"]
 
 
 def scales(scaling, m, dtype):
@@ -646,3 +646,6 @@ def _sgd_loop_dual(bk, Ws, bs, X, Y, hidden, output, scaling, lr, iterations, co
     bk.sgd_update(Ws[0], bk.weight_grad(C, X, Ws[0], dtype.type(1), dtype.type(0)), dtype.type(-1))
     return costs, steps
 
+
+# The minibatch workspace (its own module: a step's preallocated arrays and kernel sequence).
+from ._workspace import MinibatchWorkspace  # noqa: E402
