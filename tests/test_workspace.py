@@ -33,7 +33,8 @@ def _spy_steps(monkeypatch):
     real = engine.MinibatchWorkspace.step
 
     def step(self, *args, **kwargs):
-        calls.append(args[2].shape[0])
+        idx = args[2]
+        calls.append(idx.stop - idx.start if isinstance(idx, slice) else idx.shape[0])
         return real(self, *args, **kwargs)
     monkeypatch.setattr(engine.MinibatchWorkspace, "step", step)
     return calls

@@ -126,8 +126,8 @@ class _StochasticSolver:
         n_samples = XR.shape[0]
         accumulated_loss = 0.0
         for batch in gen_batches(n_samples, batch_size):
-            idx = sample_idx[batch]
-            m = idx.shape[0]
+            idx = sample_idx[batch] if self.shuffle else batch
+            m = batch.stop - batch.start
             loss_sum = ws.step(XR, YR, idx, spec.hidden, spec.output, spec.scaling, spec.alpha,
                                bare=fold)
             accumulated_loss += _batch_loss(bk, spec, Ws, loss_sum, m) * m
