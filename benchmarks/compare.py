@@ -2,6 +2,7 @@
 
     python -m benchmarks.compare                         # mnist and cat, 3 rounds
     python -m benchmarks.compare --rounds 5 --json quiet.json
+    python -m benchmarks.compare --quick                 # one round: a before/after check
     python -m benchmarks.compare --load 1 --baseline quiet.json   # beside 1 busy process
 
 Work (float32, random data from a fixed teacher), the configs of
@@ -141,12 +142,18 @@ def main(argv=None):
                                      description=__doc__.split("\n")[0])
     parser.add_argument("--configs", default="mnist,cat", help=f"of {sorted(JOBS)}")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--quick", action="store_true",
+                        help="one round (a before/after check; the README table uses 3)")
     parser.add_argument("--samples", type=int, default=1, help="timed runs per child (median)")
     parser.add_argument("--load", type=int, default=0, help="busy background processes to run beside")
     parser.add_argument("--backend", default=None, help="fastnn backend (default: auto)")
     parser.add_argument("--json", help="write all numbers to this file")
     parser.add_argument("--baseline", help="JSON of a quiet run: compare this run's ratios with it")
     args = parser.parse_args(argv)
+    if args.quick:
+        args.rounds = 1
+    if args.json:
+        harness.check_writable(args.json)
     configs = args.configs.split(",")
     unknown = [c for c in configs if c not in JOBS]
     if unknown:
@@ -179,13 +186,13 @@ def main(argv=None):
     for line, labels in harness.blas_of(results).items():
         print(f"BLAS: {line} -- in {', '.join(labels)}")
     if args.json:
-        with open(args.json, "w") as fh:
-            json.dump({"machine": before, "loadavg_after": list(after), "load": args.load,
-                       "rounds": args.rounds, "openblas_unset": unset,
-                       "versions": harness.versions_of(results),
-                       "blas": harness.blas_of(results), "summaries": summaries, "ratios": rows,
-                       "work": {c: CONFIGS[c]["work"] for c in configs},
-                       "records": {k: v["records"] for k, v in results.items()}}, fh, indent=1)
+        harness.write_json(args.json, {
+            "machine": before, "loadavg_after": list(after), "load": args.load,
+            "rounds": args.rounds, "openblas_unset": unset,
+            "versions": harness.versions_of(results), "blas": harness.blas_of(results),
+            "summaries": summaries, "ratios": rows,
+            "work": {c: CONFIGS[c]["work"] for c in configs},
+            "records": {k: v["records"] for k, v in results.items()}})
     return 0
 
 

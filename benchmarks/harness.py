@@ -18,6 +18,7 @@ import signal
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 
 #: Variables that pin an older, slower OpenBLAS kernel; unset for the children.
@@ -213,3 +214,31 @@ def fmt_s(summary):
     scale, unit = (1e3, "ms") if summary["median"] < 0.1 else (1.0, "s")
     f = (lambda x: f"{x * scale:.3g}") if scale != 1.0 else (lambda x: f"{x:.3f}")
     return f"{f(summary['median'])} {unit} ({f(summary['min'])}-{f(summary['max'])})"
+
+
+def check_writable(path):
+    """Raise ``SystemExit`` naming ``path`` when a result file could not be written there.
+
+    Called before any work starts, so a long run never ends with nowhere to save.
+    """
+    folder = os.path.dirname(os.path.abspath(path))
+    try:
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".probe-"):
+            pass
+    except OSError as err:
+        raise SystemExit(f"--json {path}: cannot write there ({err})") from None
+
+
+def write_json(path, obj):
+    """Write ``obj`` as JSON to ``path`` atomically (a temporary file in the folder, then rename)."""
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".json")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            json.dump(obj, fh, indent=1)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise

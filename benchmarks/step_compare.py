@@ -30,7 +30,6 @@ pin an older, slower OpenBLAS kernel) and reports which BLAS kernel ran.
 """
 
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -40,9 +39,10 @@ import time
 import numpy as np
 
 import fastnn
-from fastnn import _passes, engine
+from fastnn import engine
 from fastnn.backends import available_backends, get_backend
 
+from . import harness
 from .common import CONFIGS, course_step, make_data, step_flops
 
 #: Configs the course trains full-batch, and the steps per sgd_loop call timed for them.
@@ -114,8 +114,8 @@ def _fastnn_step_runner(bk, params, X, Y, hidden, output):
 
     def run(k):
         for _ in range(k):
-            As, ZL = _passes._forward(bk, Ws, bs, Xd, hidden, output)
-            dWs, dbs, _ = _passes._backward(bk, Ws, As, ZL, Yd, hidden, output, "deferred", "fused", 0.0)
+            As, ZL = engine.forward(bk, Ws, bs, Xd, hidden, output)
+            dWs, dbs, _ = engine.backward(bk, Ws, As, ZL, Yd, hidden, output, "deferred", "fused", 0.0)
             for P, G in zip(Ws + bs, dWs + dbs):
                 bk.sgd_update(P, G, lr)
     return run
@@ -314,6 +314,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.quick:
         args.rounds, args.configs, args.dtypes = 3, "planar,mnist", "float32"
+    if args.json:
+        harness.check_writable(args.json)
     status = available_backends()
     backends = args.backends.split(",") if args.backends else [
         n for n, st in status.items() if st.available and n != "cuda"]
@@ -389,8 +391,7 @@ def main(argv=None):
                   f"warm import fastnn + first step {warm:.2f} s (median of "
                   f"{STARTUP_WARM_SAMPLES})")
     if args.json:
-        with open(args.json, "w") as fh:
-            json.dump(results, fh, indent=1)
+        harness.write_json(args.json, results)
     return 0
 
 

@@ -19,17 +19,20 @@ Per-layer hook
 ``arrays`` a dict of that layer's backend arrays, called as each layer is
 done: in the forward pass ``{"A": A[l]}`` for a hidden layer and
 ``{"Z": Z[L], "A": A[L]}`` for the output layer; in the backward pass
-``{"dZ": dZ[l], "db": db[l], "dW": dW[l]}`` (``dW`` as the function
-returns it: the gradient, the bare product, or absent for
-:func:`backward_deltas`), from ``L`` down to 1.  The arrays are the
-engine's own: a hook reads them and must not write to them.
+``{"dZ": dZ[l], "db": db[l], "dW": dW[l], "dA_prev": dA[l-1]}`` (``dW``
+as the function returns it: the gradient, the bare product, or absent for
+:func:`backward_deltas` and :func:`backward_from_delta`; ``dA_prev`` the
+product ``W[l].T @ dZ[l]``, ``(n_{l-1}, m)``, before any dropout mask,
+absent for ``l = 1``, whose ``dA[0]`` the pass never forms), from ``L``
+down to 1.  The arrays are the engine's own: a hook reads them and must
+not write to them.
 """
 
 import numpy as np
 
 __all__ = ["SparseRows", "HOST_OUTPUTS", "DUAL_MAX_M", "scales", "forward", "forward_dropout",
-           "backward", "backward_products", "backward_deltas", "cost", "dual_pays",
-           "sgd_steps", "sgd_loop"]
+           "backward", "backward_products", "backward_deltas", "backward_from_delta", "cost", "dual_pays",
+           "sgd_steps", "sgd_loop", "MinibatchWorkspace"]
 
 
 def scales(scaling, m, dtype):
@@ -360,25 +363,76 @@ def _backward(bk, Ws, As, ZL, Y, hidden, output, scaling, output_grad, l2, mode,
         w_scale_dW, l2_scale = dtype.type(1), dtype.type(0)
     else:
         w_scale_dW = w_scale
+    dWs, dbs = _backward_layers(bk, Ws, As, dZ, db, hidden, w_scale, w_scale_dW, l2_scale, mode,
+                                drop, Gs, hook)
+    return dWs, dbs, loss_sum
+
+
+def _backward_layers(bk, Ws, As, dZ, db, hidden, db_scale, w_scale, l2_scale, mode, drop, Gs,
+                     hook):
+    """Layers ``L`` down to 1 from the output layer's ``dZ``, ``db``: ``(dWs, dbs)``.
+
+    ``dWs[l]`` is ``weight_grad(dZ, A_prev, W, w_scale, l2_scale)`` (mode "full"
+    and "bare", the caller choosing the scales) or ``dZ`` itself ("deltas").
+    """
     L = len(Ws)
     dWs, dbs = [None] * L, [None] * L
     for l in range(L - 1, -1, -1):
         if l == 0 and isinstance(As[0], SparseRows):
-            dWs[l] = _first_weight_grad(bk, dZ, As[0], Ws[0], w_scale_dW, l2_scale,
+            dWs[l] = _first_weight_grad(bk, dZ, As[0], Ws[0], w_scale, l2_scale,
                                         mode == "bare")
         else:
-            dWs[l] = dZ if mode == "deltas" else bk.weight_grad(dZ, As[l], Ws[l], w_scale_dW,
+            dWs[l] = dZ if mode == "deltas" else bk.weight_grad(dZ, As[l], Ws[l], w_scale,
                                                                  l2_scale)
         dbs[l] = db
+        # dA[0] = W[1].T @ dZ[1] is never used: skipped.
+        dA = bk.input_grad(Ws[l], dZ) if l else None
         if hook is not None:
-            hook(l + 1, {"dZ": dZ, "db": db} if mode == "deltas"
-                 else {"dZ": dZ, "db": db, "dW": dWs[l]})
-        if l:  # dA[0] = W[1].T @ dZ[1] is never used: skip it
-            dA = bk.input_grad(Ws[l], dZ)
+            arrays = {"dZ": dZ, "db": db} if mode == "deltas" else {"dZ": dZ, "db": db,
+                                                                    "dW": dWs[l]}
+            if dA is not None:
+                arrays["dA_prev"] = dA
+            hook(l + 1, arrays)
+        if l:
             if drop is not None and drop.keeps[l - 1] != 1.0:
                 dA = bk.dropout_backward(dA, drop.keeps[l - 1], drop.key(l))
-            dZ, db = bk.backward_hidden(dA, As[l] if Gs is None else Gs[l], hidden, w_scale)
-    return dWs, dbs, loss_sum
+            dZ, db = bk.backward_hidden(dA, As[l] if Gs is None else Gs[l], hidden, db_scale)
+    return dWs, dbs
+
+
+def backward_from_delta(bk, Ws, As, dZ, db, hidden, db_scale, *, hook=None):
+    """The hidden layers of the backward pass, from a given output delta.
+
+    For a caller that forms the output layer's ``dZ[L]`` itself (its own
+    scaling or rounding of ``A - Y``): the rest is the engine's pass, as in
+    :func:`backward_deltas`.
+
+    Parameters
+    ----------
+    bk : backend module (or an object with its kernels)
+    Ws : list of L backend arrays
+        ``W[l]``, ``(n_l, n_{l-1})``.
+    As : list of L + 1 arrays
+        :func:`forward`'s ``[X, A[1], ..., A[L]]`` (``As[0]`` dense).
+    dZ : backend array, shape (n_L, m)
+        ``dZ[L]``.
+    db : backend array, shape (n_L, 1), or None
+        ``db[L]``: returned and handed to the hook as given.
+    hidden : str
+    db_scale : scalar
+        The factor on every hidden ``db[l] = db_scale * sum(dZ[l], axis=1)``.
+    hook : callable or None
+        ``hook(l, arrays)``, ``L`` down to 1 (module docstring; no ``dW``).
+
+    Returns
+    -------
+    dZs : list of L arrays
+        ``dZ[l]``, ``(n_l, m)``; ``dZs[L - 1]`` is the ``dZ`` given.
+    dbs : list of L arrays
+        ``db[l]``, ``(n_l, 1)``.
+    """
+    return _backward_layers(bk, Ws, As, dZ, db, hidden, db_scale, None, None, "deltas", None,
+                            None, hook)
 
 
 def cost(bk, loss_sum, Ws, m, l2):
@@ -592,3 +646,6 @@ def _sgd_loop_dual(bk, Ws, bs, X, Y, hidden, output, scaling, lr, iterations, co
     bk.sgd_update(Ws[0], bk.weight_grad(C, X, Ws[0], dtype.type(1), dtype.type(0)), dtype.type(-1))
     return costs, steps
 
+
+# The minibatch workspace (its own module: a step's preallocated arrays and kernel sequence).
+from ._workspace import MinibatchWorkspace  # noqa: E402

@@ -19,14 +19,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import _dropout
+from . import _dropout, engine
 from . import _validation as V
 from . import checkpoint as _ckpt
 from .activations import check_hidden, check_output
 from .backends import REGISTRY, get_backend
 from .errors import BackendUnavailableError, DivergenceError, FastnnValueError, SaturationError
-from .engine import sgd_loop as _sgd_loop
-from ._passes import _backward, _cost, _forward, _forward_dropout
+from .engine import MinibatchWorkspace, sgd_loop as _sgd_loop
 from .network import (OUTPUT_GRADS, SCALINGS, _check_layer_dims, _rng, backend_for_dtype, backend_lock,
                       init_params)
 from .optim import OPTIMIZERS, make_optimizer
@@ -584,6 +583,7 @@ class _Trainer:
         self.epoch = 0          # completed epochs
         self.steps = 0          # applied steps
         self.bar = None
+        self.ws = None          # the minibatch workspace, when the fit runs on it
         self.fingerprint = (_ckpt.data_fingerprint(X, Y)
                             if options.checkpoint is not None or options.resume is not None else None)
 
@@ -642,12 +642,16 @@ class _Trainer:
 
     # ------------------------------------------------------- minibatch loop
 
-    def _step(self, Xb, Yb, epoch, step, check_params=True):
-        """One step; returns ``(failure, J)`` with failure None, "cost" or "update".
+    def _step(self, batch, epoch, step, check_params=True):
+        """One step on ``batch`` (what :meth:`_batches` makes); returns ``(failure, J)``
+        with failure None, "cost" or "update".
 
         ``check_params=False`` leaves out the check of the updated parameters
         (one pass over them); the caller then checks at the end of the epoch.
         """
+        if self.ws is not None:
+            return self._workspace_step(batch, check_params)
+        Xb, Yb = batch
         bk, model, o = self.bk, self.model, self.o
         Ws, bs = self.P[0::2], self.P[1::2]
         drop, Gs = None, None
@@ -656,15 +660,15 @@ class _Trainer:
             per_epoch = -(-self.X.shape[1] // o.batch_size)
             drop = _dropout.DropoutStep(model.dropout, model.dropout_seed,
                                         (epoch - 1) * per_epoch + (step - 1))
-            As, Gs, ZL = _forward_dropout(bk, Ws, bs, Xb, model.hidden, model.output, drop)
+            As, Gs, ZL = engine.forward_dropout(bk, Ws, bs, Xb, model.hidden, model.output, drop)
         else:
-            As, ZL = _forward(bk, Ws, bs, Xb, model.hidden, model.output)
+            As, ZL = engine.forward(bk, Ws, bs, Xb, model.hidden, model.output)
         try:
-            dWs, dbs, loss_sum = _backward(bk, Ws, As, ZL, Yb, model.hidden, model.output,
-                                           o.scaling, o.output_grad, o.l2, drop=drop, Gs=Gs)
+            dWs, dbs, loss_sum = engine.backward(bk, Ws, As, ZL, Yb, model.hidden, model.output,
+                                                 o.scaling, o.output_grad, o.l2, drop=drop, Gs=Gs)
         except SaturationError as exc:
             raise SaturationError(f"epoch {epoch}, step {step}: {exc}") from None
-        J = _cost(bk, loss_sum, Ws, Yb.shape[1], o.l2)
+        J = engine.cost(bk, loss_sum, Ws, Yb.shape[1], o.l2)
         grads = [g for pair in zip(dWs, dbs) for g in pair]
         if not math.isfinite(J) or not all(bk.all_finite(g) for g in grads):
             return "cost", J
@@ -673,12 +677,40 @@ class _Trainer:
             return "update", J
         return None, J
 
+    def _workspace_step(self, idx, check_params):
+        """:meth:`_step` of the minibatch workspace: the batch ``idx`` of the row-major
+        copies, no array allocated, one optimizer and one check call for all
+        parameters; bitwise the same step as the kernel-by-kernel one."""
+        bk, ws, model, o = self.bk, self.ws, self.model, self.o
+        self.P = ws.adopt(self.P)
+        loss_sum = ws.step(self.XR, self.YR, idx, model.hidden, model.output, o.scaling, o.l2)
+        J = engine.cost(bk, loss_sum, self.P[0::2], idx.shape[0], o.l2)
+        if not math.isfinite(J) or not bk.all_finite(ws.G_flat):
+            return "cost", J
+        self.opt.step_flat(bk, ws)
+        if check_params and not bk.all_finite(ws.P_flat):
+            return "update", J
+        return None, J
+
+    def _use_workspace(self, full):
+        """Set up the minibatch workspace when this fit can run on it (else ``ws`` is None)."""
+        self.ws = None
+        if full or self.model._dropping or self.o.output_grad != "fused" \
+                or not MinibatchWorkspace.supports(self.bk, self.model.output):
+            return
+        self.ws = MinibatchWorkspace(self.bk, self.model.layer_dims, self.model.dtype)
+        self.XR = self.bk.to_device(np.ascontiguousarray(self.X.T))
+        self.YR = self.bk.to_device(np.ascontiguousarray(self.Y.T))
+
     def _batches(self, full):
-        """``batch(order, start)``: the device arrays of the minibatch at ``start`` of ``order``."""
+        """``batch(order, start)``: the minibatch at ``start`` of ``order`` (the device
+        arrays ``(Xb, Yb)``, or the indices for the workspace)."""
         bk, X, Y, size = self.bk, self.X, self.Y, self.o.batch_size
         if full:
             Xd, Yd = bk.to_device(X), bk.to_device(Y)
             return lambda order, start: (Xd, Yd)
+        if self.ws is not None:
+            return lambda order, start: order[start:start + size]
         # Minibatches are gathered as rows of a row-major copy, then transposed:
         # gathering columns of (n_0, m) reads one cache line per entry (measured
         # ~40% of a minibatch epoch at MNIST shape), rows are contiguous.  The
@@ -693,6 +725,7 @@ class _Trainer:
     def _fit_steps(self, full):
         m, skip = self.X.shape[1], self.policy.skipping
         starts = list(range(0, m, self.o.batch_size))
+        self._use_workspace(full)
         batch = self._batches(full)
         while self.epoch < self.o.epochs:
             epoch = self.epoch + 1
@@ -706,11 +739,11 @@ class _Trainer:
             replay = lambda n: (batch(order, s) for s in starts[:n])  # noqa: E731
             applied = []  # (J, batch size) of the steps applied this epoch
             for step, start in enumerate(starts, start=1):
-                Xb, Yb = batch(order, start)
+                b = batch(order, start)
                 backup = self.snapshot() if skip else None
-                failure, J = self._step(Xb, Yb, epoch, step, check_params=skip)
+                failure, J = self._step(b, epoch, step, check_params=skip)
                 if failure is None:
-                    applied.append((J, Yb.shape[1]))
+                    applied.append((J, min(self.o.batch_size, m - start)))
                     self.steps += 1
                     self.policy.applied()
                     continue
@@ -739,9 +772,9 @@ class _Trainer:
         if J is not None and self._finite_params():
             raise error(epoch, step, "cost", J, self.opt.lr)
         self.restore(snap)
-        for s, (Xb, Yb) in enumerate(batches(step - 1), start=1):
+        for s, b in enumerate(batches(step - 1), start=1):
             before = self.snapshot(with_state=False)
-            failure, Js = self._step(Xb, Yb, epoch, s)
+            failure, Js = self._step(b, epoch, s)
             if failure == "update":
                 self.restore(before)
             if failure is not None:

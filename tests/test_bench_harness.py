@@ -1,5 +1,6 @@
 """The fresh-process benchmark harness (benchmarks.harness, run_one, compare): no torch needed."""
 
+import json
 import os
 import subprocess
 import sys
@@ -152,3 +153,19 @@ def test_interrupted_rounds_keep_what_finished(monkeypatch):
     jobs = {"a": ("gemm", "tiny", []), "b": ("gemm", "tiny", [])}
     out = harness.completed(harness.run_rounds(jobs, 2, log=lambda s: None))
     assert {k: v["rounds"] for k, v in out.items()} == {"a": [1.0], "b": [2.0]}
+
+
+def test_write_json_is_atomic_and_unwritable_targets_are_refused_before_work(tmp_path):
+    path = tmp_path / "out.json"
+    harness.write_json(str(path), {"a": [1, 2]})
+    assert json.loads(path.read_text()) == {"a": [1, 2]}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.json"]   # no temporary left
+    harness.check_writable(str(path))
+    with pytest.raises(SystemExit, match="--json .*missing.*cannot write"):
+        harness.check_writable(str(tmp_path / "missing" / "out.json"))
+
+
+def test_compare_refuses_an_unwritable_json_before_running_anything(tmp_path, capsys):
+    with pytest.raises(SystemExit, match="cannot write"):
+        compare.main(["--configs", "tiny", "--json", str(tmp_path / "no" / "x.json")])
+    assert "contenders" not in capsys.readouterr().out                 # nothing was started
