@@ -62,9 +62,12 @@ class MinibatchWorkspace:
         self._per_size = {}
 
     @staticmethod
-    def supports(bk):
-        """Whether ``bk`` has every minibatch kernel."""
-        return all(callable(getattr(bk, name, None)) for name in MINIBATCH_KERNELS)
+    def supports(bk, output):
+        """Whether steps of a net with this output can run here: ``bk`` has every minibatch
+        kernel, and the output is not a host one (``engine.HOST_OUTPUTS``)."""
+        from .engine import HOST_OUTPUTS
+        return output not in HOST_OUTPUTS and all(callable(getattr(bk, name, None))
+                                                  for name in MINIBATCH_KERNELS)
 
     def split(self, flat):
         """Views of a flat ``(n_params,)`` array as ``[W[1], b[1], ..., W[L], b[L]]``."""
@@ -110,7 +113,8 @@ class MinibatchWorkspace:
             The examples as rows.
         YR : array, shape (N, n_L), C-contiguous
             The targets as rows.
-        idx : ndarray of int, shape (b,)
+        idx : ndarray of int, shape (b,), or slice
+            The batch's examples (a slice of consecutive ones is read in place).
         hidden, output, scaling : str
             As :func:`fastnn.engine.backward` (fused output delta).
         l2 : float
@@ -124,12 +128,19 @@ class MinibatchWorkspace:
         loss_sum : float
             The summed loss of the batch, from :func:`fastnn.engine.backward`.
         """
-        bk, m = self.bk, idx.shape[0]
-        bufs = self._buffers(m)
-        bk.gather_rows_into(XR, idx, bufs["X"])
+        bk = self.bk
+        if isinstance(idx, slice):  # consecutive examples: the first layer reads XR itself
+            X0 = bk.gather_columns(XR, idx)  # a view, no copy
+            idx = np.arange(*idx.indices(XR.shape[0]))
+            bufs = self._buffers(idx.shape[0])
+        else:
+            bufs = self._buffers(idx.shape[0])
+            bk.gather_rows_into(XR, idx, bufs["X"])
+            X0 = bufs["X"].T
+        m = idx.shape[0]
         bk.gather_targets_into(YR, idx, bufs["Y"])
         Ws, bs, dWs, dbs = self.params[0::2], self.params[1::2], self.grads[0::2], self.grads[1::2]
-        As = [bufs["X"].T] + bufs["A"]
+        As = [X0] + bufs["A"]
         L = len(Ws)
         for l in range(L - 1):
             bk.forward_hidden_into(Ws[l], As[l], bs[l], hidden, As[l + 1])

@@ -710,7 +710,7 @@ class _Trainer:
         """Set up the minibatch workspace when this fit can run on it (else ``ws`` is None)."""
         self.ws = None
         if full or self.model._dropping or self.o.output_grad != "fused" \
-                or not MinibatchWorkspace.supports(self.bk):
+                or not MinibatchWorkspace.supports(self.bk, self.model.output):
             return
         self.ws = MinibatchWorkspace(self.bk, self.model.layer_dims, self.model.dtype)
         self.XR = self.bk.to_device(np.ascontiguousarray(self.X.T))

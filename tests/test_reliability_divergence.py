@@ -214,7 +214,7 @@ def test_injected_update_fault(backend, dtype, batch_size, optimizer, mode):
     start = {k: v.copy() for k, v in model.params.items()}
     # One update call per parameter array, or one per step over the minibatch workspace's
     # flat array (whose first entry is W1's, where the fault writes).
-    flat = batch_size is not None and MinibatchWorkspace.supports(get_backend(backend))
+    flat = batch_size is not None and MinibatchWorkspace.supports(get_backend(backend), "sigmoid")
     with update_fault(backend, 7, 1 if flat else 4) as kernel_update:
         update = kernel_update if backend in UPDATES_IN_FLOAT64 else None
         if mode == "raise":

@@ -24,7 +24,8 @@ model_module = importlib.import_module("fastnn.model")
 
 
 def _without_workspace(monkeypatch):
-    monkeypatch.setattr(model_module.MinibatchWorkspace, "supports", staticmethod(lambda bk: False))
+    monkeypatch.setattr(model_module.MinibatchWorkspace, "supports",
+                        staticmethod(lambda bk, output: False))
 
 
 def _spy_steps(monkeypatch):
@@ -32,7 +33,8 @@ def _spy_steps(monkeypatch):
     real = engine.MinibatchWorkspace.step
 
     def step(self, *args, **kwargs):
-        calls.append(args[2].shape[0])
+        idx = args[2]
+        calls.append(idx.stop - idx.start if isinstance(idx, slice) else idx.shape[0])
         return real(self, *args, **kwargs)
     monkeypatch.setattr(engine.MinibatchWorkspace, "step", step)
     return calls
@@ -158,7 +160,8 @@ def test_the_minibatch_kernels_are_optional_and_listed():
     assert not set(_interface.MINIBATCH_KERNELS) & set(_interface.KERNELS)
     for name in ("numpy", "numba", "numba-parallel"):
         if name in REGISTRY and fastnn.available_backends()[name] == "available":
-            assert engine.MinibatchWorkspace.supports(get_backend(name))
+            assert engine.MinibatchWorkspace.supports(get_backend(name), "softmax")
+            assert not engine.MinibatchWorkspace.supports(get_backend(name), "exp")
 
 
 def test_the_workspace_views_share_the_flat_arrays():
@@ -170,3 +173,61 @@ def test_the_workspace_views_share_the_flat_arrays():
     # weights first (W1, W2), then biases (b1, b2)
     np.testing.assert_array_equal(ws.P_flat, [0] * 12 + [7] * 6 + [5] * 3 + [0] * 2)
     assert all(np.shares_memory(v, ws.G_flat) for v in ws.grads)
+
+
+stochastic = importlib.import_module("fastnn.sklearn._stochastic")
+
+SK_CASES = [
+    ("classifier", dict(solver="adam", alpha=0.01)),
+    ("classifier", dict(solver="sgd", momentum=0.9, nesterovs_momentum=True, shuffle=False)),
+    ("classifier", dict(solver="sgd", momentum=0.5, nesterovs_momentum=False,
+                        learning_rate="invscaling", early_stopping=True)),
+    ("regressor", dict(solver="adam", alpha=0.0, activation="tanh")),
+    ("regressor", dict(solver="sgd", momentum=0.0, alpha=0.1)),
+]
+
+
+def _sk_fit(kind, backend, dtype, options, sample_weight=None):
+    rng = np.random.default_rng(4)
+    X = rng.standard_normal((203, 8)).astype(dtype)
+    y = rng.integers(0, 3, 203) if kind == "classifier" else rng.standard_normal((203, 2))
+    cls = fastnn.MLPClassifier if kind == "classifier" else fastnn.MLPRegressor
+    est = cls(hidden_layer_sizes=(9, 5), batch_size=64, max_iter=3, random_state=0, learning_rate_init=0.01,
+              backend=backend, **options)
+    with pytest.warns(Warning):  # ConvergenceWarning after max_iter=3
+        est.fit(X, y, sample_weight=sample_weight)
+    if not options.get("early_stopping"):
+        est.partial_fit(X, y, sample_weight=sample_weight)
+    return est
+
+
+@pytest.mark.parametrize("backend", HOST)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("kind, options", SK_CASES)
+def test_estimator_epochs_on_the_workspace_are_bitwise_the_kernel_by_kernel_ones(
+        backend, dtype, kind, options, monkeypatch):
+    steps = _spy_steps(monkeypatch)
+    est = _sk_fit(kind, backend, dtype, options)
+    assert 11 in steps[:4] or options.get("early_stopping")  # it ran, last batch short
+    assert steps
+    monkeypatch.undo()
+    monkeypatch.setattr(stochastic.MinibatchWorkspace, "supports",
+                        staticmethod(lambda bk, output: False))
+    steps = _spy_steps(monkeypatch)
+    ref = _sk_fit(kind, backend, dtype, options)
+    assert steps == []
+    assert est.loss_curve_ == ref.loss_curve_
+    assert est.n_iter_ == ref.n_iter_
+    for a, b in zip(est.coefs_ + est.intercepts_, ref.coefs_ + ref.intercepts_):
+        assert a.dtype == np.dtype(dtype)
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("backend", HOST)
+def test_weighted_epochs_run_kernel_by_kernel(backend, monkeypatch):
+    """Sample weights scale the output delta on the host (engine._host_output_delta),
+    which the workspace has no twin of: a weighted fit keeps the kernel-by-kernel epoch."""
+    steps = _spy_steps(monkeypatch)
+    _sk_fit("classifier", backend, np.float32, dict(solver="adam"),
+            sample_weight=np.linspace(0.5, 2, 203))
+    assert steps == []

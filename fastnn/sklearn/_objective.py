@@ -71,10 +71,16 @@ def _loss_and_grads(bk, spec, Ws, bs, X, Y, norm, sample_weight=None, weights="f
                                   "fused", spec.alpha, sample_weight=sample_weight, drop=drop,
                                   Gs=Gs)
     del As, Gs, ZL
+    return _batch_loss(bk, spec, Ws, loss_sum, norm), dWs, dbs
+
+
+def _batch_loss(bk, spec, Ws, loss_sum, norm):
+    """scikit-learn's loss of a batch from its summed loss: the mean plus ``alpha / (2 norm)
+    sum ||W||^2`` (``Ws`` before the step's update)."""
     loss = loss_sum / (norm * spec.loss_div)
     if spec.alpha:
         loss += 0.5 * spec.alpha * _sum_squares(bk, Ws) / norm
-    return loss, dWs, dbs
+    return loss
 
 
 def _fold(spec, n_weights, norm, dtype):
