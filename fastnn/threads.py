@@ -14,10 +14,17 @@ estimators' fits, the course's fast path, ``network.forward/backward/gradients``
 when a step's multiply-adds are below :data:`SMALL_GEMM_MULTIPLY_ADDS` it limits
 the BLAS NumPy loaded (threadpoolctl) and, on ``numba-parallel``, Numba's
 threads of the calling thread to one for the duration of the call, then puts
-them back.  Results do not change: the parallel kernels reduce in a fixed order
-whatever the thread count, and OpenBLAS splits a product over threads by blocks
-of its output (``tests/test_threads.py`` holds fits bitwise equal with and
-without the policy).
+them back.  The parallel kernels reduce in a fixed order whatever the thread
+count, so Numba's limit leaves results bitwise the same; OpenBLAS's products
+are not always so: for some shapes (a long inner dimension, e.g. ``dZ @ X.T``
+of a narrow layer over many examples) its result depends on the thread count
+in the last bits, so a limited run can differ from an unlimited one there
+(each is deterministic).
+
+The BLAS limit is process-wide and OpenBLAS ignores a limit set from any thread
+but the main one, so it is applied only to calls from the main thread; a fit
+in another thread runs the BLAS's own thread count (and, while a main-thread
+call holds the limit, one thread).
 
 It does nothing when
 
@@ -28,8 +35,8 @@ It does nothing when
   in effect) leaves Numba alone;
 - threadpoolctl is not installed (BLAS only).
 
-Calls from several Python threads at once share one limit: the first to enter
-sets it, the last to leave restores the previous value.
+Nested calls share one limit: the first to enter sets it, the last to leave
+restores the previous value.
 """
 
 import contextlib
@@ -119,7 +126,7 @@ def _user_set(names):
 def _enter_blas():
     """Limit the BLAS to one thread (shared by concurrent callers); True if counted in."""
     global _active, _blas_limit, _controller
-    if _user_set(BLAS_ENV):
+    if _user_set(BLAS_ENV) or threading.current_thread() is not threading.main_thread():
         return False
     with _lock:
         if _active == 0:
