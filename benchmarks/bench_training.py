@@ -4,8 +4,8 @@ A *step* is what :mod:`benchmarks.compare` times: forward pass, backward pass
 (``scaling="deferred"``, fused output gradient), and an SGD update of every
 parameter.  Three routes to it:
 
-- ``TimeTrainStep``: kernel by kernel through ``fastnn._passes._forward`` /
-  ``_backward`` and ``bk.sgd_update`` (what ``Model.fit`` does with minibatches
+- ``TimeTrainStep``: kernel by kernel through ``fastnn.engine.forward`` /
+  ``backward`` and ``bk.sgd_update`` (what ``Model.fit`` does with minibatches
   or a non-SGD optimizer);
 - ``TimeTrainLoop``: the backend's whole-loop ``sgd_loop`` (compiled on Numba;
   what ``Model.fit`` runs for full-batch SGD), reported **per step**;
@@ -22,7 +22,7 @@ import time
 
 import numpy as np
 
-from fastnn import _passes, engine
+from fastnn import engine
 
 from .common import (BACKENDS, CONFIGS, DTYPES, cached_data, course_step, require_backend,
                      reset_peak_rss, sync)
@@ -54,8 +54,8 @@ def _state(bk, config, dtype):
 
 
 def _step(bk, Ws, bs, X, Y, hidden, output, lr):
-    As, ZL = _passes._forward(bk, Ws, bs, X, hidden, output)
-    dWs, dbs, _ = _passes._backward(bk, Ws, As, ZL, Y, hidden, output, "deferred", "fused", 0.0)
+    As, ZL = engine.forward(bk, Ws, bs, X, hidden, output)
+    dWs, dbs, _ = engine.backward(bk, Ws, As, ZL, Y, hidden, output, "deferred", "fused", 0.0)
     for P, G in zip(Ws + bs, dWs + dbs):
         bk.sgd_update(P, G, lr)
 

@@ -39,7 +39,7 @@ import time
 import numpy as np
 
 import fastnn
-from fastnn import _passes, engine
+from fastnn import engine
 from fastnn.backends import available_backends, get_backend
 
 from . import harness
@@ -114,8 +114,8 @@ def _fastnn_step_runner(bk, params, X, Y, hidden, output):
 
     def run(k):
         for _ in range(k):
-            As, ZL = _passes._forward(bk, Ws, bs, Xd, hidden, output)
-            dWs, dbs, _ = _passes._backward(bk, Ws, As, ZL, Yd, hidden, output, "deferred", "fused", 0.0)
+            As, ZL = engine.forward(bk, Ws, bs, Xd, hidden, output)
+            dWs, dbs, _ = engine.backward(bk, Ws, As, ZL, Yd, hidden, output, "deferred", "fused", 0.0)
             for P, G in zip(Ws + bs, dWs + dbs):
                 bk.sgd_update(P, G, lr)
     return run

@@ -19,17 +19,20 @@ Per-layer hook
 ``arrays`` a dict of that layer's backend arrays, called as each layer is
 done: in the forward pass ``{"A": A[l]}`` for a hidden layer and
 ``{"Z": Z[L], "A": A[L]}`` for the output layer; in the backward pass
-``{"dZ": dZ[l], "db": db[l], "dW": dW[l]}`` (``dW`` as the function
-returns it: the gradient, the bare product, or absent for
-:func:`backward_deltas`), from ``L`` down to 1.  The arrays are the
-engine's own: a hook reads them and must not write to them.
+``{"dZ": dZ[l], "db": db[l], "dW": dW[l], "dA_prev": dA[l-1]}`` (``dW``
+as the function returns it: the gradient, the bare product, or absent for
+:func:`backward_deltas` and :func:`backward_from_delta`; ``dA_prev`` the
+product ``W[l].T @ dZ[l]``, ``(n_{l-1}, m)``, before any dropout mask,
+absent for ``l = 1``, whose ``dA[0]`` the pass never forms), from ``L``
+down to 1.  The arrays are the engine's own: a hook reads them and must
+not write to them.
 """
 
 import numpy as np
 
 __all__ = ["SparseRows", "HOST_OUTPUTS", "DUAL_MAX_M", "scales", "forward", "forward_dropout",
-           "backward", "backward_products", "backward_deltas", "cost", "dual_pays",
-           "sgd_steps", "sgd_loop"]
+           "backward", "backward_products", "backward_deltas", "backward_from_delta", "cost", "dual_pays",
+           "sgd_steps", "sgd_loop", "MinibatchWorkspace", "FullBatchLoop"]
 
 
 def scales(scaling, m, dtype):
@@ -360,25 +363,76 @@ def _backward(bk, Ws, As, ZL, Y, hidden, output, scaling, output_grad, l2, mode,
         w_scale_dW, l2_scale = dtype.type(1), dtype.type(0)
     else:
         w_scale_dW = w_scale
+    dWs, dbs = _backward_layers(bk, Ws, As, dZ, db, hidden, w_scale, w_scale_dW, l2_scale, mode,
+                                drop, Gs, hook)
+    return dWs, dbs, loss_sum
+
+
+def _backward_layers(bk, Ws, As, dZ, db, hidden, db_scale, w_scale, l2_scale, mode, drop, Gs,
+                     hook):
+    """Layers ``L`` down to 1 from the output layer's ``dZ``, ``db``: ``(dWs, dbs)``.
+
+    ``dWs[l]`` is ``weight_grad(dZ, A_prev, W, w_scale, l2_scale)`` (mode "full"
+    and "bare", the caller choosing the scales) or ``dZ`` itself ("deltas").
+    """
     L = len(Ws)
     dWs, dbs = [None] * L, [None] * L
     for l in range(L - 1, -1, -1):
         if l == 0 and isinstance(As[0], SparseRows):
-            dWs[l] = _first_weight_grad(bk, dZ, As[0], Ws[0], w_scale_dW, l2_scale,
+            dWs[l] = _first_weight_grad(bk, dZ, As[0], Ws[0], w_scale, l2_scale,
                                         mode == "bare")
         else:
-            dWs[l] = dZ if mode == "deltas" else bk.weight_grad(dZ, As[l], Ws[l], w_scale_dW,
+            dWs[l] = dZ if mode == "deltas" else bk.weight_grad(dZ, As[l], Ws[l], w_scale,
                                                                  l2_scale)
         dbs[l] = db
+        # dA[0] = W[1].T @ dZ[1] is never used: skipped.
+        dA = bk.input_grad(Ws[l], dZ) if l else None
         if hook is not None:
-            hook(l + 1, {"dZ": dZ, "db": db} if mode == "deltas"
-                 else {"dZ": dZ, "db": db, "dW": dWs[l]})
-        if l:  # dA[0] = W[1].T @ dZ[1] is never used: skip it
-            dA = bk.input_grad(Ws[l], dZ)
+            arrays = {"dZ": dZ, "db": db} if mode == "deltas" else {"dZ": dZ, "db": db,
+                                                                    "dW": dWs[l]}
+            if dA is not None:
+                arrays["dA_prev"] = dA
+            hook(l + 1, arrays)
+        if l:
             if drop is not None and drop.keeps[l - 1] != 1.0:
                 dA = bk.dropout_backward(dA, drop.keeps[l - 1], drop.key(l))
-            dZ, db = bk.backward_hidden(dA, As[l] if Gs is None else Gs[l], hidden, w_scale)
-    return dWs, dbs, loss_sum
+            dZ, db = bk.backward_hidden(dA, As[l] if Gs is None else Gs[l], hidden, db_scale)
+    return dWs, dbs
+
+
+def backward_from_delta(bk, Ws, As, dZ, db, hidden, db_scale, *, hook=None):
+    """The hidden layers of the backward pass, from a given output delta.
+
+    For a caller that forms the output layer's ``dZ[L]`` itself (its own
+    scaling or rounding of ``A - Y``): the rest is the engine's pass, as in
+    :func:`backward_deltas`.
+
+    Parameters
+    ----------
+    bk : backend module (or an object with its kernels)
+    Ws : list of L backend arrays
+        ``W[l]``, ``(n_l, n_{l-1})``.
+    As : list of L + 1 arrays
+        :func:`forward`'s ``[X, A[1], ..., A[L]]`` (``As[0]`` dense).
+    dZ : backend array, shape (n_L, m)
+        ``dZ[L]``.
+    db : backend array, shape (n_L, 1), or None
+        ``db[L]``: returned and handed to the hook as given.
+    hidden : str
+    db_scale : scalar
+        The factor on every hidden ``db[l] = db_scale * sum(dZ[l], axis=1)``.
+    hook : callable or None
+        ``hook(l, arrays)``, ``L`` down to 1 (module docstring; no ``dW``).
+
+    Returns
+    -------
+    dZs : list of L arrays
+        ``dZ[l]``, ``(n_l, m)``; ``dZs[L - 1]`` is the ``dZ`` given.
+    dbs : list of L arrays
+        ``db[l]``, ``(n_l, 1)``.
+    """
+    return _backward_layers(bk, Ws, As, dZ, db, hidden, db_scale, None, None, "deltas", None,
+                            None, hook)
 
 
 def cost(bk, loss_sum, Ws, m, l2):
@@ -498,7 +552,8 @@ def sgd_steps(bk, Ws, bs, X, Y, hidden, output, scaling, l2, lr, iterations, dua
 
 
 
-def sgd_loop(bk, Ws, bs, X, Y, hidden, output, scaling, l2, lr, iterations, *, hook=None):
+def sgd_loop(bk, Ws, bs, X, Y, hidden, output, scaling, l2, lr, iterations, *, hook=None,
+             dual=None):
     """Full-batch SGD for ``iterations`` steps, as fast as the backend allows.
 
     Where the backend has a whole-loop kernel (the optional ``compiled_loop``
@@ -519,6 +574,8 @@ def sgd_loop(bk, Ws, bs, X, Y, hidden, output, scaling, l2, lr, iterations, *, h
     iterations : int
     hook : callable or None
         Per-layer hook (module docstring); forces the kernel-by-kernel loop.
+    dual : bool or None
+        :func:`sgd_steps`' ``dual`` for the kernel-by-kernel loop.
 
     Returns
     -------
@@ -534,7 +591,8 @@ def sgd_loop(bk, Ws, bs, X, Y, hidden, output, scaling, l2, lr, iterations, *, h
         run = compiled(Ws, bs, X, Y, hidden, output, dz_scale, w_scale, l2, lr, iterations)
         if run is not None:
             return run
-    return sgd_steps(bk, Ws, bs, X, Y, hidden, output, scaling, l2, lr, iterations, hook=hook)
+    return sgd_steps(bk, Ws, bs, X, Y, hidden, output, scaling, l2, lr, iterations, dual=dual,
+                     hook=hook)
 
 
 def _weight_grad_bounded(bk, dZ, A_prev, W, w_scale, l2_scale):
@@ -555,40 +613,13 @@ def _weight_grad_bounded(bk, dZ, A_prev, W, w_scale, l2_scale):
 
 def _sgd_loop_dual(bk, Ws, bs, X, Y, hidden, output, scaling, lr, iterations, costs):
     """:func:`sgd_steps` with the first layer kept as ``C`` (its docstring); no L2."""
-    m, dtype = X.shape[1], X.dtype
-    dz_scale, w_scale = scales(scaling, m, dtype)
-    G = bk.input_grad(X, X)                                           # (m, m)
-    zero_b = bk.zeros_like(bs[0])
-    Z0 = bk.forward_hidden(Ws[0], X, zero_b, "identity")              # W1_0 @ X, (n1, m)
-    C = bk.zeros_like(Z0)
-    L = len(Ws)
-    steps = iterations
-    for it in range(iterations):
-        As = [X, bk.forward_hidden_offset(C, G, bs[0], Z0, hidden)]
-        for W, b in zip(Ws[1:-1], bs[1:-1]):
-            As.append(bk.forward_hidden(W, As[-1], b, hidden))
-        ZL, AL = bk.forward_output(Ws[-1], As[-1], bs[-1], output)
-        As.append(AL)
-        dZ, db, loss_sum = bk.output_delta(ZL, As[-1], Y, output, dz_scale, w_scale)
-        grads, dWs = [], []
-        for l in range(L - 1, 0, -1):
-            dWs.append(bk.weight_grad(dZ, As[l], Ws[l], w_scale, dtype.type(0)))
-            grads.append((bs[l], db))
-            dA = bk.input_grad(Ws[l], dZ)
-            dZ, db = bk.backward_hidden(dA, As[l], hidden, w_scale)
-        grads.append((bs[0], db))
-        costs[it] = loss_sum / m
-        if not np.isfinite(costs[it]) or not (
-                bk.all_finite(dZ) and all(bk.all_finite(g) for g in dWs)
-                and all(bk.all_finite(g) for _, g in grads)):
-            steps = it
-            break
-        for l, dW in zip(range(L - 1, 0, -1), dWs):
-            bk.sgd_update(Ws[l], dW, lr)
-        for b, g in grads:
-            bk.sgd_update(b, g, lr)
-        bk.sgd_update(C, dZ, lr * w_scale)                           # C -= lr * w_scale * dZ1
-    # W1 = W1_0 + C @ X.T, written into W1 in place.
-    bk.sgd_update(Ws[0], bk.weight_grad(C, X, Ws[0], dtype.type(1), dtype.type(0)), dtype.type(-1))
+    loop = FullBatchLoop(bk, Ws, bs, X, Y, hidden, output, scaling, 0.0, dual=True)
+    costs[:], steps = loop.run(lr, iterations)
+    loop.params()                                   # W1 = W1_0 + C @ X.T, into Ws[0] in place
     return costs, steps
 
+
+# The minibatch workspace (its own module: a step's preallocated arrays and kernel sequence).
+from ._workspace import MinibatchWorkspace  # noqa: E402
+# The full-batch loop of many epochs per call (its own module: the dual form's state).
+from ._fullbatch import FullBatchLoop  # noqa: E402

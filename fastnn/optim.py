@@ -47,6 +47,34 @@ class SGD:
     def _update(self, bk, i, P, G):
         bk.sgd_update(P, G, P.dtype.type(self.lr))
 
+    def step_flat(self, bk, ws):
+        """:meth:`step` on a :class:`fastnn.engine.MinibatchWorkspace`'s flat arrays.
+
+        Updates ``ws.P_flat`` from ``ws.G_flat`` in one kernel call per rule;
+        the state is kept as flat arrays whose :meth:`~MinibatchWorkspace.split`
+        views are ``state[slot]`` (a state loaded or replaced since is copied in
+        first).  Every update is elementwise, so the results are bitwise those
+        of :meth:`step` on the views.
+        """
+        flat = self._flat_state(bk, ws)
+        self.t += 1
+        self._update(bk, None, ws.P_flat, ws.G_flat, *flat)
+
+    def _flat_state(self, bk, ws):
+        """The flat arrays of each slot, ``state[slot]`` their views (made when they are not)."""
+        cached = getattr(self, "_flat", None)
+        if cached is not None and cached[0] is ws and all(
+                len(self.state.get(s, ())) == len(views)
+                and all(a is v for a, v in zip(self.state[s], views))
+                for s, (_, views) in zip(self.slots, cached[1])):
+            return [flat for flat, _ in cached[1]]
+        self._init_state(bk, ws.params)
+        made = [ws.flat_copy([bk.to_host(a) for a in self.state[s]]) for s in self.slots]
+        for s, (_, views) in zip(self.slots, made):
+            self.state[s] = views
+        self._flat = (ws, made)
+        return [flat for flat, _ in made]
+
     def state_dict(self, bk):
         """Optimizer state as NumPy arrays: ``{"t": int, slot: [arrays]}``."""
         out = {"t": self.t}
@@ -78,9 +106,10 @@ class Momentum(SGD):
         super().check_dtype(dtype)
         _check_beta(self.beta, "beta", dtype, "(1 - beta) would be 0 and no parameter would move")
 
-    def _update(self, bk, i, P, G):
+    def _update(self, bk, i, P, G, v=None):
         t = P.dtype.type
-        bk.momentum_update(P, G, self.state["v"][i], t(self.lr), t(self.beta))
+        bk.momentum_update(P, G, self.state["v"][i] if v is None else v, t(self.lr),
+                           t(self.beta))
 
 
 class Adam(SGD):
@@ -111,10 +140,12 @@ class Adam(SGD):
                 "so the update's eps * sqrt(1 - beta2**t) can round to 0 and divide 0 by 0; "
                 f"use eps >= {tiny:g} or a wider dtype")
 
-    def _update(self, bk, i, P, G):
+    def _update(self, bk, i, P, G, m=None, v=None):
         t = P.dtype.type
-        bk.adam_update(P, G, self.state["m"][i], self.state["v"][i], t(self.lr),
-                       t(self.beta1), t(self.beta2), t(self.eps), self.t)
+        if m is None:
+            m, v = self.state["m"][i], self.state["v"][i]
+        bk.adam_update(P, G, m, v, t(self.lr), t(self.beta1), t(self.beta2), t(self.eps),
+                       self.t)
 
 
 def _check_beta(beta, name, dtype, why):

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import fastnn
-from fastnn import _passes, engine
+from fastnn import engine
 from fastnn.backends import REGISTRY, get_backend
 from fastnn.backends._numba_config import BLOCK
 
@@ -127,8 +127,8 @@ def test_step_on_gathered_batch(name, dtype, output):
         out = []
         for Xb in (bk.gather_columns(XR, idx), bk.to_device(np.ascontiguousarray(X[:, idx]))):
             Ws, bs = _lists(params)
-            As, ZL = _passes._forward(bk, Ws, bs, Xb, "relu", output)
-            out.append(_passes._backward(bk, Ws, As, ZL, bk.to_device(Yb), "relu", output,
+            As, ZL = engine.forward(bk, Ws, bs, Xb, "relu", output)
+            out.append(engine.backward(bk, Ws, As, ZL, bk.to_device(Yb), "relu", output,
                                          "deferred", "fused", 0.1))
         (dWs, dbs, loss), (dWs_ref, dbs_ref, loss_ref) = out
         for a, e in zip(dWs + dbs, dWs_ref + dbs_ref):
@@ -199,7 +199,7 @@ def test_adam_folds_the_weight_epilogue_bitwise(name, dtype, scaling):
     m = 13
     W0 = rng.standard_normal((6, 5)).astype(dtype)
     c = dtype.type
-    w_scale = _passes._scales(scaling, m, np.dtype(dtype))[1]
+    w_scale = engine.scales(scaling, m, np.dtype(dtype))[1]
     l2 = c(0.7 / m)
     batches = [(rng.standard_normal((6, m)).astype(dtype), rng.standard_normal((5, m)).astype(dtype))
                for _ in range(3)]
@@ -260,8 +260,8 @@ def test_training_step_matches_numpy(name, dtype, hidden, output, scaling):
     for b in ("numpy", name):
         bk = get_backend(b)
         Ws, bs = _lists(params)
-        As, ZL = _passes._forward(bk, Ws, bs, X, hidden, output)
-        dWs, dbs, loss = _passes._backward(bk, Ws, As, ZL, Y, hidden, output, scaling, "fused", 0.3)
+        As, ZL = engine.forward(bk, Ws, bs, X, hidden, output)
+        dWs, dbs, loss = engine.backward(bk, Ws, As, ZL, Y, hidden, output, scaling, "fused", 0.3)
         for P, G in zip(Ws + bs, dWs + dbs):
             bk.sgd_update(P, G, dtype.type(0.05))
         grads[b] = (Ws + bs, loss)
@@ -279,7 +279,7 @@ def test_compiled_loop_equals_step_by_step(name, dtype, hidden, output):
     """sgd_loop (one compiled call) and the kernel-by-kernel loop give the same run."""
     params, X, Y = make_problem([3, 5, 4, n_out_for(output)], 23, output, dtype, seed=1)
     runs = {}
-    for label, fn in (("steps", lambda *a: _passes.sgd_loop(REF, *a)),
+    for label, fn in (("steps", lambda *a: engine.sgd_steps(REF, *a)),
                       ("loop", lambda *a: engine.sgd_loop(get_backend(name), *a))):
         Ws, bs = _lists(params)
         costs, steps = fn(Ws, bs, X, Y, hidden, output, "absorbed", 0.1, 0.1, 25)
@@ -346,9 +346,9 @@ def _plain_sgd_loop(bk, Ws, bs, X, Y, hidden, output, scaling, l2, lr, iteration
     """The step-by-step reference for sgd_loop: every dW formed, checked, then applied."""
     costs, m = np.full(iterations, np.nan), X.shape[1]
     for it in range(iterations):
-        As, ZL = _passes._forward(bk, Ws, bs, X, hidden, output)
-        dWs, dbs, loss = _passes._backward(bk, Ws, As, ZL, Y, hidden, output, scaling, "fused", l2)
-        costs[it] = _passes._cost(bk, loss, Ws, m, l2)
+        As, ZL = engine.forward(bk, Ws, bs, X, hidden, output)
+        dWs, dbs, loss = engine.backward(bk, Ws, As, ZL, Y, hidden, output, scaling, "fused", l2)
+        costs[it] = engine.cost(bk, loss, Ws, m, l2)
         if not np.isfinite(costs[it]) or not all(bk.all_finite(g) for g in dWs + dbs):
             return costs, it
         for P, G in zip(Ws + bs, dWs + dbs):
@@ -368,7 +368,7 @@ def test_sgd_loop_equals_plain_steps(name, dtype, route, scaling, l2, monkeypatc
     params, X, Y = make_problem([6, 9, 5, 3], 37, "softmax", dtype, seed=12)
     runs = {}
     for label, fn in (("plain", _plain_sgd_loop),
-                      ("sgd_loop", lambda *a: _passes.sgd_loop(*a, dual=False))):
+                      ("sgd_loop", lambda *a: engine.sgd_steps(*a, dual=False))):
         Ws, bs = _lists(params)
         costs, steps = fn(bk, Ws, bs, X, Y, "tanh", "softmax", scaling, l2, 0.2, 15)
         assert steps == 15
@@ -396,7 +396,7 @@ def test_sgd_loop_fused_update_stops_where_plain_steps_stop(name):
     X = X * 1e3
     runs = {}
     for label, fn in (("plain", _plain_sgd_loop),
-                      ("sgd_loop", lambda *a: _passes.sgd_loop(*a, dual=False))):
+                      ("sgd_loop", lambda *a: engine.sgd_steps(*a, dual=False))):
         Ws, bs = _lists(params)
         costs, steps = fn(get_backend(name), Ws, bs, X, Y, "relu", "identity", "deferred", 0.0,
                           1e6, 50)
@@ -420,8 +420,8 @@ def test_compiled_loop_stops_at_divergence(name):
     # The step that produced a non-finite cost or gradient was not applied.
     assert all(np.isfinite(w).all() for w in Ws)
     ref_Ws, ref_bs = _lists(params)
-    ref_costs, ref_steps = _passes.sgd_loop(REF, ref_Ws, ref_bs, X, Y, "relu", "identity",
-                                            "deferred", 0.0, 1e6, 50)
+    ref_costs, ref_steps = engine.sgd_steps(REF, ref_Ws, ref_bs, X, Y, "relu", "identity",
+                                             "deferred", 0.0, 1e6, 50)
     assert ref_steps == steps
 
 
@@ -532,7 +532,7 @@ def test_large_nets_run_the_loop_kernel_by_kernel(name, dtype, monkeypatch):
     monkeypatch.setattr(_numba_backend, "LOOP_MAX_MULTIPLY_ADDS", 0)
     params, X, Y = make_problem([3, 5, 4, 1], 23, "sigmoid", dtype, seed=4)
     runs = {}
-    for label, fn in (("numpy", lambda *a: _passes.sgd_loop(REF, *a)),
+    for label, fn in (("numpy", lambda *a: engine.sgd_steps(REF, *a)),
                       (name, lambda *a: engine.sgd_loop(get_backend(name), *a))):
         Ws, bs = _lists(params)
         costs, steps = fn(Ws, bs, X, Y, "relu", "sigmoid", "deferred", 0.0, 0.1, 10)
@@ -541,3 +541,43 @@ def test_large_nets_run_the_loop_kernel_by_kernel(name, dtype, monkeypatch):
     np.testing.assert_allclose(runs[name][0], runs["numpy"][0], rtol=rtol)
     for x, y in zip(runs["numpy"][1], runs[name][1]):
         assert_close(y, x, dtype, 23 * 10, magnitude=np.abs(x) + np.max(np.abs(x)))
+
+
+# --------------------------------------------------------------------------- emulated formats
+
+@pytest.mark.parametrize("fmt", ["float16", "bfloat16"])
+def test_emulated_backend_provides_every_kernel_it_claims(fmt):
+    """The emulated backend claims the interface's kernels of the engine's forward
+    and backward passes and of a plain SGD step, and has each of them."""
+    from fastnn.backends import _interface, emulated
+    bk = emulated.EmulatedBackend(fmt)
+    assert set(emulated.KERNELS) <= set(_interface.KERNELS)
+    assert len(set(emulated.KERNELS)) == len(emulated.KERNELS)
+    missing = [k for k in emulated.KERNELS if not callable(getattr(bk, k, None))]
+    assert not missing, f"EmulatedBackend lacks {missing}"
+    needed = {"forward_hidden", "forward_output", "output_delta", "output_delta_chain",
+              "backward_hidden", "weight_grad", "input_grad", "sgd_update"}
+    assert needed <= set(emulated.KERNELS)
+    assert all(np.dtype(t).kind == "f" for t in bk.DTYPES)
+
+
+@pytest.mark.parametrize("hidden", ["tanh", "relu", "sigmoid"])
+@pytest.mark.parametrize("output", ["sigmoid", "softmax"])
+def test_engine_on_the_emulated_float16_backend_is_numpy_float16(hidden, output):
+    """The engine's passes on the emulated float16 backend (float64 arrays on the
+    float16 grid) give NumPy's float16 run bit for bit (summed loss: the scales
+    are then exactly 1 in both)."""
+    from fastnn.backends import numpy_backend as nb
+    from fastnn.backends.emulated import EmulatedBackend
+    emu = EmulatedBackend("float16")
+    params, X, Y = make_problem([5, 6, 4, 3], 300, output, np.float16, seed=9)
+    Ws = [params[f"W{l}"] for l in range(1, 4)]
+    bs = [params[f"b{l}"] for l in range(1, 4)]
+    runs = []
+    for bk, cast in ((nb, lambda a: a.copy()), (emu, lambda a: a.astype(np.float64))):
+        Wd, bd = [cast(W) for W in Ws], [cast(b) for b in bs]
+        As, ZL = engine.forward(bk, Wd, bd, cast(X), hidden, output)
+        dWs, dbs, _ = engine.backward(bk, Wd, As, ZL, cast(Y), hidden, output, "sum", "fused", 0.0)
+        runs.append([np.asarray(a, np.float64) for a in As[1:] + dWs + dbs])
+    for got, want in zip(runs[1], runs[0]):
+        assert np.array_equal(got, want)

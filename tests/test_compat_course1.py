@@ -18,11 +18,19 @@ from fastnn.compat import _data, dnn, planar
 from fastnn.compat import dnn_app_utils_v3 as app
 from fastnn.compat import planar_utils
 
-from conftest import assert_close, backend_params, tol
+from conftest import assert_close, backend_params, tol, trajectory_rtol
 
 FAST_BACKENDS = backend_params([name for name in fastnn.backends.REGISTRY if name != "cuda"])
-#: The course's cat data, where the project's shared data folder sits beside the repository.
-CAT_DIR = str(Path(__file__).resolve().parents[2] / "shared" / "data" / "catvnoncat")
+#: The course's cat data: ``$FASTNN_CATVNONCAT_DIR`` when set, else the project's
+#: shared data folder beside the repository (``../shared/data/catvnoncat``).
+CAT_DIR = (os.environ.get(_data.CAT_ENV)
+           or str(Path(__file__).resolve().parents[2] / "shared" / "data" / "catvnoncat"))
+#: The notebook's L-layer network, and its run on the cat data shortened for CI
+#: (2500 iterations there): costs recorded at iterations 0 and 100, and printed
+#: for those and the last one.
+CAT_DIMS = (12288, 20, 7, 5, 1)
+CAT_ITERATIONS = 120
+needs_cat_data = pytest.mark.skipif(not os.path.isdir(CAT_DIR), reason=f"shared data absent: {CAT_DIR}")
 
 
 def assert_printed(actual, printed):
@@ -180,7 +188,7 @@ def test_load_data_without_h5py_says_what_to_install(monkeypatch):
         app.load_data(".")
 
 
-@pytest.mark.skipif(not os.path.isdir(CAT_DIR), reason=f"shared data absent: {CAT_DIR}")
+@needs_cat_data
 def test_cat_data_and_published_first_cost():
     train_x, train_y, test_x, test_y, classes = app.load_data(CAT_DIR)
     assert train_x.shape == (209, 64, 64, 3) and test_x.shape == (50, 64, 64, 3)
@@ -193,6 +201,69 @@ def test_cat_data_and_published_first_cost():
     _, fast = app.L_layer_model(X, train_y, (12288, 7, 1), num_iterations=1, backend="numpy")
     rtol, _ = tol(np.float64, X.shape[0])
     assert abs(float(fast[0]) - float(costs[0])) <= rtol * float(costs[0])
+
+
+def _rederived_L_layer_model(X, Y, dims, learning_rate, num_iterations):
+    """The application's L_layer_model in textbook form: (W, b) per layer, costs by iteration.
+
+    ``np.random.seed(1)``, ``W_l = randn(n_l, n_{l-1}) / sqrt(n_{l-1})``, ``b_l = 0``;
+    full-batch gradient descent on the mean cross-entropy of
+    [LINEAR->RELU]*(L-1)->LINEAR->SIGMOID, with ``dZ_L = A_L - Y`` and
+    ``dZ_l = W_{l+1}^T dZ_{l+1} * (A_l > 0)``; the cost of iterations 0, 100, ...
+    and of the last one, before that iteration's step.
+    """
+    np.random.seed(1)
+    Ws = [np.random.randn(n, n_prev) / np.sqrt(n_prev) for n_prev, n in zip(dims[:-1], dims[1:])]
+    bs = [np.zeros((n, 1)) for n in dims[1:]]
+    m, costs = X.shape[1], {}
+    for i in range(num_iterations):
+        As = [X]
+        for l, (W, b) in enumerate(zip(Ws, bs)):
+            Z = W @ As[-1] + b
+            As.append(1 / (1 + np.exp(-Z)) if l == len(Ws) - 1 else np.maximum(Z, 0))
+        AL = As[-1]
+        if i % 100 == 0 or i == num_iterations - 1:
+            costs[i] = -np.mean(Y * np.log(AL) + (1 - Y) * np.log(1 - AL))
+        dZ = AL - Y
+        for l in reversed(range(len(Ws))):
+            dW, db = dZ @ As[l].T / m, dZ.sum(axis=1, keepdims=True) / m
+            if l:
+                dZ = (Ws[l].T @ dZ) * (As[l] > 0)
+            Ws[l], bs[l] = Ws[l] - learning_rate * dW, bs[l] - learning_rate * db
+    return Ws, bs, costs
+
+
+@pytest.fixture(scope="module")
+def cat_run():
+    """The flattened cat images, their labels and the re-derived run (computed once)."""
+    train_x, train_y, _, _, _ = app.load_data(CAT_DIR)
+    X = train_x.reshape(train_x.shape[0], -1).T / 255
+    return X, train_y, _rederived_L_layer_model(X, train_y, CAT_DIMS, 0.0075, CAT_ITERATIONS)
+
+
+@needs_cat_data
+@pytest.mark.parametrize("backend", [None, "auto"], ids=["course-loop", "auto"])
+def test_L_layer_model_on_cat_data_matches_a_plain_rederivation(backend, cat_run, capsys):
+    # The notebook's own call (layers [12288, 20, 7, 5, 1], learning rate 0.0075)
+    # on the real images, shortened to CAT_ITERATIONS; the costs and parameters
+    # of the two runs differ only in rounding (other summation orders, the
+    # shortcut dZ_L = A_L - Y): TRAJECTORY_ULPS of the largest value compared.
+    X, Y, (Ws, bs, ref_costs) = cat_run
+    params, costs = app.L_layer_model(X, Y, CAT_DIMS, num_iterations=CAT_ITERATIONS,
+                                      print_cost=True, backend=backend)
+    printed = capsys.readouterr().out.splitlines()
+    assert [ln.split(": ")[0] for ln in printed] == [f"Cost after iteration {i}" for i in ref_costs]
+    got = np.array([float(ln.split(": ")[1]) for ln in printed])
+    want = np.array(list(ref_costs.values()))
+    atol = trajectory_rtol() * want.max()
+    np.testing.assert_allclose(got, want, rtol=0, atol=atol)
+    recorded = [want[k] for k, i in enumerate(ref_costs) if i % 100 == 0]
+    np.testing.assert_allclose([float(c) for c in costs], recorded, rtol=0, atol=atol)
+    assert costs[-1] < costs[0]  # it learns
+    for l, (W, b) in enumerate(zip(Ws, bs), start=1):
+        for name, ref in ((f"W{l}", W), (f"b{l}", b)):
+            np.testing.assert_allclose(params[name], ref, rtol=0,
+                                       atol=trajectory_rtol() * np.abs(ref).max(), err_msg=name)
 
 
 # ---------------------------------------------------------------- planar_utils

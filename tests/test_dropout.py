@@ -17,7 +17,7 @@ import pytest
 
 import fastnn
 from fastnn import _dropout
-from fastnn._passes import _backward, _forward, _forward_dropout
+from fastnn.engine import backward as _backward, forward_dropout as _forward_dropout
 from fastnn.backends import get_backend, numpy_backend
 from fastnn.errors import FastnnTypeError, FastnnValueError
 from fastnn_suite import (BACKEND_PARAMS, FD_STEP, GRADCHECK_TOL, PLANTED_MIN, assert_close,

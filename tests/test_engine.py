@@ -1,10 +1,10 @@
 """The public engine (fastnn.engine): its per-layer hook, its three backward
-functions, and the compatibility names of fastnn._passes."""
+functions and the backward pass from a given output delta."""
 
 import numpy as np
 import pytest
 
-from fastnn import _passes, engine
+from fastnn import engine
 from fastnn.backends import get_backend
 
 from conftest import backend_params, make_problem
@@ -45,8 +45,10 @@ def test_hook_sees_every_layer_in_order_and_changes_nothing(name):
         assert set(arrays) == {"A"} and np.array_equal(arrays["A"], As[l])
     assert set(calls[L - 1][1]) == {"Z", "A"} and np.array_equal(calls[L - 1][1]["Z"], ZL)
     for l, arrays in calls[L:]:
-        assert set(arrays) == {"dZ", "db", "dW"}
+        assert set(arrays) == ({"dZ", "db", "dW", "dA_prev"} if l > 1 else {"dZ", "db", "dW"})
         assert arrays["dZ"].shape == (DIMS[l], m)
+        if l > 1:
+            assert np.array_equal(arrays["dA_prev"], bk.input_grad(Ws[l - 1], arrays["dZ"]))
         assert np.array_equal(arrays["dW"], dWs[l - 1]) and np.array_equal(arrays["db"], dbs[l - 1])
     # The hook observes: the results are bitwise those of the run without it.
     assert loss == ref[2]
@@ -58,7 +60,7 @@ def test_hook_sees_every_layer_in_order_and_changes_nothing(name):
 @pytest.mark.parametrize("scaling", ["deferred", "absorbed", "sum"])
 def test_backward_products_and_deltas_say_what_they_return(name, scaling):
     """backward_products: dZ @ A_prev.T (no scale, no L2); backward_deltas: each dZ;
-    both with backward's db and loss, and the old weights= modes unchanged."""
+    both with backward's db and loss."""
     bk = get_backend(name)
     Ws, bs, X, Y = _problem(bk, "sigmoid")
     As, ZL = engine.forward(bk, Ws, bs, X, "relu", "sigmoid")
@@ -67,7 +69,7 @@ def test_backward_products_and_deltas_say_what_they_return(name, scaling):
     calls, hook = _recorder()
     products = engine.backward_products(*args)
     deltas = engine.backward_deltas(*args, hook=hook)
-    assert [set(a) for _, a in calls] == [{"dZ", "db"}] * len(Ws)
+    assert [set(a) - {"dA_prev"} for _, a in calls] == [{"dZ", "db"}] * len(Ws)
     for l, (P, dZ) in enumerate(zip(products[0], deltas[0])):
         assert dZ.shape == (DIMS[l + 1], X.shape[1])
         assert np.array_equal(bk.weight_grad(dZ, As[l], Ws[l], Ws[l].dtype.type(1),
@@ -79,9 +81,28 @@ def test_backward_products_and_deltas_say_what_they_return(name, scaling):
     for run in (products, deltas):
         assert run[2] == full[2]
         assert all(np.array_equal(a, b) for a, b in zip(run[1], full[1]))
-    for mode, run in (("full", full), ("bare", products), ("deltas", deltas)):
-        old = _passes._backward(*args, weights=mode)
-        assert all(np.array_equal(a, b) for a, b in zip(old[0], run[0]))
+
+
+@pytest.mark.parametrize("name", backend_params(["numpy", *NUMBA]))
+@pytest.mark.parametrize("scaling", ["deferred", "absorbed", "sum"])
+def test_backward_from_delta_is_the_rest_of_the_pass(name, scaling):
+    """Started from backward_deltas' own dZ[L], db[L], backward_from_delta returns
+    the same dZ[l], db[l] and calls the hook with the same arrays, L down to 1."""
+    bk = get_backend(name)
+    Ws, bs, X, Y = _problem(bk, "softmax")
+    As, ZL = engine.forward(bk, Ws, bs, X, "tanh", "softmax")
+    calls_ref, hook_ref = _recorder()
+    dZs, dbs, _ = engine.backward_deltas(bk, Ws, As, ZL, Y, "tanh", "softmax", scaling, "fused",
+                                         0.0, hook=hook_ref)
+    _, w_scale = engine.scales(scaling, X.shape[1], X.dtype)
+    calls, hook = _recorder()
+    got_dZs, got_dbs = engine.backward_from_delta(bk, Ws, As, np.array(dZs[-1]),
+                                                  np.array(dbs[-1]), "tanh", w_scale, hook=hook)
+    assert [l for l, _ in calls] == [l for l, _ in calls_ref] == [3, 2, 1]
+    for (_, a), (_, b) in zip(calls, calls_ref):
+        assert set(a) == set(b) and all(np.array_equal(a[k], b[k]) for k in a)
+    for a, b in zip(got_dZs + got_dbs, dZs + dbs):
+        assert np.array_equal(a, b)
 
 
 @pytest.mark.parametrize("name", backend_params(NUMBA))

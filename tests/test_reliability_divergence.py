@@ -17,6 +17,7 @@ import pytest
 import fastnn
 from fastnn import DivergenceError
 from fastnn.backends import get_backend
+from fastnn.engine import MinibatchWorkspace
 from fastnn.model import MAX_CONSECUTIVE_SKIPS
 from fastnn_suite import BACKEND_PARAMS
 
@@ -211,7 +212,10 @@ def test_injected_update_fault(backend, dtype, batch_size, optimizer, mode):
     epoch, step = 1 + 6 // steps_per_epoch, 1 + 6 % steps_per_epoch
     model = fastnn.Model([3, 4, 1], "identity", "sigmoid", dtype=dtype, seed=0)
     start = {k: v.copy() for k, v in model.params.items()}
-    with update_fault(backend, 7, 4) as kernel_update:
+    # One update call per parameter array, or one per step over the minibatch workspace's
+    # flat array (whose first entry is W1's, where the fault writes).
+    flat = batch_size is not None and MinibatchWorkspace.supports(get_backend(backend), "sigmoid")
+    with update_fault(backend, 7, 1 if flat else 4) as kernel_update:
         update = kernel_update if backend in UPDATES_IN_FLOAT64 else None
         if mode == "raise":
             with pytest.raises(DivergenceError, match=f"epoch {epoch}, step {step}: the update made") as info:

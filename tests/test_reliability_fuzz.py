@@ -95,8 +95,23 @@ def _arrays(args):
 
 
 #: Kernels whose second argument is a layer's input A_prev, which for the first
-#: layer may be the transposed view that gather_columns returns (see _interface).
-_TAKES_A_PREV = ("forward_hidden", "forward_output", "weight_grad")
+#: layer may be the transposed view that gather_columns returns, or the transpose of
+#: what gather_rows_into wrote (see _interface).
+_TAKES_A_PREV = ("forward_hidden", "forward_output", "weight_grad", "forward_hidden_into",
+                 "forward_output_into", "weight_grad_into")
+#: Kernels that take arrays of any shape (the optimizers run on flat parameter arrays).
+_ANY_SHAPE = ("sgd_update", "momentum_update", "adam_update", "all_finite")
+
+
+def _check_gather_into_call(bk, name, args):
+    """gather_rows_into / gather_targets_into(R, idx, out): in-range indices, out of the
+    batch's shape, C-contiguous and of R's dtype."""
+    R, idx, out = args
+    _check_gather_call(bk, (R, idx))
+    want = (idx.size, R.shape[1]) if name == "gather_rows_into" else (R.shape[1], idx.size)
+    assert isinstance(out, np.ndarray) and out.shape == want and out.dtype == R.dtype \
+        and out.flags.c_contiguous and out.flags.writeable, \
+        f"{bk.NAME}.{name}: out {getattr(out, 'shape', None)} for a batch of shape {want}"
 
 
 def _check_gather_call(bk, args):
@@ -122,8 +137,11 @@ def _check_kernel_call(bk, name, args, gathered=()):
     """
     if name == "gather_columns":
         return _check_gather_call(bk, args)
+    if name in ("gather_rows_into", "gather_targets_into"):
+        return _check_gather_into_call(bk, name, args)
     arrays = list(_arrays(args))
-    batch = args[1] if name in _TAKES_A_PREV and id(args[1]) in gathered else None
+    batch = args[1] if name in _TAKES_A_PREV and (
+        id(args[1]) in gathered or id(getattr(args[1], "base", None)) in gathered) else None
     for a in arrays:
         if a is batch and isinstance(a, np.ndarray):
             assert (a.flags.c_contiguous or a.flags.f_contiguous) and a.flags.aligned, \
@@ -138,12 +156,25 @@ def _check_kernel_call(bk, name, args, gathered=()):
         # and back around every launch (and written back into, for in-place kernels).
         assert bk.NAME != "cuda" or is_device_array(a), f"{bk.NAME}.{name}: got a host array"
         assert a.dtype.type in bk.DTYPES, f"{bk.NAME}.{name}: dtype {a.dtype} not in {bk.DTYPES}"
-        assert a.ndim == 2 and a.size > 0, f"{bk.NAME}.{name}: array of shape {a.shape}"
+        assert (a.ndim == 2 or (a.ndim == 1 and name in _ANY_SHAPE)) and a.size > 0, \
+            f"{bk.NAME}.{name}: array of shape {a.shape}"
     assert len({a.dtype for a in arrays}) <= 1, f"{bk.NAME}.{name}: mixed dtypes"
     s = [getattr(a, "shape", None) for a in args]
-    if name in ("forward_hidden", "forward_output"):
+    if name in ("forward_hidden", "forward_output", "forward_hidden_into", "forward_output_into"):
         W, A, b = s[:3]
         ok = W[1] == A[0] and b == (W[0], 1)
+        outs = {"forward_hidden_into": s[4:5], "forward_output_into": s[4:6]}.get(name, [])
+        ok = ok and all(o == (W[0], A[1]) for o in outs)
+    elif name == "output_delta_into":
+        ok = s[0] == s[1] == s[2] == s[6] and s[7] == (s[0][0], 1)
+    elif name == "backward_hidden_into":
+        ok = s[0] == s[1] and s[4] == (s[0][0], 1)
+    elif name == "weight_grad_into":
+        dZ, A, W = s[:3]
+        ok = dZ[1] == A[1] and W == (dZ[0], A[0]) == s[5]
+    elif name == "input_grad_into":
+        W, dZ, out = s[:3]
+        ok = W[0] == dZ[0] and out == (W[1], dZ[1])
     elif name in ("output_delta", "output_delta_chain", "output_loss"):
         ok = s[0] == s[1] == s[2]
     elif name == "backward_hidden":
@@ -182,9 +213,10 @@ def kernel_guard(bk):
         def guarded(*args):
             _check_kernel_call(bk, name, args, gathered)
             out = fn(*args)
-            if name == "gather_columns":
-                batches.append(out)
-                gathered.add(id(out))
+            if name in ("gather_columns", "gather_rows_into"):
+                written = out if name == "gather_columns" else args[2]
+                batches.append(written)
+                gathered.add(id(written))
             return out
         return guarded
 
@@ -213,6 +245,24 @@ def test_kernel_guard_catches_a_bad_array():
         bk.forward_hidden(np.ones((2, 3)), Xb, np.ones((2, 1)), "relu")
         with pytest.raises(AssertionError, match="contiguous"):
             bk.backward_hidden(Xb, Xb, "relu", 1.0)
+        # the minibatch kernels: indices, the out arrays' shapes, the gathered rows' transpose
+        rows = np.empty((2, 3))
+        with pytest.raises(AssertionError, match="indices"):
+            bk.gather_rows_into(np.ones((4, 3)), np.array([0, 4]), rows)
+        with pytest.raises(AssertionError, match="out"):
+            bk.gather_rows_into(np.ones((4, 3)), np.array([0, 1, 2]), rows)
+        bk.gather_rows_into(np.ones((4, 3)), np.array([0, 3]), rows)
+        bk.forward_hidden_into(np.ones((2, 3)), rows.T, np.ones((2, 1)), "relu", np.empty((2, 2)))
+        with pytest.raises(AssertionError, match="contiguous"):
+            bk.forward_hidden_into(np.ones((2, 3)), np.ones((2, 3)).T, np.ones((2, 1)), "relu",
+                                   np.empty((2, 2)))
+        with pytest.raises(AssertionError, match="shapes"):
+            bk.forward_hidden_into(np.ones((2, 3)), rows.T, np.ones((2, 1)), "relu", np.empty((2, 3)))
+        with pytest.raises(AssertionError, match="shapes"):
+            bk.input_grad_into(np.ones((2, 3)), np.ones((2, 4)), np.empty((3, 5)))
+        with pytest.raises(AssertionError, match="shape"):
+            bk.backward_hidden(np.ones(4), np.ones(4), "relu", 1.0)  # 1-D: the optimizers only
+        bk.adam_update(*(np.ones(4) for _ in range(4)), 0.1, 0.9, 0.99, 1e-8, 1)
     assert bk.forward_hidden.__name__ == "forward_hidden"
 
 

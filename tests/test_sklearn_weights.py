@@ -2,7 +2,7 @@
 scikit-learn and against the NumPy backend.
 
 A weight ``s_j`` multiplies example j's output delta and loss, and the mean
-becomes ``sum_j s_j (.) / sum_j s_j`` (fastnn._passes._backward), as in
+becomes ``sum_j s_j (.) / sum_j s_j`` (fastnn.engine.backward), as in
 scikit-learn 1.7+: with the same seed the fits agree to rounding.
 """
 

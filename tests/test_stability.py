@@ -13,7 +13,9 @@ import fastnn.stability as S
 from conftest import STAB_DD_GRAD_REL, STAB_DD_OP_REL, STAB_FP16_ONE_ROUNDING, STAB_LD_VS_DD
 from fastnn.stability import evaluate as C
 from fastnn.stability import formats as F
+from fastnn import engine
 from fastnn.backends import numpy_backend as nb
+from fastnn.backends.emulated import EmulatedBackend
 
 
 def _f64(a):
@@ -86,7 +88,7 @@ def test_round_to_format_bfloat16_against_exact_rational_rounding():
 def test_emulation_reproduces_numpy_float16_bitwise():
     """The bfloat16 emulator, run with float16's parameters, must give NumPy's
     float16 results bit for bit wherever both define the same operations."""
-    E = F._Emulated("float16")
+    E = EmulatedBackend("float16")
     rng = np.random.default_rng(2)
     m = 3000
     W = (rng.standard_normal((6, 5)) * 0.5).astype(np.float16)
@@ -498,6 +500,16 @@ def test_plain_recipe_through_the_mixed_path_is_the_backend_path(dtype):
             assert _same(g, h).all(), (dtype, scaling)
 
 
+def test_a_saturated_chain_route_is_reported_by_the_recipes_too():
+    # bfloat16, m = 2^15: the chain route's dA[L] = -Y/A + (1-Y)/(1-A) is not finite
+    # for some example; every recipe reports the saturation instead of failing.
+    base = {"dtype": "bfloat16", "output_grad": "chain", "m": 1 << 15, "steps": 0, "depth": 2,
+            "width": 4, "n_in": 4}
+    for recipe in ("plain", "fp32_epilogue"):
+        r = S.evaluate_point({**base, "recipe": recipe})
+        assert r["saturated"] is True, recipe
+
+
 def test_divide_by_m_is_one_correct_rounding():
     for dtype in ("float16", "bfloat16", "float32"):
         fmt = F.FORMATS[dtype]
@@ -560,7 +572,7 @@ def test_training_stages_shrink_the_residuals():
         res = []
         for stage in (0, 100, 1000):
             Ws, bs, X, Y = PB.problem({**pt, "stage": stage})
-            As, _ = C._passes._forward(nb, Ws, bs, X, pt["hidden"], pt["output"])
+            As, _ = engine.forward(nb, Ws, bs, X, pt["hidden"], pt["output"])
             res.append(float(np.abs(As[-1] - Y).mean()))
         assert res[2] < res[1] < res[0], (data, res)
     with pytest.raises(ValueError):

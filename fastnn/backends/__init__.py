@@ -3,6 +3,11 @@
 
 Backends are imported on first use, so ``import fastnn`` does not pay for Numba
 (or CUDA) until a compiled backend is asked for.
+
+:mod:`fastnn.backends.emulated` (float16/bfloat16 emulated on float64 arrays,
+for the stability sweep) is not registered: it is made per format
+(``EmulatedBackend("bfloat16")``) and has the kernels it lists in its
+``KERNELS``, not the whole interface.
 """
 
 import importlib

@@ -73,6 +73,26 @@ Optional (:data:`OPTIONAL_KERNELS`; the engine looks them up with ``getattr``):
   :func:`fastnn.engine.scales`; ``costs`` float64 ``(iterations,)``, ``steps`` the
   completed steps, as :func:`fastnn.engine.sgd_steps`.  None: declined (nothing done);
   the engine then runs the loop kernel by kernel.
+
+Minibatch kernels (:data:`MINIBATCH_KERNELS`, optional all together): the same
+computations as the kernels above, written into arrays the caller preallocated
+(``out``, ``Z``, ``A``, ``dZ``, ``db``, ``dW``: C-contiguous, of the shapes the
+results have; ``db`` and ``dW`` may be views into one flat gradient array), so
+that a minibatch epoch allocates nothing per batch
+(:class:`fastnn.engine.MinibatchWorkspace`).  Results are bitwise those of the
+allocating kernels.  A backend without them (CUDA) trains kernel by kernel.
+
+- ``gather_rows_into(XR, idx, out)``: ``out = XR[idx]``, ``(b, n_x)`` from ``XR`` ``(N, n_x)``.
+- ``gather_targets_into(YR, idx, out)``: ``out = YR[idx].T``, ``(n_y, b)`` from ``YR`` ``(N, n_y)``.
+- ``forward_hidden_into(W, A_prev, b, activation, out)``: ``out = g(W @ A_prev + b)``.
+- ``forward_output_into(W, A_prev, b, output, Z, A)``: as ``forward_output``.
+- ``output_delta_into(Z, A, Y, output, dz_scale, db_scale, dZ, db) -> loss_sum``.
+- ``backward_hidden_into(dA, A, activation, db_scale, db)``: ``dZ`` into ``dA``.
+- ``weight_grad_into(dZ, A_prev, W, scale, l2_scale, dW)``.
+- ``input_grad_into(W, dZ, out)``: ``out = W.T @ dZ``.
+
+``idx`` is a 1-D array of ints in ``[0, N)``; ``A_prev`` of the first layer may
+be the transposed view ``Xrows.T`` of a gathered ``(b, n_x)`` batch, as above.
 """
 
 #: Kernel names every backend module must export.
@@ -112,9 +132,21 @@ KERNELS = (
 #: Module-level constants every backend module must define.
 CONSTANTS = ("NAME", "DTYPES")
 
+#: The minibatch kernels: the engine's MinibatchWorkspace runs where a backend has them all.
+MINIBATCH_KERNELS = (
+    "gather_rows_into",       # (XR, idx, out): out (b, n_x) = XR[idx]
+    "gather_targets_into",    # (YR, idx, out): out (n_y, b) = YR[idx].T
+    "forward_hidden_into",    # (W, A_prev, b, activation, out): out = g(W @ A_prev + b)
+    "forward_output_into",    # (W, A_prev, b, output, Z, A)
+    "output_delta_into",      # (Z, A, Y, output, dz_scale, db_scale, dZ, db) -> loss_sum
+    "backward_hidden_into",   # (dA, A, activation, db_scale, db): dZ written into dA
+    "weight_grad_into",       # (dZ, A_prev, W, scale, l2_scale, dW)
+    "input_grad_into",        # (W, dZ, out): out = W.T @ dZ
+)
+
 #: Optional kernels: the engine looks them up with ``getattr`` and does without.
 OPTIONAL_KERNELS = (
     "compiled_loop",      # (Ws, bs, X, Y, hidden, output, dz_scale, w_scale, l2, lr, iterations)
                           # -> (costs, steps), or None to decline: fastnn.engine.sgd_loop's whole
                           # full-batch SGD loop in one call (Numba backends)
-)
+) + MINIBATCH_KERNELS

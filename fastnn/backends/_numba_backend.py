@@ -28,7 +28,7 @@ from .numpy_backend import (gather_columns, input_grad, max_abs, to_device, to_h
                             zeros_like)
 from ._numba_config import BLOCK, compile_variant
 from .. import _dropout
-from ._numba_kernels import backward, dropout, forward, loop, output, reduce, update
+from ._numba_kernels import backward, dropout, forward, gather, loop, output, reduce, update
 from ._numba_kernels.activation import CHEAP_FORWARD, CODES
 
 DTYPES = (np.float32, np.float64)
@@ -53,7 +53,8 @@ def compile_kernels(parallel):
         loss_softmax=c(output.loss_softmax), finish=reduce.finish_rows, total=reduce.total,
         scale_add=c(update.scale_add), scale=c(update.scale), sgd=c(update.sgd),
         momentum=c(update.momentum), adam=c(update.adam), finite=c(update.all_finite),
-        adam_folded=c(update.adam_folded), dropout=c(dropout.mask_scale))
+        adam_folded=c(update.adam_folded), dropout=c(dropout.mask_scale),
+        rows=c(gather.permuted_rows), columns=gather.permuted_columns)
 
 
 def variant(func, k):
@@ -65,23 +66,22 @@ def _partials(n, m):
     return np.empty((n, (m + BLOCK - 1) // BLOCK), dtype=np.float64)
 
 
-def _row_sums(k, partial, scale, dtype):
-    db = np.empty((partial.shape[0], 1), dtype=dtype)
-    k.finish(partial, scale, db)
-    return db
-
-
 def _affine_act(k, W, A_prev, b, name, Z0=None):
     Z = W @ A_prev
     if Z0 is not None:
         Z += Z0
+    _act_into(k, Z, b, name)
+    return Z
+
+
+def _act_into(k, Z, b, name):
+    """Z = g(Z + b) in place (the epilogue of _affine_act)."""
     code = CODES[name]
     if code in CHEAP_FORWARD:
         k.bias_act(Z, b, code, Z.dtype.type(LEAKY_SLOPE))
     else:
         k.bias_add(Z, b)
         ACTIVATIONS[name](Z, Z)
-    return Z
 
 
 def forward_hidden(k, W, A_prev, b, activation):
@@ -97,12 +97,17 @@ def forward_hidden_offset(k, W, A_prev, b, Z0, activation):
 def forward_output(k, W, A_prev, b, output_name):
     """(Z, A) of the output layer, both (n_L, m)."""
     Z = W @ A_prev
+    A = np.empty_like(Z)
+    _output_into(k, Z, b, output_name, A)
+    return Z, A
+
+
+def _output_into(k, Z, b, output_name, A):
     if output_name == "softmax":
-        A = np.empty_like(Z)
         k.bias_softmax(Z, b, A)
-        return Z, A
-    k.bias_add(Z, b)
-    return Z, ACTIVATIONS[output_name](Z, np.empty_like(Z))
+    else:
+        k.bias_add(Z, b)
+        ACTIVATIONS[output_name](Z, A)
 
 
 def output_loss(k, Z, A, Y, output_name):
@@ -119,9 +124,8 @@ def output_loss(k, Z, A, Y, output_name):
 def output_delta(k, Z, A, Y, output_name, dz_scale, db_scale):
     """Fused: dZ = dz_scale (A - Y), db = db_scale * row sums, summed loss."""
     dZ = np.empty_like(A)
-    partial = _partials(*A.shape)
-    k.delta(A, Y, dz_scale, dZ, partial)
-    return dZ, _row_sums(k, partial, db_scale, A.dtype), output_loss(k, Z, A, Y, output_name)
+    db = np.empty((A.shape[0], 1), dtype=A.dtype)
+    return dZ, db, output_delta_into(k, Z, A, Y, output_name, dz_scale, db_scale, dZ, db)
 
 
 def output_delta_chain(Z, A, Y, output_name, dz_scale, db_scale):
@@ -131,10 +135,9 @@ def output_delta_chain(Z, A, Y, output_name, dz_scale, db_scale):
 
 def backward_hidden(k, dA, A, activation, db_scale):
     """dZ = dA * g'(Z) written into dA, and db = db_scale * sum(dZ, axis=1), in one pass."""
-    partial = _partials(*dA.shape)
-    one = dA.dtype.type(1)
-    k.backward(dA, A, CODES[activation], one, dA.dtype.type(LEAKY_SLOPE), partial)
-    return dA, _row_sums(k, partial, db_scale, dA.dtype)
+    db = np.empty((dA.shape[0], 1), dtype=dA.dtype)
+    backward_hidden_into(k, dA, A, activation, db_scale, db)
+    return dA, db
 
 
 def _dropout_into(k, A, out, keep, key):
@@ -156,11 +159,15 @@ def dropout_backward(k, dA, keep, key):
 def weight_grad(k, dZ, A_prev, W, scale, l2_scale):
     """dW = scale * (dZ @ A_prev.T) + l2_scale * W."""
     dW = dZ @ A_prev.T
+    _weight_epilogue(k, dW, W, scale, l2_scale)
+    return dW
+
+
+def _weight_epilogue(k, dW, W, scale, l2_scale):
     if l2_scale:
         k.scale_add(dW.reshape(-1), scale, W.reshape(-1), l2_scale)
     elif scale != 1:
         k.scale(dW.reshape(-1), scale)
-    return dW
 
 
 def weight_step(W, dZ, A_prev, alpha, beta):
@@ -216,6 +223,58 @@ def compiled_loop(Ws, bs, X, Y, hidden, output_name, dz_scale, w_scale, l2, lr, 
                           dz_scale, w_scale, dtype.type(l2 / m), float(l2), dtype.type(lr),
                           iterations, costs, dtype.type(1), dtype.type(LEAKY_SLOPE))
     return costs, steps
+
+
+# ------------------------------------------------------------ minibatch kernels
+# _interface.MINIBATCH_KERNELS: the kernels above, into preallocated arrays.
+
+def gather_rows_into(k, XR, idx, out):
+    """out = XR[idx], (b, n_x), in one compiled pass."""
+    k.rows(XR, idx, out)
+
+
+def gather_targets_into(k, YR, idx, out):
+    """out = YR[idx].T, (n_y, b)."""
+    k.columns(YR, idx, out)
+
+
+def forward_hidden_into(k, W, A_prev, b, activation, out):
+    """out = g(W @ A_prev + b), the product by NumPy's BLAS."""
+    np.matmul(W, A_prev, out=out)
+    _act_into(k, out, b, activation)
+
+
+def forward_output_into(k, W, A_prev, b, output_name, Z, A):
+    """The logits into Z, the output into A."""
+    np.matmul(W, A_prev, out=Z)
+    _output_into(k, Z, b, output_name, A)
+
+
+def output_delta_into(k, Z, A, Y, output_name, dz_scale, db_scale, dZ, db):
+    """Fused: dZ = dz_scale (A - Y) and db in place; returns the summed loss."""
+    partial = _partials(*A.shape)
+    k.delta(A, Y, dz_scale, dZ, partial)
+    k.finish(partial, db_scale, db)
+    return output_loss(k, Z, A, Y, output_name)
+
+
+def backward_hidden_into(k, dA, A, activation, db_scale, db):
+    """dZ = dA * g'(Z) written into dA, and db in place, in one pass."""
+    partial = _partials(*dA.shape)
+    one = dA.dtype.type(1)
+    k.backward(dA, A, CODES[activation], one, dA.dtype.type(LEAKY_SLOPE), partial)
+    k.finish(partial, db_scale, db)
+
+
+def weight_grad_into(k, dZ, A_prev, W, scale, l2_scale, dW):
+    """dW = scale * (dZ @ A_prev.T) + l2_scale * W, in place."""
+    np.matmul(dZ, A_prev.T, out=dW)
+    _weight_epilogue(k, dW, W, scale, l2_scale)
+
+
+def input_grad_into(W, dZ, out):
+    """out = W.T @ dZ."""
+    np.matmul(W.T, dZ, out=out)
 
 
 def all_finite(k, x):

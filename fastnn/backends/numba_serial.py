@@ -14,7 +14,9 @@ __all__ = ["NAME", "DTYPES", "to_device", "to_host", "gather_columns", "forward_
            "output_delta_chain", "output_loss", "backward_hidden", "weight_grad",
            "input_grad", "dropout_forward", "dropout_backward", "weight_step",
            "sgd_update", "momentum_update", "adam_update", "all_finite", "max_abs",
-           "zeros_like", "compiled_loop"]
+           "zeros_like", "compiled_loop", "gather_rows_into", "gather_targets_into",
+           "forward_hidden_into", "forward_output_into", "output_delta_into",
+           "backward_hidden_into", "weight_grad_into", "input_grad_into"]
 
 NAME = "numba"
 #: The compiled kernels the wrappers call.
@@ -42,3 +44,11 @@ all_finite = _nb.variant(_nb.all_finite, _K)
 max_abs = _nb.max_abs
 zeros_like = _nb.zeros_like
 compiled_loop = _nb.compiled_loop
+gather_rows_into = _nb.variant(_nb.gather_rows_into, _K)
+gather_targets_into = _nb.variant(_nb.gather_targets_into, _K)
+forward_hidden_into = _nb.variant(_nb.forward_hidden_into, _K)
+forward_output_into = _nb.variant(_nb.forward_output_into, _K)
+output_delta_into = _nb.variant(_nb.output_delta_into, _K)
+backward_hidden_into = _nb.variant(_nb.backward_hidden_into, _K)
+weight_grad_into = _nb.variant(_nb.weight_grad_into, _K)
+input_grad_into = _nb.input_grad_into

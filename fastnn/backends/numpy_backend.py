@@ -20,7 +20,9 @@ __all__ = ["NAME", "DTYPES", "to_device", "to_host", "gather_columns", "forward_
            "output_delta_chain", "output_loss", "backward_hidden", "weight_grad",
            "input_grad", "dropout_forward", "dropout_backward", "weight_step",
            "sgd_update", "momentum_update", "adam_update", "all_finite", "max_abs",
-           "zeros_like"]
+           "zeros_like", "gather_rows_into", "gather_targets_into", "forward_hidden_into",
+           "forward_output_into", "output_delta_into", "backward_hidden_into",
+           "weight_grad_into", "input_grad_into"]
 
 NAME = "numpy"
 DTYPES = (np.float16, np.float32, np.float64)
@@ -294,3 +296,69 @@ def adam_update(P, G, M, V, lr, beta1, beta2, eps, t, g_scale=1, l2=0):
     V += (1 - beta2) * (G * G)
     step, eps_t = adam_coefficients(lr, beta1, beta2, eps, t, P.dtype)
     P -= step * M / (np.sqrt(V) + eps_t)
+
+
+# ------------------------------------------------------------ minibatch kernels
+# The kernels above, written into preallocated arrays (_interface.MINIBATCH_KERNELS):
+# the same operations in the same order, so the results are bitwise theirs.
+
+def gather_rows_into(XR, idx, out):
+    """``out = XR[idx]``: rows of the row-major ``(N, n_x)`` examples into ``(b, n_x)``."""
+    np.take(XR, idx, axis=0, out=out)
+
+
+def gather_targets_into(YR, idx, out):
+    """``out = YR[idx].T``: rows of the row-major ``(N, n_y)`` targets as columns of ``(n_y, b)``."""
+    out[...] = np.take(YR, idx, axis=0).T
+
+
+def forward_hidden_into(W, A_prev, b, activation, out):
+    """out = g(W @ A_prev + b), ``(n_l, m)`` (as :func:`forward_hidden`)."""
+    np.matmul(W, A_prev, out=out)
+    out += b
+    ACTIVATIONS[activation](out, out)
+
+
+def forward_output_into(W, A_prev, b, output, Z, A):
+    """The logits into Z and the output into A, both ``(n_L, m)`` (as :func:`forward_output`)."""
+    np.matmul(W, A_prev, out=Z)
+    Z += b
+    ACTIVATIONS[output](Z, A)
+
+
+def _scaled_row_sum_into(dZ, scale, db):
+    np.sum(dZ, axis=1, keepdims=True, out=db)
+    if scale != 1:
+        db *= scale
+
+
+def output_delta_into(Z, A, Y, output, dz_scale, db_scale, dZ, db):
+    """dZ = dz_scale * (A - Y) and db written in place; returns the summed loss
+    (as :func:`output_delta`)."""
+    np.subtract(A, Y, out=dZ)
+    if dz_scale != 1:
+        dZ *= dz_scale
+    _scaled_row_sum_into(dZ, db_scale, db)
+    return output_loss(Z, A, Y, output)
+
+
+def backward_hidden_into(dA, A, activation, db_scale, db):
+    """dZ = dA * g'(Z) into dA, db written in place (as :func:`backward_hidden`)."""
+    dZ = DERIVATIVES[activation](A, dA)
+    if dZ is not dA:
+        dA[...] = dZ
+    _scaled_row_sum_into(dA, db_scale, db)
+
+
+def weight_grad_into(dZ, A_prev, W, scale, l2_scale, dW):
+    """dW = scale * (dZ @ A_prev.T) + l2_scale * W, written in place (as :func:`weight_grad`)."""
+    np.matmul(dZ, A_prev.T, out=dW)
+    if scale != 1:
+        dW *= scale
+    if l2_scale:
+        dW += l2_scale * W
+
+
+def input_grad_into(W, dZ, out):
+    """out = W.T @ dZ, ``(n_{l-1}, m)``."""
+    np.matmul(W.T, dZ, out=out)

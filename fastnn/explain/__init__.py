@@ -15,9 +15,9 @@ For a tiny network on random float64 data, :func:`explain` lays out
 5. the output layer: the course's chain through ``dA[L]`` against the fused
    ``A - Y``, including a saturated float32 output where the chain breaks.
 
-The analytic quantities all come from fastnn itself: the passes of
-:mod:`fastnn._passes` run on the NumPy backend through a thin wrapper that
-records a copy of what each backward kernel returns.  Only the finite
+The analytic quantities all come from fastnn itself: :mod:`fastnn.engine`'s
+passes run on the NumPy backend, with a per-layer hook that records a copy of
+what each layer produced.  Only the finite
 differences are new arithmetic, and they come from
 :func:`fastnn.finite_differences.central_differences`.  :func:`render_text`
 and :func:`render_markdown` turn the result into a terminal page or Markdown.
@@ -45,7 +45,7 @@ imported; this module is reached with
 from .checks import (CHECK_MARK, CROSS_MARK, FD_NOISE_C, FD_STEP, KINK_MARGIN, KINK_REDRAWS, MAX_FD_ENTRIES,
                      TOL_EXACT, TOL_F32, TOL_FD, Check, _fd_check, _FiniteDiff, _rel)
 from ._format import _fmt_err, _matrix, _num, _shape
-from .problem import _record_backward, _Recorder
+from .problem import _EveryLayerMistake, _record_backward
 from .render import _every_layer_cells, render_markdown, render_text
 from .result import (BackwardLayer, Conventions, EveryLayerRow, ExplainResult, ForwardStep, IndexSum, Line,
                      OneExample, OutputLayer, Quantity)

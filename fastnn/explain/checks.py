@@ -54,6 +54,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .. import engine
 from ..activations import ACTIVATIONS
 from ..backends import numpy_backend as _nb
 from ..finite_differences import central_differences
@@ -146,8 +147,8 @@ class _FiniteDiff:
     ``J = (1/m) sum_i L_i + (l2/(2m)) sum ||W||^2`` is the cost and
     ``S = sum_i L_i + (l2/(2m)) sum ||W||^2`` what scaling="sum" differentiates.
     A derivative with respect to an intermediate ``Z[l]`` or ``A[l]`` perturbs
-    that array and runs the rest of the network from there with the NumPy
-    backend's forward kernels.  An entry of column ``i`` of ``Z[l]`` or
+    that array and runs the rest of the network from there (the engine's
+    forward pass on the NumPy backend).  An entry of column ``i`` of ``Z[l]`` or
     ``A[l]`` changes only ``L_i``: the other ``m - 1`` losses and the L2 term
     are constant and cancel exactly in ``F(v + h) - F(v - h)``, so only column
     ``i`` is re-run (which also keeps the rounding error from growing with m).
@@ -164,11 +165,10 @@ class _FiniteDiff:
         self.noise = {}
 
     def _loss_from_A(self, k, A, Y):
-        """Summed loss of the columns of ``A = A[k]`` when layers k+1..L run from it."""
-        for j in range(k, self.L - 1):
-            A = _nb.forward_hidden(self.Ws[j], A, self.bs[j], self.hidden)
-        Z, AL = _nb.forward_output(self.Ws[-1], A, self.bs[-1], self.output)
-        return _nb.output_loss(Z, AL, Y, self.output)
+        """Summed loss of the columns of ``A = A[k]`` when layers k+1..L run from it
+        (the engine's forward pass over those layers)."""
+        As, Z = engine.forward(_nb, self.Ws[k:], self.bs[k:], A, self.hidden, self.output)
+        return _nb.output_loss(Z, As[-1], Y, self.output)
 
     def _loss_from_Z(self, l, Z, Y):
         """Summed loss of the columns of ``Z = Z[l]`` when g and layers l+1..L run from it."""

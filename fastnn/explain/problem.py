@@ -1,17 +1,17 @@
 """The problem explain works on, and fastnn's own analytic quantities for it.
 
 :func:`_make_problem` draws the random float64 network and data;
-:func:`_record_backward` runs the passes of :mod:`fastnn._passes` on the NumPy
-backend through :class:`_Recorder`, which keeps a copy of what each backward
-kernel returns (the passes reuse buffers in place).
+:func:`_record_backward` runs :func:`fastnn.engine.backward` on the NumPy
+backend with a per-layer hook that keeps a copy of every layer's ``dZ``,
+``dW``, ``db`` and ``dA_prev`` (the pass reuses buffers in place).
 """
 
 from dataclasses import dataclass
 
 import numpy as np
 
-from .. import _passes
 from .. import _validation as V
+from .. import engine
 from ..activations import check_hidden, check_output
 from ..backends import numpy_backend as _nb
 from ..errors import FastnnValueError
@@ -19,53 +19,24 @@ from ..network import SCALINGS, _check_layer_dims, init_params
 from .checks import KINK_MARGIN, KINK_REDRAWS, MAX_FD_ENTRIES
 
 
-class _Recorder:
-    """Stands in for the NumPy backend module inside :mod:`fastnn._passes`.
+class _EveryLayerMistake:
+    """The NumPy backend with the "1/m in every layer" mistake: every hidden
+    ``dZ``, ``db`` that ``backward_hidden`` returns is multiplied once more by
+    ``extra``, so the mistake propagates down the pass as it would in code.
 
-    Every kernel is looked up on :mod:`fastnn.backends.numpy_backend` when
-    called (so a monkeypatched kernel is the one that runs); the backward
-    kernels also keep a copy of what they return, since the passes reuse
-    buffers in place.  ``hidden_extra`` multiplies every hidden ``dZ``, ``db``
-    once more (the "1/m in every layer" mistake).
+    Every other kernel is looked up on :mod:`fastnn.backends.numpy_backend`
+    when called (so a monkeypatched kernel is the one that runs).
     """
 
-    def __init__(self, hidden_extra=None):
-        self.dZ, self.db, self.dW, self.dA = [], [], [], []
-        self._extra = hidden_extra
+    def __init__(self, extra):
+        self._extra = extra
 
     def __getattr__(self, name):
         return getattr(_nb, name)
 
-    def _delta(self, kernel, args):
-        dZ, db, loss = kernel(*args)
-        self.dZ.append(np.array(dZ))
-        self.db.append(np.array(db))
-        return dZ, db, loss
-
-    def output_delta(self, *args):
-        return self._delta(_nb.output_delta, args)
-
-    def output_delta_chain(self, *args):
-        return self._delta(_nb.output_delta_chain, args)
-
-    def weight_grad(self, *args):
-        dW = _nb.weight_grad(*args)
-        self.dW.append(np.array(dW))
-        return dW
-
-    def input_grad(self, W, dZ):
-        dA = _nb.input_grad(W, dZ)
-        self.dA.append(np.array(dA))
-        return dA
-
     def backward_hidden(self, dA, A, activation, db_scale):
         dZ, db = _nb.backward_hidden(dA, A, activation, db_scale)
-        if self._extra is not None:
-            dZ = dZ * self._extra
-            db = db * self._extra
-        self.dZ.append(np.array(dZ))
-        self.db.append(np.array(db))
-        return dZ, db
+        return dZ * self._extra, db * self._extra
 
 
 @dataclass
@@ -78,18 +49,24 @@ class _Grads:
 
 
 def _record_backward(Ws, As, ZL, Y, hidden, output, scaling, l2, output_grad="fused", hidden_extra=None):
-    """Run :func:`fastnn._passes._backward` and return every intermediate.
+    """Run :func:`fastnn.engine.backward` and return every intermediate.
 
-    ``dA[0] = W[1].T @ dZ[1]`` (which training skips) comes from the same
-    ``input_grad`` kernel.
+    The NumPy backend's kernels compute everything (:class:`_EveryLayerMistake`
+    around them when ``hidden_extra`` is given); a per-layer hook copies what
+    each layer produced.  ``dA[0] = W[1].T @ dZ[1]`` (which training skips)
+    comes from the same ``input_grad`` kernel.
     """
-    rec = _Recorder(hidden_extra)
-    _passes._backward(rec, Ws, As, ZL, Y, hidden, output, scaling, output_grad, l2)
-    rec.input_grad(Ws[0], rec.dZ[-1])
-    L = len(Ws)
-    layers = list(range(L, 0, -1))
-    return _Grads(dZ=dict(zip(layers, rec.dZ)), dW=dict(zip(layers, rec.dW)),
-                  db=dict(zip(layers, rec.db)), dA=dict(zip([l - 1 for l in layers], rec.dA)))
+    grads = _Grads(dZ={}, dW={}, db={}, dA={})
+
+    def hook(l, arrays):
+        grads.dZ[l], grads.dW[l], grads.db[l] = (np.array(arrays[k]) for k in ("dZ", "dW", "db"))
+        if "dA_prev" in arrays:
+            grads.dA[l - 1] = np.array(arrays["dA_prev"])
+
+    bk = _nb if hidden_extra is None else _EveryLayerMistake(hidden_extra)
+    engine.backward(bk, Ws, As, ZL, Y, hidden, output, scaling, output_grad, l2, hook=hook)
+    grads.dA[0] = np.array(_nb.input_grad(Ws[0], grads.dZ[1]))
+    return grads
 
 
 def _draw_problem(dims, m, output, rng):
@@ -113,7 +90,7 @@ def _draw_problem(dims, m, output, rng):
 
 def _hidden_zmin(Ws, bs, X, hidden):
     """Smallest |Z[l]| over the hidden layers (inf without hidden layers)."""
-    As, _ = _passes._forward(_nb, Ws, bs, X, hidden, "identity")
+    As, _ = engine.forward(_nb, Ws, bs, X, hidden, "identity")
     return min((float(np.abs(Ws[l] @ As[l] + bs[l]).min()) for l in range(len(Ws) - 1)), default=float("inf"))
 
 

@@ -8,7 +8,7 @@ import math
 
 import numpy as np
 
-from .. import _passes
+from .. import engine
 from ..activations import LEAKY_SLOPE, OUTPUT_LOSS
 from ..backends import numpy_backend as _nb
 from ..errors import SaturationError
@@ -137,7 +137,7 @@ def _one_example_section(Ws, bs, X, Y, grads, hidden, output, scaling, l2):
     per = []
     for i in range(m):
         Xi, Yi = np.ascontiguousarray(X[:, i:i + 1]), np.ascontiguousarray(Y[:, i:i + 1])
-        As_i, ZL_i = _passes._forward(_nb, Ws, bs, Xi, hidden, output)
+        As_i, ZL_i = engine.forward(_nb, Ws, bs, Xi, hidden, output)
         per.append((As_i, _record_backward(Ws, As_i, ZL_i, Yi, hidden, output, "sum", 0.0)))
     As0, g0 = per[0]
     dz, a_prev, dw, db = g0.dZ[L], As0[L - 1], g0.dW[L], g0.db[L]
@@ -362,8 +362,8 @@ def _saturated_lines(Ws, bs_s, X, Y_s, hidden, output, scaling, l2, fused):
     X32, Y32 = X.astype(np.float32), Y_s.astype(np.float32)
     W32 = [p32[f"W{l}"] for l in range(1, L + 1)]
     b32 = [p32[f"b{l}"] for l in range(1, L + 1)]
-    AL32 = _passes._forward(_nb, W32, b32, X32, hidden, output)[0][-1]
-    AL64 = _passes._forward(_nb, [W.astype(np.float64) for W in W32], [b.astype(np.float64) for b in b32],
+    AL32 = engine.forward(_nb, W32, b32, X32, hidden, output)[0][-1]
+    AL64 = engine.forward(_nb, [W.astype(np.float64) for W in W32], [b.astype(np.float64) for b in b32],
                             X32.astype(np.float64), hidden, output)[0][-1]
     a32, a64 = AL32[:, 0:1], AL64[:, 0:1]
     saturated.append(Line(f"A[{L}][:, 0]", "float32", _shape(a32),
@@ -510,7 +510,7 @@ def explain(layers=(2, 4, 1), *, hidden="tanh", output="sigmoid", m=5, scaling="
     dims, m, l2 = _check_args(layers, hidden, output, m, scaling, seed, l2)
     Ws, bs, X, Y, y_text, redraws = _make_problem(dims, m, output, hidden, seed)
     L = len(Ws)
-    As, ZL = _passes._forward(_nb, Ws, bs, X, hidden, output)
+    As, ZL = engine.forward(_nb, Ws, bs, X, hidden, output)
     Zs = {l: Ws[l - 1] @ As[l - 1] + bs[l - 1] for l in range(1, L)}
     Zs[L] = ZL
     grads = _record_backward(Ws, As, ZL, Y, hidden, output, scaling, l2)

@@ -33,7 +33,7 @@ Beyond the dense float arrays of the kernels
 --------------------------------------------
 ``sample_weight`` (and the classifier's ``class_weight``) multiply the output
 delta ``dZ[L]`` and the loss column by column, and ``1/m`` becomes
-``1/sum(sample_weight)`` (see :func:`fastnn._passes._backward`).  Sparse ``X``
+``1/sum(sample_weight)`` (see :func:`fastnn.engine.backward`).  Sparse ``X``
 (CSR or CSC) stays sparse: the first layer's products run in SciPy and the
 kernels see their dense results.  ``MLPRegressor(loss="poisson")`` has the
 exponential output: the kernels compute ``Z[L]``, and ``exp``, the delta and

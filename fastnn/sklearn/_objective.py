@@ -9,12 +9,15 @@ from collections import namedtuple
 
 import numpy as np
 
-from .._passes import _backward, _forward, _forward_dropout, _scales
+from .. import engine
 from ._params import _HIDDEN, _OUTPUT
 
 #: What the objective needs of an estimator: fastnn's hidden and output activations,
 #: the ``1/m`` placement, the L2 strength and the loss divisor (see :func:`_spec`).
 _Spec = namedtuple("_Spec", "hidden output scaling alpha loss_div")
+
+#: The backward function for :func:`_loss_and_grads`'s ``weights``.
+_BACKWARD = {"full": engine.backward, "bare": engine.backward_products}
 
 
 def _spec(est):
@@ -45,8 +48,8 @@ def _loss_and_grads(bk, spec, Ws, bs, X, Y, norm, sample_weight=None, weights="f
         ``m``, or ``sum(sample_weight)`` when weighted.
     sample_weight : ndarray of shape (m,) or None
     weights : {"full", "bare"}
-        :func:`fastnn._passes._backward`'s ``weights``: "bare" leaves ``1/m`` and
-        the L2 term of every ``dW`` to the optimizer (see :func:`_fold`).
+        "full": :func:`fastnn.engine.backward`; "bare": :func:`fastnn.engine.backward_products`,
+        which leaves ``1/m`` and the L2 term of every ``dW`` to the optimizer (see :func:`_fold`).
     drop : fastnn._dropout.DropoutStep or None
         Inverted dropout of this step's hidden layers (None: none): the loss and
         gradient of the network with these masks fixed.
@@ -60,19 +63,26 @@ def _loss_and_grads(bk, spec, Ws, bs, X, Y, norm, sample_weight=None, weights="f
     """
     Gs = None
     if drop is None:
-        As, ZL = _forward(bk, Ws, bs, X, spec.hidden, spec.output)
+        As, ZL = engine.forward(bk, Ws, bs, X, spec.hidden, spec.output)
     else:
-        As, Gs, ZL = _forward_dropout(bk, Ws, bs, X, spec.hidden, spec.output, drop)
-    dWs, dbs, loss_sum = _backward(bk, Ws, As, ZL, Y, spec.hidden, spec.output, spec.scaling,
-                                   "fused", spec.alpha, weights=weights,
-                                   sample_weight=sample_weight, drop=drop, Gs=Gs)
+        As, Gs, ZL = engine.forward_dropout(bk, Ws, bs, X, spec.hidden, spec.output, drop)
+    backward = _BACKWARD[weights]
+    dWs, dbs, loss_sum = backward(bk, Ws, As, ZL, Y, spec.hidden, spec.output, spec.scaling,
+                                  "fused", spec.alpha, sample_weight=sample_weight, drop=drop,
+                                  Gs=Gs)
     del As, Gs, ZL
+    return _batch_loss(bk, spec, Ws, loss_sum, norm), dWs, dbs
+
+
+def _batch_loss(bk, spec, Ws, loss_sum, norm):
+    """scikit-learn's loss of a batch from its summed loss: the mean plus ``alpha / (2 norm)
+    sum ||W||^2`` (``Ws`` before the step's update)."""
     loss = loss_sum / (norm * spec.loss_div)
     if spec.alpha:
         loss += 0.5 * spec.alpha * _sum_squares(bk, Ws) / norm
-    return loss, dWs, dbs
+    return loss
 
 
 def _fold(spec, n_weights, norm, dtype):
     """``(n_weights, g_scale, l2)``: what an optimizer taking bare ``dW`` applies to each."""
-    return n_weights, _scales(spec.scaling, norm, dtype)[1], dtype.type(spec.alpha / norm)
+    return n_weights, engine.scales(spec.scaling, norm, dtype)[1], dtype.type(spec.alpha / norm)

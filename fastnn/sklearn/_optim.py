@@ -32,14 +32,16 @@ class _SklearnSGD:
 
     def unbind(self, bk):
         """Move the state to host NumPy arrays (picklable, backend independent)."""
+        self._flat = None  # the workspace's arrays (step_flat) are not kept past the fit
         if self.velocities is not None:
             self.velocities = [np.asarray(bk.to_host(v)) for v in self.velocities]
 
     #: The gradients it takes are complete (weight_grad applied 1/m and L2).
     FOLDS_WEIGHT_EPILOGUE = False
 
-    def step(self, bk, params, grads, fold=None):
-        """One update of every parameter, in place."""
+    def step(self, bk, params, grads, fold=None, states=None):
+        """One update of every parameter, in place (``states``: the velocities, when not
+        ``self.velocities``)."""
         t = params[0].dtype.type
         lr = t(self.learning_rate)
         if not self.momentum:
@@ -47,7 +49,7 @@ class _SklearnSGD:
                 bk.sgd_update(P, G, lr)
             return
         mu, decay = t(self.momentum), t(1.0 - self.momentum)
-        for P, G, V in zip(params, grads, self.velocities):
+        for P, G, V in zip(params, grads, self.velocities if states is None else states):
             bk.sgd_update(V, V, decay)       # v = momentum * v
             bk.sgd_update(V, G, lr)          # v = momentum * v - lr * g
             if self.nesterov:
@@ -55,6 +57,12 @@ class _SklearnSGD:
                 bk.sgd_update(P, G, lr)      # p -= lr * g
             else:
                 bk.sgd_update(P, V, t(-1))   # p += v
+
+    def step_flat(self, bk, ws, fold=None):
+        """:meth:`step` on a :class:`fastnn.engine.MinibatchWorkspace`'s flat arrays
+        (bitwise the same: every line is elementwise)."""
+        flat = _flat_state(self, bk, ws, ("velocities",) if self.momentum else ())
+        self.step(bk, [ws.P_flat], [ws.G_flat], states=[flat["velocities"]] if flat else None)
 
     def iteration_ends(self, time_step):
         if self.lr_schedule == "invscaling":
@@ -116,17 +124,19 @@ class _SklearnAdam:
                                    f"epsilon >= {tiny:g} or float64 data")
 
     def unbind(self, bk):
+        self._flat = None  # the workspace's arrays (step_flat) are not kept past the fit
         self.ms = [np.asarray(bk.to_host(a)) for a in self.ms]
         self.vs = [np.asarray(bk.to_host(a)) for a in self.vs]
 
     #: It takes each dW bare and applies ``g_scale dW + l2 W`` itself (``fold``).
     FOLDS_WEIGHT_EPILOGUE = True
 
-    def step(self, bk, params, grads, fold=None):
+    def step(self, bk, params, grads, fold=None, states=None):
         """One update of every parameter, in place.
 
         ``fold = (n_weights, g_scale, l2)``: the first ``n_weights`` gradients
         are bare ``dZ @ A_prev.T`` and get ``adam_update``'s ``g_scale``, ``l2``.
+        ``states``: the moments ``(ms, vs)``, when not ``self.ms``, ``self.vs``.
         """
         self.t += 1
         correction2 = np.sqrt(1.0 - self.beta_2 ** self.t)
@@ -135,11 +145,21 @@ class _SklearnAdam:
         lr, b1, b2 = t(self.learning_rate_init), t(self.beta_1), t(self.beta_2)
         eps = t(self.epsilon / correction2)
         n_weights, g_scale, l2 = fold or (0, 1, 0)
-        for i, (P, G, M, V) in enumerate(zip(params, grads, self.ms, self.vs)):
+        ms, vs = (self.ms, self.vs) if states is None else states
+        for i, (P, G, M, V) in enumerate(zip(params, grads, ms, vs)):
             if i < n_weights:
                 bk.adam_update(P, G, M, V, lr, b1, b2, eps, self.t, g_scale, l2)
             else:
                 bk.adam_update(P, G, M, V, lr, b1, b2, eps, self.t)
+
+    def step_flat(self, bk, ws, fold=None):
+        """:meth:`step` on a :class:`fastnn.engine.MinibatchWorkspace`'s flat arrays: two
+        calls, the weights' segment (folded) and the biases' (bitwise the same)."""
+        flat = _flat_state(self, bk, ws, ("ms", "vs"))
+        n = ws.n_weights
+        halves = lambda a: [a[:n], a[n:]]  # noqa: E731
+        self.step(bk, halves(ws.P_flat), halves(ws.G_flat), fold and (1,) + tuple(fold[1:]),
+                  states=(halves(flat["ms"]), halves(flat["vs"])))
 
     def iteration_ends(self, time_step):
         pass
@@ -158,3 +178,25 @@ def _state_on(bk, state, params):
     # Fresh copies: the kernels update them in place, and a loaded model's state may be
     # read-only (joblib.load(..., mmap_mode="r")).
     return [bk.to_device(np.array(bk.to_host(s), order="C", copy=True)) for s in state]
+
+
+def _flat_state(opt, bk, ws, names):
+    """``{name: flat array}`` of the optimizer's state lists ``names``, kept in ``ws``'s
+    layout; the lists become the flat arrays' views (copied in when they are not yet)."""
+    cached = getattr(opt, "_flat", None)
+    if cached is not None and cached[0] is ws and all(
+            all(a is v for a, v in zip(getattr(opt, name), cached[1][name][1])) for name in names):
+        return {name: cached[1][name][0] for name in names}
+    made = {}
+    for name in names:
+        # The state lists are in the estimator's order (W[1..L], then b[1..L]); ws.split's
+        # is W[1], b[1], ...
+        state = getattr(opt, name)
+        L = len(state) // 2
+        made[name] = ws.flat_copy([bk.to_host(a) for pair in zip(state[:L], state[L:])
+                                   for a in pair])
+        views = made[name][1]
+        setattr(opt, name, views[0::2] + views[1::2])
+        made[name] = (made[name][0], getattr(opt, name))
+    opt._flat = (ws, made)
+    return {name: made[name][0] for name in names}

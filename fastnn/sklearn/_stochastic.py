@@ -11,10 +11,10 @@ from sklearn.utils import gen_batches
 from sklearn.utils import shuffle as _shuffle
 
 from .. import _dropout
-from ..engine import SparseRows
+from ..engine import MinibatchWorkspace, SparseRows
 from ..threads import policy_for
 from ._data import _full_batch, _rows, _sparse_as
-from ._objective import _fold, _loss_and_grads, _spec
+from ._objective import _batch_loss, _fold, _loss_and_grads, _spec
 from ._optim import _SklearnAdam, _SklearnSGD
 from ._params import _STOCHASTIC
 
@@ -81,11 +81,15 @@ class _StochasticSolver:
         Ws, bs = self._device_params(bk, dtype, copy=True)
         opt = self._optimizer
         opt.bind(bk, Ws + bs)
+        ws = self._workspace(bk, XR, SW_train, Ws, dtype)
+        if ws is not None:  # the parameters become views of its flat array
+            P = ws.adopt([p for pair in zip(Ws, bs) for p in pair])
+            Ws, bs = P[0::2], P[1::2]
         if val is not None:
             val = (_full_batch(bk, val[0], dtype),) + val[1:]
         try:
             with policy_for(bk, Ws, batch_size):
-                self._epochs(bk, Ws, bs, XR, YR, SW_train, batch_size, val, incremental)
+                self._epochs(bk, Ws, bs, XR, YR, SW_train, batch_size, val, incremental, ws)
         except KeyboardInterrupt:
             warnings.warn("Training interrupted by user.")
         finally:
@@ -105,6 +109,32 @@ class _StochasticSolver:
             warnings.warn("Got `batch_size` less than 1 or larger than "
                           "sample size. It is going to be clipped")
         return int(np.clip(self.batch_size, 1, n_samples))
+
+    def _workspace(self, bk, XR, SW, Ws, dtype):
+        """The engine's minibatch workspace for this fit, or None where the epoch runs kernel
+        by kernel (sparse X, sample weights, dropout, a Poisson output, a backend without the
+        minibatch kernels)."""
+        if sp.issparse(XR) or SW is not None or self._dropout_spec is not None \
+                or not MinibatchWorkspace.supports(bk, _spec(self).output):
+            return None
+        return MinibatchWorkspace(bk, [Ws[0].shape[1]] + [W.shape[0] for W in Ws], dtype)
+
+    def _workspace_epoch(self, bk, ws, XR, YR, batch_size, sample_idx):
+        """:meth:`_epoch` on the workspace: bitwise the same steps, nothing allocated per
+        batch, one optimizer call per rule over the flat parameters."""
+        opt, spec = self._optimizer, _spec(self)
+        fold = opt.FOLDS_WEIGHT_EPILOGUE
+        Ws = ws.params[0::2]
+        n_samples = XR.shape[0]
+        accumulated_loss = 0.0
+        for batch in gen_batches(n_samples, batch_size):
+            idx = sample_idx[batch] if self.shuffle else batch
+            m = batch.stop - batch.start
+            loss_sum = ws.step(XR, YR, idx, spec.hidden, spec.output, spec.scaling, spec.alpha,
+                               bare=fold)
+            accumulated_loss += _batch_loss(bk, spec, Ws, loss_sum, m) * m
+            opt.step_flat(bk, ws, _fold(spec, len(Ws), m, YR.dtype) if fold else None)
+        return accumulated_loss / n_samples
 
     def _epoch(self, bk, Ws, bs, XR, YR, SW, batch_size, sample_idx):
         """One pass over the minibatches; returns scikit-learn's epoch loss."""
@@ -141,7 +171,7 @@ class _StochasticSolver:
         self._dropout_steps = t + 1
         return _dropout.DropoutStep(keeps, seed, t)
 
-    def _epochs(self, bk, Ws, bs, XR, YR, SW, batch_size, val, incremental):
+    def _epochs(self, bk, Ws, bs, XR, YR, SW, batch_size, val, incremental, ws=None):
         """scikit-learn's epoch loop: stopping rules, schedules, the ConvergenceWarning."""
         opt = self._optimizer
         n_samples = XR.shape[0]
@@ -150,7 +180,10 @@ class _StochasticSolver:
         for _ in range(self.max_iter):
             if self.shuffle:
                 sample_idx = _shuffle(sample_idx, random_state=self._random_state)
-            self.loss_ = self._epoch(bk, Ws, bs, XR, YR, SW, batch_size, sample_idx)
+            if ws is not None:
+                self.loss_ = self._workspace_epoch(bk, ws, XR, YR, batch_size, sample_idx)
+            else:
+                self.loss_ = self._epoch(bk, Ws, bs, XR, YR, SW, batch_size, sample_idx)
             self.n_iter_ += 1
             self.t_ += n_samples
             self.loss_curve_.append(self.loss_)

@@ -215,28 +215,57 @@ def _dact(A, dA, name):
     raise ValueError(f"hidden: unknown {name!r}")
 
 
+class _Kernels:
+    """The kernels :func:`fastnn.engine.forward` and
+    :func:`fastnn.engine.backward_from_delta` call, in double-double (``DD``
+    arrays, shapes as the kernel interface's).  ``backward_hidden``'s ``db`` is
+    the pairwise sum of ``dZ`` (``db_scale`` must be 1: the reference is of the
+    summed loss)."""
+
+    @staticmethod
+    def forward_hidden(W, A_prev, b, activation):
+        return _act(matmul_short(W, A_prev) + b, activation)
+
+    @staticmethod
+    def forward_output(W, A_prev, b, output):
+        Z = matmul_short(W, A_prev) + b
+        return Z, _act(Z, output)
+
+    @staticmethod
+    def input_grad(W, dZ):
+        return matmul_short(W.T, dZ)
+
+    @staticmethod
+    def backward_hidden(dA, A, activation, db_scale):
+        dZ = _dact(A, dA, activation)
+        return dZ, pairwise_sum(dZ)
+
+
 def gradients(Ws, bs, X, Y, hidden, output):
     """Gradients of the summed loss in double-double (see
     :func:`fastnn.stability.reference.reference_gradients`).
 
+    The engine's forward pass and its backward pass from ``dZ[L] = A[L] - Y``
+    on the double-double kernels (:class:`_Kernels`); a per-layer hook sums
+    each ``dW[l]`` pairwise over the examples.
+
     ``Ws``, ``bs``: lists of DD or float64 arrays; ``X``, ``Y`` float64 arrays.
     Returns ``(GW, Gb, dZ_nonzero)``: lists of DD and of bool arrays.
     """
+    from .. import engine
     Ws = [_dd(W) for W in Ws]
     bs = [_dd(b) for b in bs]
-    As = [DD(X)]
-    for l, (W, b) in enumerate(zip(Ws, bs)):
-        Z = matmul_short(W, As[-1]) + b
-        As.append(_act(Z, hidden if l < len(Ws) - 1 else output))
+    As, _ = engine.forward(_Kernels, Ws, bs, DD(X), hidden, output)
     dZ = As[-1] - DD(Y)
     L = len(Ws)
     GW, Gb, nz = [None] * L, [None] * L, [None] * L
-    for l in range(L - 1, -1, -1):
-        A = As[l]
+
+    def hook(layer, arrays):
+        l, dZ, A = layer - 1, arrays["dZ"], As[layer - 1]
         rows = [pairwise_sum(dZ[j:j + 1] * A) for j in range(dZ.shape[0])]   # (nk, 1) each
         GW[l] = DD(np.concatenate([r.hi.T for r in rows]), np.concatenate([r.lo.T for r in rows]))
-        Gb[l] = pairwise_sum(dZ)
+        Gb[l] = arrays["db"]
         nz[l] = (dZ.hi != 0) | (dZ.lo != 0)
-        if l:
-            dZ = _dact(A, matmul_short(Ws[l].T, dZ), hidden)
+
+    engine.backward_from_delta(_Kernels, Ws, As, dZ, pairwise_sum(dZ), hidden, 1.0, hook=hook)
     return GW, Gb, nz

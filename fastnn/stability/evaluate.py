@@ -19,14 +19,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .. import _passes
+from .. import engine
 from ..backends import get_backend
-from ..backends.numpy_backend import chain_delta
 from ..errors import FastnnValueError, SaturationError
 from ..network import SCALINGS, OUTPUT_GRADS
 from . import problems
 from ._dd import DD
-from .formats import DTYPES, SUMMATIONS, _Emulated, _format, _mul, _round_fast, weighted_sums
+from .formats import (DTYPES, SUMMATIONS, EmulatedBackend, _format, _mul, _round_fast,  # noqa: F401
+                      chain_unchecked, weighted_sums)
 from .mixed import ACCUMS, INV_M, RECIPES, mixed_gradients
 from .reference import _ref_cost, reference_gradients, reference_kind
 
@@ -143,7 +143,7 @@ def forward_shared(bk, Ws, bs, X, pt):
     if key is not None and key in _FWD:
         return _FWD[key]
     with np.errstate(all="ignore"):
-        res = _passes._forward(bk, Ws, bs, X, pt["hidden"], pt["output"])
+        res = engine.forward(bk, Ws, bs, X, pt["hidden"], pt["output"])
     if key is not None:
         _FWD.clear()
         _FWD[key] = res
@@ -169,7 +169,7 @@ def _backend(pt, fmt):
         if pt["backend"] != "numpy":
             raise FastnnValueError(f"backend: {fmt.name} is emulated on the numpy backend only, "
                                    f"got {pt['backend']!r}")
-        return _Emulated(fmt.name)
+        return EmulatedBackend(fmt.name)
     bk = get_backend(pt["backend"])
     if fmt.storage not in bk.DTYPES:
         raise FastnnValueError(f"backend {bk.NAME!r} does not support {fmt.name}")
@@ -177,7 +177,7 @@ def _backend(pt, fmt):
 
 
 class _FormatScalars:
-    """Stands for a NumPy dtype in :func:`fastnn._passes._scales` (the one scaling table).
+    """Stands for a NumPy dtype in :func:`fastnn.engine.scales` (the one scaling table).
 
     Its ``type`` rounds a scalar to the format (``fmt.scalar``), so an emulated
     format gets its own ``1/m`` and a native one exactly ``dtype.type(1/m)``.
@@ -187,60 +187,69 @@ class _FormatScalars:
         self.type = fmt.scalar
 
 
+def _check_point(pt):
+    for key, allowed in (("scaling", SCALINGS), ("output_grad", OUTPUT_GRADS),
+                         ("summation", SUMMATIONS)):
+        if pt[key] not in allowed:
+            raise FastnnValueError(f"{key}: unknown {pt[key]!r}; expected one of {allowed}")
+
+
+def _dz_counts(dZ, rz, A, hidden):
+    """``(under, counted, nonfinite, total)`` of one layer's ``dZ``: ``counted`` the
+    entries where the reference ``dZ`` (``rz``) is non-zero and, for a hidden layer
+    (``A`` its activations; None for the output layer), ``g'(Z)`` is too; ``under``
+    those of them that are 0 here."""
+    counted = rz if A is None else rz & _gprime_nonzero(A, hidden)
+    with np.errstate(invalid="ignore"):
+        under = (dZ == 0) & counted
+    return int(under.sum()), int(counted.sum()), int((~np.isfinite(dZ)).sum()), int(dZ.size)
+
+
+def _output_layer(bk, fmt, ZL, AL, Y, pt, dz_scale, db_scale):
+    """``(dZ[L], db[L], saturated)`` by the point's route; ``db`` None when the
+    chain route saturated (its ``dZ`` then computed unchecked)."""
+    if pt["output_grad"] != "chain":
+        return bk.output_delta(ZL, AL, Y, pt["output"], dz_scale, db_scale)[:2] + (False,)
+    try:
+        return bk.output_delta_chain(ZL, AL, Y, pt["output"], dz_scale, db_scale)[:2] + (False,)
+    except SaturationError:
+        return chain_unchecked(bk, fmt, AL, Y, pt["output"], dz_scale), None, True
+
+
 def _run_gradients(bk, fmt, Ws, bs, X, Y, pt, ref_nz=None):
     """dW, db of one point's configuration; with ``ref_nz`` also dZ underflow counts.
+
+    The engine's backward pass (:func:`fastnn.engine.backward_from_delta`) from
+    the point's output delta; its per-layer hook sums each ``dW``, ``db`` as the
+    point's ``summation`` says and counts the ``dZ`` entries.
 
     Returns ``(dWs, dbs, info)``; info has ``saturated`` and, when ``ref_nz``
     is given, per-layer ``(dz_underflow, dz_counted, dz_nonfinite, dz_total)``.
     """
-    hidden, output = pt["hidden"], pt["output"]
-    scaling, route, summation = pt["scaling"], pt["output_grad"], pt["summation"]
-    if scaling not in SCALINGS:
-        raise FastnnValueError(f"scaling: unknown {scaling!r}; expected one of {SCALINGS}")
-    if route not in OUTPUT_GRADS:
-        raise FastnnValueError(f"output_grad: unknown {route!r}; expected one of {OUTPUT_GRADS}")
-    if summation not in SUMMATIONS:
-        raise FastnnValueError(f"summation: unknown {summation!r}; expected one of {SUMMATIONS}")
-    m = X.shape[1]
-    dz_scale, w_scale = _passes._scales(scaling, m, _FormatScalars(fmt))
+    _check_point(pt)
+    hidden, summation = pt["hidden"], pt["summation"]
+    m, L = X.shape[1], len(Ws)
+    dz_scale, w_scale = engine.scales(pt["scaling"], m, _FormatScalars(fmt))
     As, ZL = forward_shared(bk, Ws, bs, X, pt)
-    info = {"saturated": False, "dz": []}
-    if route == "chain":
-        try:
-            dZ, db, _ = bk.output_delta_chain(ZL, As[-1], Y, output, dz_scale, w_scale)
-        except SaturationError:
-            info["saturated"] = True
-            dZ = bk._chain(As[-1], Y, output, dz_scale) if not fmt.native else \
-                chain_delta(As[-1], Y, output, dz_scale)
-            db = None
-    else:
-        dZ, db, _ = bk.output_delta(ZL, As[-1], Y, output, dz_scale, w_scale)
-    L = len(Ws)
+    dZ, db, saturated = _output_layer(bk, fmt, ZL, As[-1], Y, pt, dz_scale, w_scale)
+    info = {"saturated": saturated, "dz": []}
     dWs, dbs = [None] * L, [None] * L
-    ones = None
-    for l in range(L - 1, -1, -1):
+    ones = np.ones((1, m), dtype=np.float64 if not fmt.native else fmt.storage)
+
+    def hook(layer, arrays):
+        l, dZ, db = layer - 1, arrays["dZ"], arrays["db"]
         if ref_nz is not None:
-            gmask = None if l == L - 1 else _gprime_nonzero(As[l + 1], hidden)
-            rz = ref_nz[l]
-            with np.errstate(invalid="ignore"):
-                under = (dZ == 0) & rz
-            counted = rz if gmask is None else rz & gmask
-            info["dz"].append((int((under & counted).sum()), int(counted.sum()),
-                               int((~np.isfinite(dZ)).sum()), int(dZ.size)))
+            info["dz"].append(_dz_counts(dZ, ref_nz[l], None if l == L - 1 else As[l + 1], hidden))
         if summation == "backend" and db is not None:
             dWs[l] = bk.weight_grad(dZ, As[l], Ws[l], w_scale, 0)
             dbs[l] = db
         else:
             method = "pairwise" if summation == "backend" else summation
-            if ones is None:
-                ones = np.ones((1, m), dtype=np.float64 if not fmt.native else fmt.storage)
-            with np.errstate(all="ignore"):
-                dWs[l] = _mul(fmt, weighted_sums(dZ, As[l], method, fmt.name), w_scale)
-                dbs[l] = _mul(fmt, weighted_sums(dZ, ones, method, fmt.name), w_scale)
-        if l:
-            with np.errstate(all="ignore"):
-                dA = bk.input_grad(Ws[l], dZ)
-                dZ, db = bk.backward_hidden(dA, As[l], hidden, w_scale)
+            dWs[l] = _mul(fmt, weighted_sums(dZ, As[l], method, fmt.name), w_scale)
+            dbs[l] = _mul(fmt, weighted_sums(dZ, ones, method, fmt.name), w_scale)
+
+    with np.errstate(all="ignore"):
+        engine.backward_from_delta(bk, Ws, As, dZ, db, hidden, w_scale, hook=hook)
     info["dz"].reverse()
     return dWs, dbs, info
 

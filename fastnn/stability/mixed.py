@@ -38,7 +38,8 @@ import math
 
 import numpy as np
 
-from ..errors import FastnnValueError, SaturationError
+from .. import engine
+from ..errors import FastnnValueError
 from .formats import _round_fast
 
 RECIPES = ("plain", "fp32_epilogue", "static_ls", "dynamic_ls")
@@ -104,65 +105,57 @@ class _Ctx:
         return dZ.sum(axis=1, keepdims=True)
 
 
-def _output_delta(bk, ZL, AL, Y, pt, one):
-    """fl(A - Y) (fused) or the course's chain, unscaled; (dZ, saturated)."""
-    if pt["output_grad"] == "chain":
-        try:
-            return bk.output_delta_chain(ZL, AL, Y, pt["output"], one, one)[0], False
-        except SaturationError:
-            from .evaluate import _chain_native
-            dZ = bk._chain(AL, Y, pt["output"], one) if hasattr(bk, "_chain") else \
-                _chain_native(AL, Y, pt["output"], one)
-            return dZ, True
-    return bk.output_delta(ZL, AL, Y, pt["output"], one, one)[0], False
+def _layer_grads(ctx, dZ, A_prev, recipe, c_w, S):
+    """``(dW, db, finite)`` of one layer from its ``dZ`` by the recipe (module docstring)."""
+    out, finite = [], True
+    for acc in (ctx.acc(dZ, A_prev), ctx.row_sum(dZ)):
+        if recipe == "plain":
+            g = ctx.rnd("fmt", acc)
+            g = ctx.scale(g, c_w, "fmt") if c_w else g
+        else:
+            g = ctx.rnd("fmt", ctx.scale(acc, c_w, "f32") if c_w else acc)
+        finite = finite and np.isfinite(g).all()
+        if recipe in ("static_ls", "dynamic_ls"):
+            g = ctx.rnd("f32", np.asarray(g, np.float64) / S)   # float32 master gradient
+        out.append(g)
+    return out[0], out[1], finite
 
 
 def _chunk(ctx, bk, Ws, As, ZL, Y, cols, c, S, pt, ref_nz, counts):
-    """Gradients of the columns ``cols`` with count c for the 1/c and loss scale S."""
+    """Gradients of the columns ``cols`` with count c for the 1/c and loss scale S.
+
+    The output delta is formed and scaled here; the hidden layers are the
+    engine's pass (:func:`fastnn.engine.backward_from_delta`), whose per-layer
+    hook sums each layer's ``dW``, ``db`` by the recipe and counts its ``dZ``.
+    """
+    from .evaluate import _dz_counts, _output_layer
     recipe, scaling, hidden = pt["recipe"], pt["scaling"], pt["hidden"]
     one = ctx.fmt.scalar(1.0)
     As = [A[:, cols] for A in As]
-    dZ, sat = _output_delta(bk, ZL[:, cols], As[-1], Y[:, cols], pt, one)
+    dZ, _, sat = _output_layer(bk, ctx.fmt, ZL[:, cols], As[-1], Y[:, cols],
+                               pt, one, one)
     c_dz = c if scaling == "absorbed" else None
     c_w = c if scaling == "deferred" else None
     if recipe == "plain":
         dZ = ctx.scale(dZ, c_dz, "fmt") if c_dz else dZ
     elif c_dz or S != 1.0:
         dZ = ctx.rnd("fmt", ctx.scale(dZ, c_dz, "f32", S))
-    ls = recipe in ("static_ls", "dynamic_ls")
     L = len(Ws)
     gW, gb = [None] * L, [None] * L
-    bad = not np.isfinite(dZ).all()
-    for l in range(L - 1, -1, -1):
+    bad = []
+
+    def hook(layer, arrays):
+        l, dZ = layer - 1, arrays["dZ"]
         if ref_nz is not None:
-            rz = ref_nz[l][:, cols]
-            counted = rz if l == L - 1 else rz & _gmask(As[l + 1], hidden)
-            with np.errstate(invalid="ignore"):
-                counts[l][0] += int(((dZ == 0) & counted).sum())
-            counts[l][1] += int(counted.sum())
-            counts[l][2] += int((~np.isfinite(dZ)).sum())
-            counts[l][3] += int(dZ.size)
-        for out, acc in ((gW, ctx.acc(dZ, As[l])), (gb, ctx.row_sum(dZ))):
-            if recipe == "plain":
-                g = ctx.rnd("fmt", acc)
-                g = ctx.scale(g, c_w, "fmt") if c_w else g
-            else:
-                g = ctx.rnd("fmt", ctx.scale(acc, c_w, "f32") if c_w else acc)
-            bad = bad or not np.isfinite(g).all()
-            if ls:
-                g = ctx.rnd("f32", np.asarray(g, np.float64) / S)   # float32 master gradient
-            out[l] = g
-        if l:
-            with np.errstate(all="ignore"):
-                dA = bk.input_grad(Ws[l], dZ)
-                dZ = bk.backward_hidden(dA, As[l], hidden, one)[0]
-            bad = bad or not np.isfinite(dZ).all()
-    return gW + gb, bad, sat
+            A = None if l == L - 1 else As[l + 1]
+            for i, n in enumerate(_dz_counts(dZ, ref_nz[l][:, cols], A, hidden)):
+                counts[l][i] += n
+        gW[l], gb[l], finite = _layer_grads(ctx, dZ, As[l], recipe, c_w, S)
+        bad.append(not (finite and np.isfinite(dZ).all()))
 
-
-def _gmask(A, hidden):
-    from .evaluate import _gprime_nonzero
-    return _gprime_nonzero(A, hidden)
+    with np.errstate(all="ignore"):
+        engine.backward_from_delta(bk, Ws, As, dZ, None, hidden, one, hook=hook)
+    return gW + gb, any(bad), sat
 
 
 def _check(pt):
@@ -211,8 +204,8 @@ def mixed_gradients(bk, fmt, Ws, bs, X, Y, pt, ref_nz=None):
     Parameters
     ----------
     bk : backend or emulation
-        The kernels of the format (float16/bfloat16: :class:`.formats._Emulated`).
-    fmt : formats._Format
+        The kernels of the format (float16/bfloat16: :class:`fastnn.backends.emulated.EmulatedBackend`).
+    fmt : fastnn.backends.emulated.Format
     Ws, bs, X, Y : arrays of the format's storage, shapes as in the course
     pt : dict
         The point (every key of ``BASE``).

@@ -10,8 +10,7 @@ import numpy as np
 
 import os
 
-from .. import _passes
-from ..activations import DERIVATIVES
+from .. import engine
 from ..backends import numpy_backend as _npb
 from ..errors import FastnnValueError
 
@@ -92,23 +91,28 @@ def reference_gradients(Ws, bs, X, Y, hidden, output, dtype=np.longdouble):
     bs = [np.asarray(b, dtype=P) for b in bs]
     X = np.ascontiguousarray(X, dtype=P)
     Y = np.ascontiguousarray(Y, dtype=P)
-    As, ZL = _passes._forward(_npb, Ws, bs, X, hidden, output)
+    As, ZL = engine.forward(_npb, Ws, bs, X, hidden, output)
     loss_sum = _npb.output_loss(ZL, As[-1], Y, output)
     dZ = As[-1] - Y
     L = len(Ws)
     GW, Gb, nz = [None] * L, [None] * L, [None] * L
-    for l in range(L - 1, -1, -1):
+
+    def hook(layer, arrays):
+        l, dZ = layer - 1, arrays["dZ"]
         GW[l] = _ref_weight_sums(dZ, As[l])
-        Gb[l] = dZ.sum(axis=1, keepdims=True)
+        Gb[l] = arrays["db"]
         nz[l] = dZ != 0
-        if l:
-            dZ = DERIVATIVES[hidden](As[l], Ws[l].T @ dZ)
+
+    # The engine's backward pass on the NumPy kernels in precision P: each
+    # db[l] = sum(dZ[l], axis=1) (scale 1), dZ[l] = g'(Z[l]) * (W[l+1].T @ dZ[l+1]).
+    engine.backward_from_delta(_npb, Ws, As, dZ, dZ.sum(axis=1, keepdims=True), hidden,
+                               P.type(1), hook=hook)
     return GW, Gb, nz, loss_sum
 
 
 def _ref_cost(Ws, bs, X, Y, hidden, output, dtype):
     P = np.dtype(dtype)
-    As, ZL = _passes._forward(_npb, [np.asarray(W, P) for W in Ws], [np.asarray(b, P) for b in bs],
+    As, ZL = engine.forward(_npb, [np.asarray(W, P) for W in Ws], [np.asarray(b, P) for b in bs],
                               np.ascontiguousarray(X, P), hidden, output)
     return np.sum(_loss_terms(ZL, As[-1], np.ascontiguousarray(Y, P), output)) / P.type(X.shape[1])
 

@@ -175,11 +175,23 @@ def _identical(ra, rb):
 
 # --------------------------------------------------------------------------- tables
 
+def _table_head(title, note, header, align):
+    """The lines that open a Markdown table: its ``### title``, the note under it
+    (None: none), the header row and the alignment row."""
+    return [f"### {title}", ""] + ([] if note is None else [note, ""]) + [header, align]
+
+
+def _table_row(*cells):
+    """One Markdown table row of ``cells`` (each formatted as ``f"{cell}"``)."""
+    return "| " + " | ".join(f"{c}" for c in cells) + " |"
+
+
 def _placement_table(rows, base, key, title):
     dtypes = [d for d in DTYPE_ORDER if any(r["dtype"] == d for r in rows)]
-    lines = [f"### {title}", "",
-             "| dtype | m | 2^k | deferred | absorbed | sum | absorbed / deferred | verdict |",
-             "|---|---:|:-:|---|---|---|---|---|"]
+    lines = _table_head(title,
+                        None,
+                        "| dtype | m | 2^k | deferred | absorbed | sum | absorbed / deferred | verdict |",
+                        "|---|---:|:-:|---|---|---|---|---|")
     for d in dtypes:
         ms = sorted({r["m"] for r in _select(rows, base, dtype=d)})
         for m in ms:
@@ -197,12 +209,12 @@ def _placement_table(rows, base, key, title):
 
 
 def _range_table(rows, base):
-    lines = ["### Underflow and overflow (mean over seeds)", "",
-             "Fractions of the `dW`, `db` entries (reference non-zero) that are exactly 0, "
-             "subnormal, or inf/NaN, and of the `dZ[l]` entries that are 0 where the reference "
-             "is not (zeros of `g'(Z)` excluded) or inf/NaN.", "",
-             "| dtype | m | scaling | dW,db = 0 | dW,db subnormal | dW,db inf/NaN | dZ = 0 | dZ inf/NaN |",
-             "|---|---:|---|---|---|---|---|---|"]
+    lines = _table_head("Underflow and overflow (mean over seeds)",
+                        "Fractions of the `dW`, `db` entries (reference non-zero) that are exactly 0, "
+                        "subnormal, or inf/NaN, and of the `dZ[l]` entries that are 0 where the reference "
+                        "is not (zeros of `g'(Z)` excluded) or inf/NaN.",
+                        "| dtype | m | scaling | dW,db = 0 | dW,db subnormal | dW,db inf/NaN | dZ = 0 | dZ inf/NaN |",
+                        "|---|---:|---|---|---|---|---|---|")
     for d in ("float16", "bfloat16"):
         for m in sorted({r["m"] for r in _select(rows, base, dtype=d)}):
             for s in SCALING_ORDER:
@@ -216,14 +228,14 @@ def _range_table(rows, base):
 
 
 def _effects_table(rows, base):
-    lines = ["### Placement vs summation order vs output route", "",
-             "Ratios of the `dW` error (geometric mean over seeds, paired by seed); placement is "
-             "absorbed / deferred, the others are taken with the deferred scaling.  `spread` is the "
-             "seed spread of log10(error) of the base point (dex); `~` marks ratios whose "
-             "Holm-adjusted sign-flip p is not below 0.05 (no difference detected).", "",
-             "| dtype | m | spread (dex) | absorbed / deferred | naive / pairwise | backend / pairwise | "
-             "fp64acc / pairwise | chain / fused |",
-             "|---|---:|---:|---|---|---|---|---|"]
+    lines = _table_head("Placement vs summation order vs output route",
+                        "Ratios of the `dW` error (geometric mean over seeds, paired by seed); placement is "
+                        "absorbed / deferred, the others are taken with the deferred scaling.  `spread` is the "
+                        "seed spread of log10(error) of the base point (dex); `~` marks ratios whose "
+                        "Holm-adjusted sign-flip p is not below 0.05 (no difference detected).",
+                        "| dtype | m | spread (dex) | absorbed / deferred | naive / pairwise | backend / pairwise | "
+                        "fp64acc / pairwise | chain / fused |",
+                        "|---|---:|---:|---|---|---|---|---|")
     for d in DTYPE_ORDER:
         ms = sorted({r["m"] for r in rows if r["dtype"] == d and r["summation"] == "naive"})
         for m in ms:
@@ -246,17 +258,17 @@ def _effects_table(rows, base):
                 else:
                     mark = "~" if c["verdict"] == "no difference detected" else ""
                     cols.append(f"{mark}{c['ratio']:.3g}")
-            lines.append(f"| {d} | {m} | {spread:.2f} | " + " | ".join(cols) + " |")
+            lines.append(_table_row(d, m, f"{spread:.2f}", *cols))
     return lines
 
 
 def _drift_table(rows, base):
-    lines = ["### Training: drift from the reference trajectory (median over seeds)", "",
-             "`param drift`: relative distance of the parameters to the reference trajectory "
-             "after the last step; `cost drift`: relative difference of the final cost (both "
-             "costs evaluated in the reference precision).", "",
-             "| dtype | m | steps | param drift deferred | absorbed | sum | cost drift deferred | absorbed | sum |",
-             "|---|---:|---:|---|---|---|---|---|---|"]
+    lines = _table_head("Training: drift from the reference trajectory (median over seeds)",
+                        "`param drift`: relative distance of the parameters to the reference trajectory "
+                        "after the last step; `cost drift`: relative difference of the final cost (both "
+                        "costs evaluated in the reference precision).",
+                        "| dtype | m | steps | param drift deferred | absorbed | sum | cost drift deferred | absorbed | sum |",
+                        "|---|---:|---:|---|---|---|---|---|---|")
     for d in DTYPE_ORDER:
         ms = sorted({r["m"] for r in _select(rows, base, dtype=d) if r["steps"]})
         for m in ms:
@@ -266,7 +278,7 @@ def _drift_table(rows, base):
             steps = next(r["steps"] for v in sel.values() for r in v)
             cells = [_fmt(_stats([r["drift_final"] for r in sel[s]])[0]) for s in SCALING_ORDER]
             cells += [_fmt(_stats([r["cost_drift"] for r in sel[s]])[0]) for s in SCALING_ORDER]
-            lines.append(f"| {d} | {m} | {steps} | " + " | ".join(cells) + " |")
+            lines.append(_table_row(d, m, steps, *cells))
     return lines
 
 
@@ -279,9 +291,10 @@ def _arch_table(rows, base):
     variants = sorted(set(variants), key=str)
     if not variants:
         return []
-    lines = ["### Depth, width, activation (dW error, median over seeds)", "",
-             "| variant | dtype | m | deferred | absorbed | absorbed / deferred | verdict |",
-             "|---|---|---:|---|---|---|---|"]
+    lines = _table_head("Depth, width, activation (dW error, median over seeds)",
+                        None,
+                        "| variant | dtype | m | deferred | absorbed | absorbed / deferred | verdict |",
+                        "|---|---|---:|---|---|---|---|")
     for k, v in [(None, None)] + variants:
         for d in DTYPE_ORDER:
             cond = {} if k is None else {k: v}
@@ -306,9 +319,10 @@ def _backend_table(rows, base):
     bks = sorted({r["backend"] for r in rows} - {base["backend"]})
     if not bks:
         return []
-    lines = ["### Backends (dW error / db error, median over seeds)", "",
-             "| dtype | m | scaling | " + " | ".join([base["backend"]] + bks) + " |",
-             "|---|---:|---|" + "---|" * (len(bks) + 1)]
+    lines = _table_head("Backends (dW error / db error, median over seeds)",
+                        None,
+                        "| dtype | m | scaling | " + " | ".join([base["backend"]] + bks) + " |",
+                        "|---|---:|---|" + "---|" * (len(bks) + 1))
     for d in DTYPE_ORDER:
         ms = sorted({r["m"] for r in rows if r["dtype"] == d and r["backend"] in bks})
         for m in ms:
@@ -317,14 +331,15 @@ def _backend_table(rows, base):
                 for bk in [base["backend"]] + bks:
                     sel = _select(rows, base, dtype=d, m=m, scaling=s, backend=bk)
                     cells.append(f"{_fmt(_stats([r['eW'] for r in sel])[0])} / {_fmt(_stats([r['eb'] for r in sel])[0])}")
-                lines.append(f"| {d} | {m} | {s} | " + " | ".join(cells) + " |")
+                lines.append(_table_row(d, m, s, *cells))
     return lines
 
 
 def _pow2_table(rows, base):
-    lines = ["### Powers of two", "",
-             "Points (dtype, m, seed) where deferred and absorbed gave bitwise the same `dW`, `db`.", "",
-             "| dtype | m = 2^k: identical / points | other m: identical / points |", "|---|---|---|"]
+    lines = _table_head("Powers of two",
+                        "Points (dtype, m, seed) where deferred and absorbed gave bitwise the same `dW`, `db`.",
+                        "| dtype | m = 2^k: identical / points | other m: identical / points |",
+                        "|---|---|---|")
     for d in DTYPE_ORDER:
         counts = {True: [0, 0], False: [0, 0]}
         for m in sorted({r["m"] for r in _select(rows, base, dtype=d)}):
@@ -657,15 +672,15 @@ def _errs(sel, key="eW"):
 
 
 def _headline_table(rows, base):
-    lines = ["### Headline: absorbed / deferred dW error per format and recipe", "",
-             "Recipes (see `fastnn.stability.mixed`): `plain` everything in the format; `fp32_epilogue` "
-             "the 1/m as a float32 operation on the float32 accumulator (absorbed: on A - Y), rounded "
-             "once to the format; `static_ls` loss scale 4096, float32 master gradient; `dynamic_ls` the "
-             "largest loss scale that does not overflow.  `dZ=0`: fraction of absorbed `dZ` entries "
-             "flushed to zero; `inf`: seeds whose deferred (absorbed) gradient has inf/NaN.", "",
-             "| dtype | recipe | m | seeds | deferred | absorbed | absorbed / deferred [95 % CI] | verdict | "
-             "abs. dZ=0 | inf def/abs |",
-             "|---|---|---:|---:|---|---|---|---|---|---|"]
+    lines = _table_head("Headline: absorbed / deferred dW error per format and recipe",
+                        "Recipes (see `fastnn.stability.mixed`): `plain` everything in the format; `fp32_epilogue` "
+                        "the 1/m as a float32 operation on the float32 accumulator (absorbed: on A - Y), rounded "
+                        "once to the format; `static_ls` loss scale 4096, float32 master gradient; `dynamic_ls` the "
+                        "largest loss scale that does not overflow.  `dZ=0`: fraction of absorbed `dZ` entries "
+                        "flushed to zero; `inf`: seeds whose deferred (absorbed) gradient has inf/NaN.",
+                        "| dtype | recipe | m | seeds | deferred | absorbed | absorbed / deferred [95 % CI] | verdict | "
+                        "abs. dZ=0 | inf def/abs |",
+                        "|---|---|---:|---:|---|---|---|---|---|---|")
     for d in DTYPE_ORDER:
         for rc in RECIPE_ORDER:
             ms = sorted({r["m"] for r in _select(rows, base, dtype=d, recipe=rc)})
@@ -685,14 +700,15 @@ def _headline_table(rows, base):
 
 
 def _inv_m_table(rows, base):
-    lines = ["### Divide by m vs multiply by fl(1/m); micro-batch accumulation", "",
-             "dW error ratios against the single-batch `inv_m=mul` computation of the same seeds "
-             "(plain recipe), geometric mean [95 % CI], `*`: Holm-adjusted p < 0.05.  Micro-batches: "
-             "k = 4; `global`: each micro-batch scaled by the global 1/m, added in the format; "
-             "`per_micro`: each micro-batch's mean, the sum scaled by 1/k; `fp32`: global 1/m, added "
-             "into a float32 accumulator.", "",
-             "| dtype | m | scaling | mul (error) | div / mul | global / one batch | per_micro / one batch | "
-             "fp32 / one batch |", "|---|---:|---|---|---|---|---|---|"]
+    lines = _table_head("Divide by m vs multiply by fl(1/m); micro-batch accumulation",
+                        "dW error ratios against the single-batch `inv_m=mul` computation of the same seeds "
+                        "(plain recipe), geometric mean [95 % CI], `*`: Holm-adjusted p < 0.05.  Micro-batches: "
+                        "k = 4; `global`: each micro-batch scaled by the global 1/m, added in the format; "
+                        "`per_micro`: each micro-batch's mean, the sum scaled by 1/k; `fp32`: global 1/m, added "
+                        "into a float32 accumulator.",
+                        "| dtype | m | scaling | mul (error) | div / mul | global / one batch | per_micro / one batch | "
+                        "fp32 / one batch |",
+                        "|---|---:|---|---|---|---|---|---|")
     ks = sorted({r["micro"] for r in rows if r["micro"] > 1})
     for d in DTYPE_ORDER:
         ms = sorted({r["m"] for r in rows if r["dtype"] == d and (r["inv_m"] == "div" or r["micro"] > 1)})
@@ -707,18 +723,18 @@ def _inv_m_table(rows, base):
                 c = compare(_errs(v), _errs(one), identical=_identical(v, one),
                             tag=("invm", d, m, s, tuple(sorted(cond.items()))))
                 cells.append(_cmp_cell(c))
-            lines.append(f"| {d} | {m} | {s} | {_cell([r['eW'] for r in one.values()])} | " + " | ".join(cells) + " |")
+            lines.append(_table_row(d, m, s, _cell([r["eW"] for r in one.values()]), *cells))
     return lines
 
 
 def _stage_table(rows, base):
-    lines = ["### Training stage (float16): gradients after 0, 100, 1000 Adam steps", "",
-             "Weights from a float64 full-batch Adam run (lr 0.01, 2048 examples) on each data set; the "
-             "gradient is measured on m fresh examples.  Ratio absorbed / deferred [95 % CI], `*`: "
-             "Holm-adjusted p < 0.05; `dZ=0`: fraction of `dZ` entries flushed to zero (absorbed / "
-             "deferred); `inf`: seeds with inf/NaN gradients (deferred / absorbed).", "",
-             "| data, network | stage | m | recipe | deferred | absorbed | absorbed / deferred | dZ=0 abs/def | inf def/abs |",
-             "|---|---:|---:|---|---|---|---|---|---|"]
+    lines = _table_head("Training stage (float16): gradients after 0, 100, 1000 Adam steps",
+                        "Weights from a float64 full-batch Adam run (lr 0.01, 2048 examples) on each data set; the "
+                        "gradient is measured on m fresh examples.  Ratio absorbed / deferred [95 % CI], `*`: "
+                        "Holm-adjusted p < 0.05; `dZ=0`: fraction of `dZ` entries flushed to zero (absorbed / "
+                        "deferred); `inf`: seeds with inf/NaN gradients (deferred / absorbed).",
+                        "| data, network | stage | m | recipe | deferred | absorbed | absorbed / deferred | dZ=0 abs/def | inf def/abs |",
+                        "|---|---:|---:|---|---|---|---|---|---|")
     probs = sorted({(r["data"], r["hidden"], r["output"]) for r in rows if r["stage"] > 0})
     for data, hidden, output in probs:
         cond0 = {"data": data, "hidden": hidden, "output": output}

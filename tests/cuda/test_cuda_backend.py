@@ -719,8 +719,8 @@ def test_sgd_loop(cb, tols, net_launch, dtype):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_sgd_loop_dual_first_layer(cb, tols, net_launch, dtype):
-    """The dual first layer (fastnn._passes.sgd_loop) on the device: NumPy's primal run."""
-    from fastnn import _passes
+    """The dual first layer (fastnn.engine.sgd_steps) on the device: NumPy's primal run."""
+    from fastnn import engine
     rng = np.random.default_rng(3)
     dims, m, steps = [9, 5, 1], 4, 3
     params = {}
@@ -733,8 +733,8 @@ def test_sgd_loop_dual_first_layer(cb, tols, net_launch, dtype):
     for bk, dual in ((cb, True), (nb, False)):
         Ws = [bk.to_device(params[f"W{l}"]) for l in range(1, len(dims))]
         bs = [bk.to_device(params[f"b{l}"]) for l in range(1, len(dims))]
-        costs, done = _passes.sgd_loop(bk, Ws, bs, bk.to_device(X), bk.to_device(Y), "tanh",
-                                       "sigmoid", "deferred", 0.0, 0.5, steps, dual=dual)
+        costs, done = engine.sgd_steps(bk, Ws, bs, bk.to_device(X), bk.to_device(Y), "tanh",
+                                        "sigmoid", "deferred", 0.0, 0.5, steps, dual=dual)
         out[bk] = (costs, done, [bk.to_host(P) for P in Ws + bs])
     (costs, done, P), (costs_e, done_e, P_e) = out[cb], out[nb]
     assert done == done_e == steps

@@ -33,7 +33,7 @@ def test_dropout_kernel_bitwise_the_numpy_mask(cb, small_launch, dtype, shape, k
 
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_dropout_gradients_match_the_numpy_backend(cb, tols, small_launch, dtype):
-    from fastnn._passes import _backward, _forward_dropout
+    from fastnn.engine import backward as _backward, forward_dropout as _forward_dropout
     rng = np.random.default_rng(2)
     dims, m = [4, 6, 5, 2], 9
     params = {}
