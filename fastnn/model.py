@@ -593,7 +593,8 @@ class _Trainer:
         self.epoch = 0          # completed epochs
         self.steps = 0          # applied steps
         self.bar = None
-        self.ws = None          # the minibatch workspace, when the fit runs on it
+        self.ws = None          # the minibatch workspace, when the fit runs on it ...
+        self.XR = self.YR = None  # ... and the examples and targets as rows, that it gathers
         self.fingerprint = (_ckpt.data_fingerprint(X, Y)
                             if options.checkpoint is not None or options.resume is not None else None)
 
