@@ -29,6 +29,7 @@ from .engine import FullBatchLoop, MinibatchWorkspace
 from .network import (OUTPUT_GRADS, SCALINGS, _check_layer_dims, _rng, backend_for_dtype, backend_lock,
                       init_params)
 from .optim import OPTIMIZERS, make_optimizer
+from .threads import policy_for
 
 FORMAT_VERSION = 1
 
@@ -607,7 +608,8 @@ class _Trainer:
         self.bar = _progress(o.epochs, progress, initial=self.epoch)
         full = o.batch_size >= self.X.shape[1]
         try:
-            with np.errstate(over="ignore", invalid="ignore"), backend_lock(self.bk):
+            with np.errstate(over="ignore", invalid="ignore"), backend_lock(self.bk), \
+                    policy_for(self.bk, self.P[0::2], min(o.batch_size, self.X.shape[1])):
                 # The compiled whole loop has no dropout: with dropout, step by step.
                 if full and o.optimizer == "sgd" and o.output_grad == "fused" \
                         and not self.model._dropping:
