@@ -32,7 +32,7 @@ import numpy as np
 
 __all__ = ["SparseRows", "HOST_OUTPUTS", "DUAL_MAX_M", "scales", "forward", "forward_dropout",
            "backward", "backward_products", "backward_deltas", "backward_from_delta", "cost", "dual_pays",
-           "sgd_steps", "sgd_loop", "MinibatchWorkspace"]
+           "sgd_steps", "sgd_loop", "MinibatchWorkspace", "FullBatchLoop"]
 
 
 def scales(scaling, m, dtype):
@@ -552,7 +552,8 @@ def sgd_steps(bk, Ws, bs, X, Y, hidden, output, scaling, l2, lr, iterations, dua
 
 
 
-def sgd_loop(bk, Ws, bs, X, Y, hidden, output, scaling, l2, lr, iterations, *, hook=None):
+def sgd_loop(bk, Ws, bs, X, Y, hidden, output, scaling, l2, lr, iterations, *, hook=None,
+             dual=None):
     """Full-batch SGD for ``iterations`` steps, as fast as the backend allows.
 
     Where the backend has a whole-loop kernel (the optional ``compiled_loop``
@@ -573,6 +574,8 @@ def sgd_loop(bk, Ws, bs, X, Y, hidden, output, scaling, l2, lr, iterations, *, h
     iterations : int
     hook : callable or None
         Per-layer hook (module docstring); forces the kernel-by-kernel loop.
+    dual : bool or None
+        :func:`sgd_steps`' ``dual`` for the kernel-by-kernel loop.
 
     Returns
     -------
@@ -588,7 +591,8 @@ def sgd_loop(bk, Ws, bs, X, Y, hidden, output, scaling, l2, lr, iterations, *, h
         run = compiled(Ws, bs, X, Y, hidden, output, dz_scale, w_scale, l2, lr, iterations)
         if run is not None:
             return run
-    return sgd_steps(bk, Ws, bs, X, Y, hidden, output, scaling, l2, lr, iterations, hook=hook)
+    return sgd_steps(bk, Ws, bs, X, Y, hidden, output, scaling, l2, lr, iterations, dual=dual,
+                     hook=hook)
 
 
 def _weight_grad_bounded(bk, dZ, A_prev, W, w_scale, l2_scale):
@@ -609,43 +613,13 @@ def _weight_grad_bounded(bk, dZ, A_prev, W, w_scale, l2_scale):
 
 def _sgd_loop_dual(bk, Ws, bs, X, Y, hidden, output, scaling, lr, iterations, costs):
     """:func:`sgd_steps` with the first layer kept as ``C`` (its docstring); no L2."""
-    m, dtype = X.shape[1], X.dtype
-    dz_scale, w_scale = scales(scaling, m, dtype)
-    G = bk.input_grad(X, X)                                           # (m, m)
-    zero_b = bk.zeros_like(bs[0])
-    Z0 = bk.forward_hidden(Ws[0], X, zero_b, "identity")              # W1_0 @ X, (n1, m)
-    C = bk.zeros_like(Z0)
-    L = len(Ws)
-    steps = iterations
-    for it in range(iterations):
-        As = [X, bk.forward_hidden_offset(C, G, bs[0], Z0, hidden)]
-        for W, b in zip(Ws[1:-1], bs[1:-1]):
-            As.append(bk.forward_hidden(W, As[-1], b, hidden))
-        ZL, AL = bk.forward_output(Ws[-1], As[-1], bs[-1], output)
-        As.append(AL)
-        dZ, db, loss_sum = bk.output_delta(ZL, As[-1], Y, output, dz_scale, w_scale)
-        grads, dWs = [], []
-        for l in range(L - 1, 0, -1):
-            dWs.append(bk.weight_grad(dZ, As[l], Ws[l], w_scale, dtype.type(0)))
-            grads.append((bs[l], db))
-            dA = bk.input_grad(Ws[l], dZ)
-            dZ, db = bk.backward_hidden(dA, As[l], hidden, w_scale)
-        grads.append((bs[0], db))
-        costs[it] = loss_sum / m
-        if not np.isfinite(costs[it]) or not (
-                bk.all_finite(dZ) and all(bk.all_finite(g) for g in dWs)
-                and all(bk.all_finite(g) for _, g in grads)):
-            steps = it
-            break
-        for l, dW in zip(range(L - 1, 0, -1), dWs):
-            bk.sgd_update(Ws[l], dW, lr)
-        for b, g in grads:
-            bk.sgd_update(b, g, lr)
-        bk.sgd_update(C, dZ, lr * w_scale)                           # C -= lr * w_scale * dZ1
-    # W1 = W1_0 + C @ X.T, written into W1 in place.
-    bk.sgd_update(Ws[0], bk.weight_grad(C, X, Ws[0], dtype.type(1), dtype.type(0)), dtype.type(-1))
+    loop = FullBatchLoop(bk, Ws, bs, X, Y, hidden, output, scaling, 0.0, dual=True)
+    costs[:], steps = loop.run(lr, iterations)
+    loop.params()                                   # W1 = W1_0 + C @ X.T, into Ws[0] in place
     return costs, steps
 
 
 # The minibatch workspace (its own module: a step's preallocated arrays and kernel sequence).
 from ._workspace import MinibatchWorkspace  # noqa: E402
+# The full-batch loop of many epochs per call (its own module: the dual form's state).
+from ._fullbatch import FullBatchLoop  # noqa: E402

@@ -25,10 +25,11 @@ from . import checkpoint as _ckpt
 from .activations import check_hidden, check_output
 from .backends import REGISTRY, get_backend
 from .errors import BackendUnavailableError, DivergenceError, FastnnValueError, SaturationError
-from .engine import MinibatchWorkspace, sgd_loop as _sgd_loop
+from .engine import FullBatchLoop, MinibatchWorkspace
 from .network import (OUTPUT_GRADS, SCALINGS, _check_layer_dims, _rng, backend_for_dtype, backend_lock,
                       init_params)
 from .optim import OPTIMIZERS, make_optimizer
+from .threads import policy_for
 
 FORMAT_VERSION = 1
 
@@ -37,6 +38,11 @@ OPTIMIZER_OPTIONS = {"sgd": (), "momentum": ("beta",), "adam": ("beta1", "beta2"
 ON_DIVERGENCE = ("raise", "skip")
 #: With ``on_divergence="skip"``: give up after this many skipped steps in a row.
 MAX_CONSECUTIVE_SKIPS = 50
+#: The whole-loop path aims at chunks of epochs (one call of the loop each) of about
+#: this many seconds: the chunk doubles while it takes under half of it, and
+#: halves above twice it.  Callbacks, the progress bar, the divergence checks and
+#: checkpoints run between chunks, at epoch boundaries.
+LOOP_CHUNK_SECONDS = 0.15
 #: The whole-loop path runs at most this many epochs per compiled call (each
 #: call allocates one cost per epoch): ``epochs=10**12`` starts at once.
 MAX_LOOP_CHUNK = 1 << 16
@@ -231,7 +237,9 @@ class Model:
         epochs : int
             Total number of epochs; with ``resume``, training continues up to it.
         batch_size : int or None
-            ``None``: the whole batch every step (no shuffling needed).
+            ``None``: the whole batch every step.  With plain SGD (no dropout, fused),
+            many epochs per call of :class:`fastnn.engine.FullBatchLoop`; callbacks,
+            divergence checks and checkpoints still come at epoch boundaries.
         optimizer : {"sgd", "momentum", "adam"}
             Options: ``beta`` (momentum), ``beta1``, ``beta2``, ``eps`` (adam).
         lr, l2 : float
@@ -259,7 +267,9 @@ class Model:
             the end of every ``checkpoint_every``-th epoch (an int) and of the last one.
         resume : path or None
             Continue the run saved in this checkpoint: the result equals bit for
-            bit that of the uninterrupted run on the same backend and dtype.  The
+            bit that of the uninterrupted run on the same backend and dtype (with the
+            same ``checkpoint_every`` where the dual first layer runs:
+            docs/reliability.md).  The
             model, the data and the options of :data:`fastnn.checkpoint.RESUME_MUST_MATCH`
             must be those of the checkpoint, else FastnnValueError.
 
@@ -583,7 +593,8 @@ class _Trainer:
         self.epoch = 0          # completed epochs
         self.steps = 0          # applied steps
         self.bar = None
-        self.ws = None          # the minibatch workspace, when the fit runs on it
+        self.ws = None          # the minibatch workspace, when the fit runs on it ...
+        self.XR = self.YR = None  # ... and the examples and targets as rows, that it gathers
         self.fingerprint = (_ckpt.data_fingerprint(X, Y)
                             if options.checkpoint is not None or options.resume is not None else None)
 
@@ -597,7 +608,8 @@ class _Trainer:
         self.bar = _progress(o.epochs, progress, initial=self.epoch)
         full = o.batch_size >= self.X.shape[1]
         try:
-            with np.errstate(over="ignore", invalid="ignore"), backend_lock(self.bk):
+            with np.errstate(over="ignore", invalid="ignore"), backend_lock(self.bk), \
+                    policy_for(self.bk, self.P[0::2], min(o.batch_size, self.X.shape[1])):
                 # The compiled whole loop has no dropout: with dropout, step by step.
                 if full and o.optimizer == "sgd" and o.output_grad == "fused" \
                         and not self.model._dropping:
@@ -621,9 +633,14 @@ class _Trainer:
         if self.o.callback is not None:
             self.sync()
             self.o.callback(self.epoch, self.model, self.history)
-        if self.o.checkpoint is not None and (self.epoch % self.o.checkpoint_every == 0 or
-                                              self.epoch == self.o.epochs):
+        if self._checkpoint_due():
             self.write_checkpoint()
+
+    def _checkpoint_due(self):
+        """Whether the epoch just ended writes a checkpoint."""
+        o = self.o
+        return o.checkpoint is not None and (self.epoch % o.checkpoint_every == 0 or
+                                             self.epoch == o.epochs)
 
     # ------------------------------------------------------- snapshots
 
@@ -788,55 +805,89 @@ class _Trainer:
     # ------------------------------------------------------- whole-loop path
 
     def _fit_loop(self):
-        """Full-batch SGD with the fused output gradient: the backend's ``sgd_loop``
-        runs many steps per call (compiled on the Numba backends), in chunks that
-        end at every callback and checkpoint epoch."""
-        bk, o = self.bk, self.o
-        args = (bk.to_device(self.X), bk.to_device(self.Y), self.model.hidden, self.model.output,
-                o.scaling, o.l2)
-        chunk = 1 if o.callback is not None else min(max(1, o.epochs // 100), MAX_LOOP_CHUNK)
-        while self.epoch < o.epochs:
-            n = min(chunk, o.epochs - self.epoch)
-            if o.checkpoint is not None:
-                n = min(n, o.checkpoint_every - self.epoch % o.checkpoint_every)
-            snap = self.snapshot(with_state=False)
-            t0 = time.perf_counter()
-            costs, steps = _sgd_loop(bk, self.P[0::2], self.P[1::2], *args, self.opt.lr, n)
-            elapsed = time.perf_counter() - t0
-            if steps == n and self._finite_params():
-                self.history.cost.extend(float(c) for c in costs)
-                self.history.time.extend([elapsed / n] * n)
-                self._advance(n)
-                self._end_epochs(n)
-                continue
-            # A failure in this chunk: redo it one step at a time from its start.
-            self.restore(snap)
-            for _ in range(n):
-                if not self._loop_step(args):
-                    break
-
-    def _loop_step(self, args):
-        """One epoch of the whole loop, checked; False when its step failed (and was skipped)."""
-        epoch = self.epoch + 1
-        backup = self.snapshot(with_state=False)
+        """Full-batch SGD with the fused output gradient: an :class:`engine.FullBatchLoop`
+        runs many epochs per call (compiled on the Numba backends; the dual first
+        layer where it pays), in chunks of about :data:`LOOP_CHUNK_SECONDS` that end
+        at every callback and checkpoint epoch.  A chunk that failed is redone one
+        epoch at a time from its start."""
+        bk, o, model = self.bk, self.o, self.model
         t0 = time.perf_counter()
-        costs, steps = _sgd_loop(self.bk, self.P[0::2], self.P[1::2], *args, self.opt.lr, 1)
+        self.loop = FullBatchLoop(bk, self.P[0::2], self.P[1::2], bk.to_device(self.X),
+                                  bk.to_device(self.Y), model.hidden, model.output, o.scaling, o.l2)
+        self.loop.rebase(dual=self.loop.pays(self._loop_segment()))
+        self._loop_setup = time.perf_counter() - t0
+        chunk = 1
+        try:
+            while self.epoch < o.epochs:
+                n = 1 if o.callback is not None else min(chunk, self._loop_segment())
+                elapsed = self._loop_chunk(n)
+                chunk = _next_chunk(chunk, n, elapsed)
+        finally:
+            self.P = self.loop.params()
+
+    def _loop_segment(self):
+        """Epochs from here to the next checkpoint written (or to the end): the dual
+        form restarts there, and a chunk ends there."""
+        o, end = self.o, self.o.epochs
+        if o.checkpoint is not None:
+            end = min(end, (self.epoch // o.checkpoint_every + 1) * o.checkpoint_every)
+        return end - self.epoch
+
+    def _loop_chunk(self, n):
+        """``n`` epochs in one call of the loop; their seconds (None when a step failed:
+        the chunk is then redone epoch by epoch from its start)."""
+        loop = self.loop
+        snap = loop.snapshot()
+        t0 = time.perf_counter() - self._loop_setup   # the loop's setup counts to its first epochs
+        costs, steps = loop.run(self.opt.lr, n)
+        if steps == n and loop.finite():
+            elapsed = time.perf_counter() - t0
+            self._loop_setup = 0.0
+            self.history.cost.extend(float(c) for c in costs)
+            self.history.time.extend([elapsed / n] * n)
+            self._advance(n)
+            self._loop_end_epochs(n)
+            return elapsed
+        loop.restore(snap)
+        for _ in range(n):
+            if not self._loop_step():
+                break
+        return None
+
+    def _loop_step(self):
+        """One epoch of the loop, checked; False when its step failed (and was skipped)."""
+        loop, epoch = self.loop, self.epoch + 1
+        backup = loop.snapshot()
+        t0 = time.perf_counter()
+        costs, steps = loop.run(self.opt.lr, 1)
         J = float(costs[0])
         failure = "cost" if steps == 0 else None
-        if failure is None and not self._finite_params():
-            self.restore(backup)
+        if failure is None and not loop.finite():
+            loop.restore(backup)
             failure = "update"
-        if failure is not None and not self.policy.skipping:
-            self.policy.failed(self.opt, self.history, epoch, 1, failure, J, full=True)
-        self.history.cost.append(J if failure is None else float("nan"))
-        self.history.time.append(time.perf_counter() - t0)
         if failure is None:
+            self.history.cost.append(J)
+            self.history.time.append(time.perf_counter() - t0)
             self._advance(1)
         else:
+            # raise: DivergenceError here, the loop holding the last finite parameters.
             self.policy.failed(self.opt, self.history, epoch, 1, failure, J, full=True)
+            self.history.cost.append(float("nan"))
+            self.history.time.append(time.perf_counter() - t0)
             self.epoch = epoch
-        self._end_epochs(1)
+        self._loop_end_epochs(1)
         return failure is None
+
+    def _loop_end_epochs(self, n):
+        """:meth:`_end_epochs`, the loop's parameters read first where they are needed
+        (callback, checkpoint).  After a checkpoint the dual form restarts from the
+        parameters written: a run resumed from it is this run bit for bit."""
+        due = self._checkpoint_due()
+        if due or self.o.callback is not None:
+            self.P = self.loop.params()
+        self._end_epochs(n)
+        if due and self.epoch < self.o.epochs:
+            self.loop.rebase(dual=self.loop.pays(self._loop_segment()))
 
     def _advance(self, n):
         self.epoch += n
@@ -900,6 +951,18 @@ def _weighted_mean(costs):
     if math.isfinite(total):
         return total / weight
     return sum(J * (n / weight) for J, n in costs)
+
+
+def _next_chunk(chunk, n, elapsed):
+    """The whole-loop path's next chunk of epochs after ``n`` of ``chunk`` took
+    ``elapsed`` seconds (None: a step failed and the chunk was redone)."""
+    if elapsed is None or n < chunk:        # cut short: it says little of the speed
+        return chunk
+    if elapsed < LOOP_CHUNK_SECONDS / 2:
+        return min(2 * chunk, MAX_LOOP_CHUNK)
+    if elapsed > 2 * LOOP_CHUNK_SECONDS:
+        return max(chunk // 2, 1)
+    return chunk
 
 
 def _stored_backend(meta):

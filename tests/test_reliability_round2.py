@@ -614,15 +614,18 @@ class _Stop(Exception):
 @pytest.mark.parametrize("batch_size", [None, 8], ids=["whole-loop", "minibatch"])
 def test_huge_epochs_start_without_allocating_per_epoch(backend_name, batch_size, monkeypatch):
     """Was: MemoryError for epochs=10**12 (the whole-loop path allocated one cost per
-    epoch of a chunk of epochs // 100 up front).  The run starts at once; stopped here
-    after its first chunk."""
+    epoch of a chunk of epochs // 100 up front).  The run starts at once; the
+    whole-loop path's chunks (timed as fast here) double up to MAX_LOOP_CHUNK and
+    stay there; stopped after its 8th chunk (the minibatch path: its first epoch)."""
     import fastnn.model as fm
     monkeypatch.setattr(fm, "MAX_LOOP_CHUNK", 64)
+    monkeypatch.setattr(fm, "LOOP_CHUNK_SECONDS", float("inf"))
     chunks = []
 
     def end_epochs(self, n):
         chunks.append(n)
-        raise _Stop
+        if batch_size is not None or len(chunks) == 8:
+            raise _Stop
 
     monkeypatch.setattr(fm._Trainer, "_end_epochs", end_epochs)
     X, Y = _problem()
@@ -634,7 +637,8 @@ def test_huge_epochs_start_without_allocating_per_epoch(backend_name, batch_size
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
-    assert chunks == [64 if batch_size is None else 1] and peak < 16 << 20
+    assert chunks == ([1, 2, 4, 8, 16, 32, 64, 64] if batch_size is None else [1])
+    assert peak < 16 << 20
 
 
 @pytest.mark.parametrize("batch_size", [None, 8], ids=["whole-loop", "minibatch"])
