@@ -87,7 +87,7 @@ class MinibatchWorkspace:
         return flat, views
 
     def adopt(self, P):
-        """``params``, holding the values of ``P`` (copied in unless ``P`` are the views already)."""
+        """``params``, holding the values of ``P`` (copied in unless ``P`` are these views)."""
         if any(p is not v for p, v in zip(P, self.params)):
             for v, p in zip(self.params, P):
                 v[...] = self.bk.to_host(p)

@@ -29,6 +29,7 @@ from .engine import FullBatchLoop, MinibatchWorkspace
 from .network import (OUTPUT_GRADS, SCALINGS, _check_layer_dims, _rng, backend_for_dtype, backend_lock,
                       init_params)
 from .optim import OPTIMIZERS, make_optimizer
+from .threads import policy_for
 
 FORMAT_VERSION = 1
 
@@ -592,7 +593,8 @@ class _Trainer:
         self.epoch = 0          # completed epochs
         self.steps = 0          # applied steps
         self.bar = None
-        self.ws = None          # the minibatch workspace, when the fit runs on it
+        self.ws = None          # the minibatch workspace, when the fit runs on it ...
+        self.XR = self.YR = None  # ... and the examples and targets as rows, that it gathers
         self.fingerprint = (_ckpt.data_fingerprint(X, Y)
                             if options.checkpoint is not None or options.resume is not None else None)
 
@@ -606,7 +608,8 @@ class _Trainer:
         self.bar = _progress(o.epochs, progress, initial=self.epoch)
         full = o.batch_size >= self.X.shape[1]
         try:
-            with np.errstate(over="ignore", invalid="ignore"), backend_lock(self.bk):
+            with np.errstate(over="ignore", invalid="ignore"), backend_lock(self.bk), \
+                    policy_for(self.bk, self.P[0::2], min(o.batch_size, self.X.shape[1])):
                 # The compiled whole loop has no dropout: with dropout, step by step.
                 if full and o.optimizer == "sgd" and o.output_grad == "fused" \
                         and not self.model._dropping:

@@ -28,6 +28,7 @@ from .engine import backward as _backward, forward as _forward
 from .backends import get_backend
 from .errors import FastnnValueError
 from .finite_differences import central_differences
+from .threads import policy_for
 
 SCALINGS = ("deferred", "absorbed", "sum")
 OUTPUT_GRADS = ("fused", "chain")
@@ -242,7 +243,7 @@ def forward(params, X, *, hidden="relu", output="sigmoid", backend=None):
     Ws, bs, dtype, bk, X = _resolve(params, hidden, output, backend, X)
     Ws = [bk.to_device(W) for W in Ws]
     bs = [bk.to_device(b) for b in bs]
-    with backend_lock(bk):
+    with backend_lock(bk), policy_for(bk, Ws, X.shape[1]):
         As, ZL = _forward(bk, Ws, bs, bk.to_device(X), hidden, output)
         _check_forward_finite(bk, ZL, As[-1], dtype)
     # A copy: changing the returned array must not change what backward() computes.
@@ -298,7 +299,7 @@ def backward(params, cache, Y, *, hidden=None, output=None, scaling="deferred",
     As, ZL = _check_cache(bk, cache, Ws, dtype)
     Y = V.check_Y(Y, cache.output, Ws[-1].shape[0], As[0].shape[1], dtype)
     Ws = [bk.to_device(W) for W in Ws]
-    with backend_lock(bk):
+    with backend_lock(bk), policy_for(bk, Ws, As[0].shape[1]):
         dWs, dbs, _ = _backward(bk, Ws, As, ZL, bk.to_device(Y), cache.hidden, cache.output,
                                 scaling, output_grad, l2)
         _check_grads_finite(bk, None, dWs, dbs, "cache (A[0] = X), Y, params" + (", l2" if l2 else ""), dtype)
@@ -361,7 +362,7 @@ def gradients(params, X, Y, *, hidden="relu", output="sigmoid", scaling="deferre
     Y = V.check_Y(Y, output, Ws[-1].shape[0], X.shape[1], dtype)
     Wd = [bk.to_device(W) for W in Ws]
     bd = [bk.to_device(b) for b in bs]
-    with backend_lock(bk):
+    with backend_lock(bk), policy_for(bk, Ws, X.shape[1]):
         As, ZL = _forward(bk, Wd, bd, bk.to_device(X), hidden, output)
         _check_forward_finite(bk, ZL, As[-1], dtype)
         dWs, dbs, loss_sum = _backward(bk, Wd, As, ZL, bk.to_device(Y), hidden, output,

@@ -192,8 +192,8 @@ def _sk_fit(kind, backend, dtype, options, sample_weight=None):
     X = rng.standard_normal((203, 8)).astype(dtype)
     y = rng.integers(0, 3, 203) if kind == "classifier" else rng.standard_normal((203, 2))
     cls = fastnn.MLPClassifier if kind == "classifier" else fastnn.MLPRegressor
-    est = cls(hidden_layer_sizes=(9, 5), batch_size=64, max_iter=3, random_state=0, learning_rate_init=0.01,
-              backend=backend, **options)
+    est = cls(hidden_layer_sizes=(9, 5), batch_size=64, max_iter=3, random_state=0,
+              learning_rate_init=0.01, backend=backend, **options)
     with pytest.warns(Warning):  # ConvergenceWarning after max_iter=3
         est.fit(X, y, sample_weight=sample_weight)
     if not options.get("early_stopping"):

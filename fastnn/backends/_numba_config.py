@@ -8,10 +8,20 @@
 - ``error_model="numpy"``: division by zero gives inf/NaN like NumPy instead of
   raising (and the kernels skip the zero check on every division).
 - ``nogil=True``: two threads can train two models at once.
-- ``OMP_WAIT_POLICY=PASSIVE`` (unless already set): importing this module (any
-  Numba backend) writes it into ``os.environ``, so that idle OpenMP threads sleep
-  instead of spinning; the only change fastnn makes to the process environment
-  (why, and why at import, below).
+- threads (:func:`start_threads`, at the first kernel of ``numba-parallel``):
+  Numba's threading layer is chosen, and its workers started, once per process.
+  Where GNU OpenMP is already loaded into the global symbol namespace (PyTorch
+  does that at ``import torch``), Numba's ``omp`` layer would run on that
+  runtime and an epoch was 10-25x slower; fastnn then asks for the ``workqueue``
+  layer (logged at INFO on ``fastnn.backends``).  When the OpenMP runtime is
+  loaded by Numba itself, it reads ``OMP_WAIT_POLICY=PASSIVE`` (idle threads
+  sleep instead of spinning), set only while the runtime loads and removed
+  right after, unless the user set their own; ``os.environ`` is otherwise never
+  changed.  ``NUMBA_THREADING_LAYER`` set by the user is always obeyed.
+- the first compile (:class:`_FirstCompileMessage`): a WARNING on the
+  ``fastnn.compile`` logger, once, when a kernel is compiled because the disk
+  cache has none ("compiling kernels, first run only, about N s");
+  ``FASTNN_QUIET=1`` silences it.
 - fork safety (:data:`FORK_UNSAFE_LAYERS`): a child forked from a process that
   has run parallel kernels on GNU OpenMP would be terminated by libgomp at its
   first parallel region ("fork() called from a process already using GNU
@@ -26,31 +36,16 @@ bytecode but not by the ``parallel`` flag, so one function object compiled both
 ways could load the wrong variant from disk; distinct names keep them apart.
 """
 
+import contextlib
+import ctypes
 import hashlib
+import logging
 import os
+import threading
 import types
 
-# Why fastnn changes the process environment here (the one place it does):
-# OpenMP threads that spin while waiting for work steal the cores from the
-# thread doing it when the machine is busy: measured on 2 shared cores under
-# load, a minibatch epoch of numba-parallel took 1.6 s spinning and 0.11 s
-# passive.  GNU OpenMP reads OMP_WAIT_POLICY once, when the runtime is loaded
-# (Numba loads it at its first parallel kernel, from its "omp" threading layer);
-# there is no call to change it afterwards, and neither Numba's configuration
-# nor its threading-layer API passes a wait policy through.  Setting it later,
-# just before that first kernel, would need a hook inside Numba's private
-# thread-pool start-up; so it is set when this module is imported, before
-# Numba can have loaded the runtime.  Only when unset: a user's own setting
-# (any value, e.g. ``OMP_WAIT_POLICY=ACTIVE`` exported before importing fastnn)
-# wins and is left alone.  The change is visible in ``os.environ`` and is
-# inherited by child processes; a library that loaded GNU OpenMP earlier in the
-# process (imported before fastnn) keeps the policy it read then.
-#: The user's own OMP_WAIT_POLICY (None: fastnn set PASSIVE), for tools that
-#: start processes of other libraries (benchmarks.compare runs PyTorch so).
-USER_OMP_WAIT_POLICY = os.environ.get("OMP_WAIT_POLICY")
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
-import numba  # noqa: E402
+import numba
+import numba.core.event
 
 #: Numba threading layers a forked child must not use once the parent has
 #: started them: GNU OpenMP ("omp"; Numba's own docs call only TBB, workqueue
@@ -83,6 +78,126 @@ def _after_fork_in_child():
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
+
+_log = logging.getLogger("fastnn.backends")
+_start_lock = threading.Lock()
+_started = False
+
+
+def gnu_openmp_loaded():
+    """True when a GNU OpenMP runtime is loaded into the process's global symbol
+    namespace (``GOMP_parallel`` resolves from it), as after ``import torch``."""
+    try:
+        return hasattr(ctypes.CDLL(None), "GOMP_parallel")
+    except (OSError, TypeError):  # no global namespace to ask (Windows)
+        return False
+
+
+def threading_layer_choice(configured, gomp_loaded):
+    """The threading layer fastnn asks Numba for, or None to leave Numba's choice.
+
+    Parameters
+    ----------
+    configured : str
+        ``numba.config.THREADING_LAYER``: ``"default"`` unless the user chose
+        one (``NUMBA_THREADING_LAYER``), which is then always kept.
+    gomp_loaded : bool
+        :func:`gnu_openmp_loaded` before Numba starts its threads.
+
+    Returns
+    -------
+    str or None
+        ``"workqueue"`` when GNU OpenMP was loaded by another library: Numba's
+        ``omp`` layer would share that runtime, and a ``numba-parallel`` epoch
+        at MNIST shape took 16.9 s instead of 0.66 s beside PyTorch
+        (``python -m benchmarks.numba_beside_torch``).
+    """
+    if str(configured).lower() != "default" or not gomp_loaded:
+        return None
+    return "workqueue"
+
+
+@contextlib.contextmanager
+def _passive_wait_while_loading():
+    """``OMP_WAIT_POLICY=PASSIVE`` in the environment while the block runs, when unset.
+
+    GNU OpenMP reads the wait policy once, when the runtime is loaded (Numba
+    loads it as its threads start), and has no call to change it afterwards;
+    spinning idle threads took the cores from the working thread on a busy
+    machine (a minibatch epoch of numba-parallel on 2 shared cores: 1.6 s
+    spinning, 0.11 s passive).  The variable is removed again on the way out.
+    """
+    if "OMP_WAIT_POLICY" in os.environ:
+        yield
+        return
+    os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+    try:
+        yield
+    finally:
+        os.environ.pop("OMP_WAIT_POLICY", None)
+
+
+def start_threads():
+    """Choose Numba's threading layer and start its workers, once per process.
+
+    Called before the first parallel kernel (``numba_parallel``) and before
+    the thread policy reads Numba's thread count.  A layer already running (the
+    user's own parallel functions ran first) is left as it is.
+    """
+    global _started
+    if _started:
+        return
+    with _start_lock:
+        if _started:
+            return
+        if _running_layer() is None:
+            layer = threading_layer_choice(numba.config.THREADING_LAYER, gnu_openmp_loaded())
+            if layer is not None:
+                _log.info("GNU OpenMP is already loaded in this process (by another library, "
+                          "e.g. PyTorch); numba-parallel uses Numba's %r threading layer, "
+                          "which does not share that runtime", layer)
+                numba.config.THREADING_LAYER = layer
+            with _passive_wait_while_loading():
+                numba.get_num_threads()  # loads the layer and starts its workers
+        _started = True
+
+
+#: The "about N s" of the first-compile message: a cold compile of the default
+#: path (``Model.fit`` of ``[784, 256, 128, 10]``, minibatch Adam, then a
+#: full-batch fit; fresh ``NUMBA_CACHE_DIR``) took 6-21 s on 2 quiet cores and
+#: 25-40 s on the same cores shared with other jobs.
+COLD_COMPILE_SECONDS = 20
+
+_compile_log = logging.getLogger("fastnn.compile")
+
+
+class _FirstCompileMessage(numba.core.event.Listener):
+    """Logs, once per process, a WARNING on ``fastnn.compile`` when Numba starts
+    compiling one of fastnn's kernels: a kernel compiles only when the on-disk
+    cache has no copy of it (``numba:compile`` is not raised for a cache load),
+    and the first run then sits silent for seconds.  ``FASTNN_QUIET=1`` silences it."""
+
+    def __init__(self):
+        self.said = False
+
+    def on_start(self, event):
+        if self.said:
+            return
+        func = getattr(event.data.get("dispatcher"), "py_func", None)
+        if not getattr(func, "__module__", "").startswith("fastnn."):
+            return
+        self.said = True
+        if os.environ.get("FASTNN_QUIET", "").strip() not in ("", "0"):
+            return
+        _compile_log.warning("compiling kernels, first run only, about %d s "
+                             "(cached on disk for later runs)", COLD_COMPILE_SECONDS)
+
+    def on_end(self, event):
+        pass
+
+
+numba.core.event.register("numba:compile", _FirstCompileMessage())
+
 
 JIT_OPTIONS = {"cache": True, "fastmath": False, "error_model": "numpy", "nogil": True}
 

@@ -16,7 +16,7 @@ import importlib
 
 from . import _numba_backend as _nb
 from ._numba_backend import DTYPES
-from ._numba_config import on_unsafe_fork
+from ._numba_config import on_unsafe_fork, start_threads
 
 __all__ = ["NAME", "DTYPES", "to_device", "to_host", "gather_columns", "forward_hidden",
            "forward_hidden_offset", "forward_output", "output_delta",
@@ -30,8 +30,24 @@ __all__ = ["NAME", "DTYPES", "to_device", "to_host", "gather_columns", "forward_
 NAME = "numba-parallel"
 #: True in a forked child that runs the serial kernels (see the module docstring).
 SERIAL_AFTER_FORK = False
+
+
+class _StartOnFirstUse:
+    """The compiled kernels; the first one looked up starts Numba's threads
+    (``_numba_config.start_threads``: the threading layer is chosen then, not at
+    import, so a library loaded in between is taken into account)."""
+
+    def __init__(self, kernels):
+        self._kernels = kernels
+
+    def __getattr__(self, name):  # only until the kernels are copied in
+        start_threads()
+        vars(self).update(vars(self._kernels))
+        return vars(self)[name]
+
+
 #: The compiled kernels the wrappers call (swapped in place after an unsafe fork).
-_K = _nb.compile_kernels(parallel=True)
+_K = _StartOnFirstUse(_nb.compile_kernels(parallel=True))
 
 to_device = _nb.to_device
 to_host = _nb.to_host

@@ -308,7 +308,7 @@ def gather_rows_into(XR, idx, out):
 
 
 def gather_targets_into(YR, idx, out):
-    """``out = YR[idx].T``: rows of the row-major ``(N, n_y)`` targets as columns of ``(n_y, b)``."""
+    """``out = YR[idx].T``: rows of the row-major ``(N, n_y)`` targets, as columns of ``out``."""
     out[...] = np.take(YR, idx, axis=0).T
 
 

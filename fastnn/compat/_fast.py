@@ -17,6 +17,7 @@ from ..backends import get_backend
 from ..engine import sgd_loop
 from ..errors import DivergenceError
 from ..network import backend_lock
+from ..threads import policy_for
 
 
 def run(parameters, X, Y, hidden, learning_rate, num_iterations, backend, report, every):
@@ -56,7 +57,7 @@ def run(parameters, X, Y, hidden, learning_rate, num_iterations, backend, report
     Ws = [bk.to_device(W.astype(np.float64, copy=True)) for W in Ws]
     bs = [bk.to_device(b.astype(np.float64, copy=True)) for b in bs]
     Xd, Yd = bk.to_device(X), bk.to_device(Y)
-    with backend_lock(bk):
+    with backend_lock(bk), policy_for(bk, Ws, X.shape[1]):
         _loop(bk, Ws, bs, Xd, Yd, hidden, learning_rate, num_iterations, report, every)
     out = {}
     for l, (W, b) in enumerate(zip(Ws, bs), start=1):

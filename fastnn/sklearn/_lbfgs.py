@@ -5,6 +5,7 @@ import scipy.optimize
 from sklearn.utils.optimize import _check_optimize_result
 from sklearn.utils.validation import check_array
 
+from ..threads import policy_for
 from ._data import _VALIDATE_DTYPES, _columns, _full_batch
 from ._objective import _loss_and_grads, _spec
 
@@ -16,10 +17,11 @@ class _LbfgsSolver:
         objective = _LbfgsObjective(self, self._training_backend(X.shape[0], dtype), X, Y, SW,
                                     dtype)
         iprint = 1 if self.verbose is True or self.verbose >= 1 else -1
-        result = scipy.optimize.minimize(
-            objective, _pack(self.coefs_, self.intercepts_), method="L-BFGS-B", jac=True,
-            options={"maxfun": self.max_fun, "maxiter": self.max_iter, "gtol": self.tol,
-                     **_lbfgs_print_option(iprint)})
+        with policy_for(objective.bk, self.coefs_, X.shape[0]):
+            result = scipy.optimize.minimize(
+                objective, _pack(self.coefs_, self.intercepts_), method="L-BFGS-B", jac=True,
+                options={"maxfun": self.max_fun, "maxiter": self.max_iter, "gtol": self.tol,
+                         **_lbfgs_print_option(iprint)})
         self.n_iter_ = _check_optimize_result("lbfgs", result, self.max_iter)
         self.loss_ = result.fun
         self.coefs_, self.intercepts_ = objective.unpack(result.x)

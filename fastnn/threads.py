@@ -1,0 +1,167 @@
+"""Thread policy: small problems run their BLAS and parallel kernels on one thread.
+
+A training step of a small network is a few small matrix products and a few
+element-wise kernels, each a fraction of a millisecond.  Splitting such a
+product over threads saves little on a quiet machine, and on a busy one it
+costs a great deal: OpenBLAS's workers spin after every product while the main
+thread runs the next kernel, and Numba's workers wait beside them, so the
+pools take turns on the cores instead of working (measured on 2 shared cores
+with other jobs running: ``L_layer_model`` at the course's cat shape took
+0.4-8.4 s with OpenBLAS's two threads and 0.15-0.27 s with one).
+
+:func:`policy_for` is entered around every training call (``Model.fit``, the
+estimators' fits, the course's fast path, ``network.forward/backward/gradients``):
+when a step's multiply-adds are below :data:`SMALL_GEMM_MULTIPLY_ADDS` it limits
+the BLAS NumPy loaded (threadpoolctl) and, on ``numba-parallel``, Numba's
+threads of the calling thread to one for the duration of the call, then puts
+them back.  The parallel kernels reduce in a fixed order whatever the thread
+count, so Numba's limit leaves results bitwise the same; OpenBLAS's products
+are not always so: for some shapes (a long inner dimension, e.g. ``dZ @ X.T``
+of a narrow layer over many examples) its result depends on the thread count
+in the last bits, so a limited run can differ from an unlimited one there
+(each is deterministic).
+
+The BLAS limit is process-wide and OpenBLAS ignores a limit set from any thread
+but the main one, so it is applied only to calls from the main thread; a fit
+in another thread runs the BLAS's own thread count (and, while a main-thread
+call holds the limit, one thread).
+
+It does nothing when
+
+- ``FASTNN_THREAD_POLICY=off`` is set;
+- the user chose the thread counts: ``OMP_NUM_THREADS``, ``OPENBLAS_NUM_THREADS``,
+  ``MKL_NUM_THREADS``, ``BLIS_NUM_THREADS`` or ``FLEXIBLAS_NUM_THREADS`` set leaves
+  the BLAS alone, ``NUMBA_NUM_THREADS`` set (or a ``numba.set_num_threads`` call
+  in effect) leaves Numba alone;
+- threadpoolctl is not installed (BLAS only).
+
+Nested calls share one limit: the first to enter sets it, the last to leave
+restores the previous value.
+"""
+
+import contextlib
+import os
+import threading
+
+__all__ = ["SMALL_GEMM_MULTIPLY_ADDS", "step_multiply_adds", "policy_for", "policy_enabled"]
+
+#: A step with fewer multiply-adds than this runs on one thread.  Measured on 2
+#: cores (``python -m benchmarks.thread_policy``): see docs/benchmarks.md.
+SMALL_GEMM_MULTIPLY_ADDS = 1 << 29
+
+#: Environment variables by which a user sets the BLAS's thread count.
+BLAS_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS",
+            "FLEXIBLAS_NUM_THREADS")
+
+_lock = threading.Lock()
+_active = 0          # callers inside a BLAS limit
+_blas_limit = None   # the threadpoolctl limit those callers share
+_controller = None   # threadpoolctl.ThreadpoolController, built once (it scans the libraries)
+
+
+def step_multiply_adds(weights, batch):
+    """Multiply-adds of one training step: a forward product per layer, a
+    weight-gradient product per layer, an input-gradient product per layer but
+    the first.
+
+    Parameters
+    ----------
+    weights : sequence of arrays
+        The weight matrices (any orientation: only their sizes count).
+    batch : int
+        Examples per step.
+    """
+    sizes = [int(W.size) for W in weights]
+    return int(batch) * (2 * sum(sizes) + sum(sizes[1:]))
+
+
+def policy_enabled():
+    """False when ``FASTNN_THREAD_POLICY`` is ``off`` (or ``0``/``false``/``no``)."""
+    return os.environ.get("FASTNN_THREAD_POLICY", "").strip().lower() not in ("off", "0", "false", "no")
+
+
+def policy_for(bk, weights, batch):
+    """A context manager that runs small problems on one thread.
+
+    Parameters
+    ----------
+    bk : module
+        The backend the call runs on.
+    weights : sequence of arrays
+        The weight matrices, each ``(n_l, n_{l-1})`` (or transposed).
+    batch : int
+        Examples per step (``m`` for full batch).
+
+    Returns
+    -------
+    context manager
+        Limits the BLAS (and on ``numba-parallel`` the calling thread's Numba
+        threads) to one thread while inside when a step has fewer than
+        :data:`SMALL_GEMM_MULTIPLY_ADDS` multiply-adds; otherwise, or when the
+        user chose thread counts or set ``FASTNN_THREAD_POLICY=off``, does nothing.
+    """
+    if (bk.NAME == "cuda" or not policy_enabled()
+            or step_multiply_adds(weights, batch) >= SMALL_GEMM_MULTIPLY_ADDS):
+        return contextlib.nullcontext()
+    return _one_thread(bk.NAME == "numba-parallel")
+
+
+@contextlib.contextmanager
+def _one_thread(numba_too):
+    blas = _enter_blas()
+    restore_numba = _enter_numba() if numba_too else None
+    try:
+        yield
+    finally:
+        if restore_numba is not None:
+            restore_numba()
+        if blas:
+            _exit_blas()
+
+
+def _user_set(names):
+    return any(os.environ.get(name, "").strip() for name in names)
+
+
+def _enter_blas():
+    """Limit the BLAS to one thread (shared by concurrent callers); True if counted in."""
+    global _active, _blas_limit, _controller
+    if _user_set(BLAS_ENV) or threading.current_thread() is not threading.main_thread():
+        return False
+    with _lock:
+        if _active == 0:
+            if _controller is None:
+                try:
+                    from threadpoolctl import ThreadpoolController
+                except ImportError:
+                    return False
+                _controller = ThreadpoolController().select(user_api="blas")
+            if all(lib.num_threads == 1 for lib in _controller.lib_controllers):
+                return False  # one thread already: nothing to limit, nothing to restore
+            _blas_limit = _controller.limit(limits=1)
+        _active += 1
+    return True
+
+
+def _exit_blas():
+    global _active, _blas_limit
+    with _lock:
+        _active -= 1
+        if _active == 0:
+            _blas_limit.restore_original_limits()
+            _blas_limit = None
+
+
+def _enter_numba():
+    """Set the calling thread's Numba threads to one; returns the undo, or None."""
+    if _user_set(("NUMBA_NUM_THREADS",)):
+        return None
+    import numba
+
+    from .backends import _numba_config
+    _numba_config.start_threads()
+    before = numba.get_num_threads()
+    if before != numba.config.NUMBA_NUM_THREADS or before == 1:
+        return None  # the user's own numba.set_num_threads is in effect, or one already
+    numba.set_num_threads(1)
+    return lambda: numba.set_num_threads(before)

@@ -1,0 +1,175 @@
+"""The thread policy (fastnn/threads.py): one thread for small problems, nothing else changed."""
+
+import threading
+import warnings
+
+import numpy as np
+import pytest
+
+from fastnn import Model, threads
+from fastnn.backends import get_backend
+
+threadpoolctl = pytest.importorskip("threadpoolctl")
+
+USER_ENV = threads.BLAS_ENV + ("NUMBA_NUM_THREADS", "FASTNN_THREAD_POLICY")
+
+
+def _blas_threads():
+    return [lib["num_threads"] for lib in threadpoolctl.threadpool_info() if lib["user_api"] == "blas"]
+
+
+@pytest.fixture(autouse=True)
+def two_blas_threads(monkeypatch):
+    """No user settings, and a BLAS with two threads (whatever the machine), so that
+    a limit to one is visible; the process's own limits are put back afterwards."""
+    for name in USER_ENV:
+        monkeypatch.delenv(name, raising=False)
+    if not _blas_threads():
+        pytest.skip("threadpoolctl finds no BLAS in this process")
+    with threadpoolctl.threadpool_limits(2, user_api="blas"):
+        yield
+
+
+def _weights(*dims):
+    return [np.zeros((dims[l], dims[l - 1]), np.float32) for l in range(1, len(dims))]
+
+
+def test_step_multiply_adds_counts_forward_weight_and_input_gradient_products():
+    dims, batch = [7, 5, 3, 2], 11
+    forward = sum(batch * dims[l] * dims[l - 1] for l in range(1, len(dims)))
+    weight_grads = forward
+    input_grads = sum(batch * dims[l] * dims[l - 1] for l in range(2, len(dims)))
+    assert threads.step_multiply_adds(_weights(*dims), batch) == forward + weight_grads + input_grads
+    # orientation does not matter (scikit-learn's coefs_ are transposed)
+    assert threads.step_multiply_adds([W.T for W in _weights(*dims)], batch) == \
+        threads.step_multiply_adds(_weights(*dims), batch)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_a_small_step_runs_the_blas_on_one_thread_and_restores_it(backend, monkeypatch):
+    Ws, batch = _weights(7, 5, 3), 4
+    monkeypatch.setattr(threads, "SMALL_GEMM_MULTIPLY_ADDS", threads.step_multiply_adds(Ws, batch) + 1)
+    with threads.policy_for(get_backend(backend), Ws, batch):
+        assert set(_blas_threads()) == {1}
+    assert set(_blas_threads()) == {2}
+
+
+def test_a_step_at_the_threshold_is_left_alone(monkeypatch):
+    Ws, batch = _weights(7, 5, 3), 4
+    monkeypatch.setattr(threads, "SMALL_GEMM_MULTIPLY_ADDS", threads.step_multiply_adds(Ws, batch))
+    with threads.policy_for(get_backend("numpy"), Ws, batch):
+        assert set(_blas_threads()) == {2}
+
+
+def test_the_default_threshold_splits_the_course_shapes():
+    # cat net, full batch: one thread; a wide net's step: the BLAS's own threads.
+    assert threads.step_multiply_adds(_weights(12288, 20, 7, 5, 1), 209) < threads.SMALL_GEMM_MULTIPLY_ADDS
+    assert threads.step_multiply_adds(_weights(784, 256, 128, 10), 256) < threads.SMALL_GEMM_MULTIPLY_ADDS
+    assert threads.step_multiply_adds(_weights(2048, 2048, 2048, 10), 512) >= threads.SMALL_GEMM_MULTIPLY_ADDS
+
+
+@pytest.mark.parametrize("name", threads.BLAS_ENV)
+def test_a_users_blas_thread_setting_is_respected(name, monkeypatch):
+    monkeypatch.setenv(name, "2")
+    with threads.policy_for(get_backend("numpy"), _weights(7, 5), 3):
+        assert set(_blas_threads()) == {2}
+
+
+@pytest.mark.parametrize("value", ["off", "OFF", "0"])
+def test_the_off_switch(value, monkeypatch):
+    monkeypatch.setenv("FASTNN_THREAD_POLICY", value)
+    with threads.policy_for(get_backend("numpy"), _weights(7, 5), 3):
+        assert set(_blas_threads()) == {2}
+
+
+def test_the_limit_is_restored_after_an_exception():
+    with pytest.raises(KeyError):
+        with threads.policy_for(get_backend("numpy"), _weights(7, 5), 3):
+            raise KeyError("inside")
+    assert set(_blas_threads()) == {2}
+
+
+def test_nested_and_overlapping_callers_share_one_limit():
+    bk, Ws = get_backend("numpy"), _weights(7, 5)
+    a, b = threads.policy_for(bk, Ws, 3), threads.policy_for(bk, Ws, 3)
+    a.__enter__()
+    b.__enter__()
+    a.__exit__(None, None, None)  # the first to enter leaves first: b still runs small
+    assert set(_blas_threads()) == {1}
+    b.__exit__(None, None, None)
+    assert set(_blas_threads()) == {2}
+
+
+def test_a_call_from_another_thread_leaves_the_blas_to_the_main_thread():
+    # OpenBLAS ignores a limit set from another thread; counting such a caller in
+    # would leave the main thread's own call unlimited.
+    bk, Ws = get_backend("numpy"), _weights(7, 5)
+    inside, leave = threading.Event(), threading.Event()
+
+    def worker():
+        with threads.policy_for(bk, Ws, 3):
+            inside.set()
+            leave.wait(timeout=60)
+    other = threading.Thread(target=worker)
+    other.start()
+    try:
+        assert inside.wait(timeout=60)
+        assert set(_blas_threads()) == {2}
+        with threads.policy_for(bk, Ws, 3):
+            assert set(_blas_threads()) == {1}
+    finally:
+        leave.set()
+        other.join(timeout=60)
+    assert set(_blas_threads()) == {2}
+
+
+def test_entering_the_policy_warns_of_nothing():
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with threads.policy_for(get_backend("numpy"), _weights(7, 5), 3):
+            pass
+    assert caught == []
+
+
+# ------------------------------------------------------------ Numba's threads
+
+@pytest.fixture
+def parallel():
+    numba = pytest.importorskip("numba")
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("Numba has one thread here: nothing to limit")
+    return get_backend("numba-parallel"), numba
+
+
+def test_numba_parallel_runs_small_steps_on_one_numba_thread(parallel):
+    bk, numba = parallel
+    with threads.policy_for(bk, _weights(7, 5), 3):
+        assert numba.get_num_threads() == 1
+    assert numba.get_num_threads() == numba.config.NUMBA_NUM_THREADS
+
+
+def test_a_users_numba_thread_count_is_respected(parallel, monkeypatch):
+    bk, numba = parallel
+    monkeypatch.setenv("NUMBA_NUM_THREADS", str(numba.config.NUMBA_NUM_THREADS))
+    with threads.policy_for(bk, _weights(7, 5), 3):
+        assert numba.get_num_threads() == numba.config.NUMBA_NUM_THREADS
+
+
+@pytest.mark.parametrize("batch_size", [None, 256])
+def test_numba_parallel_on_one_thread_is_bitwise_the_serial_backend(batch_size):
+    pytest.importorskip("numba")
+    rng = np.random.default_rng(3)
+    # products large enough for OpenBLAS to split them over threads without the policy
+    X = rng.standard_normal((1024, 512)).astype(np.float32)
+    Y = (rng.random((1, 512)) < 0.5).astype(np.float32)
+
+    def fit(backend):
+        model = Model([1024, 256, 16, 1], hidden="relu", output="sigmoid", dtype=np.float32, seed=0)
+        model.fit(X, Y, epochs=3, batch_size=batch_size, optimizer="adam", lr=1e-3,
+                  backend=backend, shuffle_seed=1, progress=False)
+        return model.params
+
+    serial, parallel, again = fit("numba"), fit("numba-parallel"), fit("numba-parallel")
+    for key in serial:
+        np.testing.assert_array_equal(parallel[key], serial[key], strict=True)
+        np.testing.assert_array_equal(again[key], parallel[key], strict=True)
