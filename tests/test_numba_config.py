@@ -88,3 +88,33 @@ def test_a_globally_loaded_libgomp_is_detected_and_numba_parallel_avoids_it():
     assert record["gomp"] is True and record["layer"] == "workqueue"
     forced, _ = _probe(mode="gomp", layer="omp")  # the user's choice wins
     assert forced["layer"] == "omp"
+
+
+COMPILE_PROBE = r"""
+import numpy as np
+from fastnn.backends import get_backend
+get_backend("numba").forward_hidden(np.ones((3, 4)), np.ones((4, 5)), np.zeros((3, 1)), "relu")
+"""
+
+
+def _compile_messages(cache_dir, quiet=None):
+    env = {k: v for k, v in os.environ.items() if k != "FASTNN_QUIET"}
+    env["NUMBA_CACHE_DIR"] = str(cache_dir)
+    if quiet is not None:
+        env["FASTNN_QUIET"] = quiet
+    out = subprocess.run([sys.executable, "-c", COMPILE_PROBE], env=env, capture_output=True,
+                         text=True, timeout=300, check=True)
+    return [line for line in out.stderr.splitlines() if "compiling kernels" in line]
+
+
+def test_a_cold_cache_says_once_that_kernels_compile_and_a_warm_one_says_nothing(tmp_path):
+    from fastnn.backends._numba_config import COLD_COMPILE_SECONDS
+    cold = _compile_messages(tmp_path)
+    assert cold == [f"compiling kernels, first run only, about {COLD_COMPILE_SECONDS} s "
+                    "(cached on disk for later runs)"]
+    assert _compile_messages(tmp_path) == []
+
+
+@pytest.mark.parametrize("quiet", ["1", "yes"])
+def test_fastnn_quiet_silences_the_compile_message(tmp_path, quiet):
+    assert _compile_messages(tmp_path, quiet) == []

@@ -18,6 +18,10 @@
   sleep instead of spinning), set only while the runtime loads and removed
   right after, unless the user set their own; ``os.environ`` is otherwise never
   changed.  ``NUMBA_THREADING_LAYER`` set by the user is always obeyed.
+- the first compile (:class:`_FirstCompileMessage`): a WARNING on the
+  ``fastnn.compile`` logger, once, when a kernel is compiled because the disk
+  cache has none ("compiling kernels, first run only, about N s");
+  ``FASTNN_QUIET=1`` silences it.
 - fork safety (:data:`FORK_UNSAFE_LAYERS`): a child forked from a process that
   has run parallel kernels on GNU OpenMP would be terminated by libgomp at its
   first parallel region ("fork() called from a process already using GNU
@@ -41,6 +45,7 @@ import threading
 import types
 
 import numba
+import numba.core.event
 
 #: Numba threading layers a forked child must not use once the parent has
 #: started them: GNU OpenMP ("omp"; Numba's own docs call only TBB, workqueue
@@ -155,6 +160,43 @@ def start_threads():
             with _passive_wait_while_loading():
                 numba.get_num_threads()  # loads the layer and starts its workers
         _started = True
+
+
+#: The "about N s" of the first-compile message: a cold compile of the default
+#: path (``Model.fit`` of ``[784, 256, 128, 10]``, minibatch Adam, then a
+#: full-batch fit; fresh ``NUMBA_CACHE_DIR``) took 6-21 s on 2 quiet cores and
+#: 25-40 s on the same cores shared with other jobs.
+COLD_COMPILE_SECONDS = 20
+
+_compile_log = logging.getLogger("fastnn.compile")
+
+
+class _FirstCompileMessage(numba.core.event.Listener):
+    """Logs, once per process, a WARNING on ``fastnn.compile`` when Numba starts
+    compiling one of fastnn's kernels: a kernel compiles only when the on-disk
+    cache has no copy of it (``numba:compile`` is not raised for a cache load),
+    and the first run then sits silent for seconds.  ``FASTNN_QUIET=1`` silences it."""
+
+    def __init__(self):
+        self.said = False
+
+    def on_start(self, event):
+        if self.said:
+            return
+        func = getattr(event.data.get("dispatcher"), "py_func", None)
+        if not getattr(func, "__module__", "").startswith("fastnn."):
+            return
+        self.said = True
+        if os.environ.get("FASTNN_QUIET", "").strip() not in ("", "0"):
+            return
+        _compile_log.warning("compiling kernels, first run only, about %d s "
+                             "(cached on disk for later runs)", COLD_COMPILE_SECONDS)
+
+    def on_end(self, event):
+        pass
+
+
+numba.core.event.register("numba:compile", _FirstCompileMessage())
 
 
 JIT_OPTIONS = {"cache": True, "fastmath": False, "error_model": "numpy", "nogil": True}
