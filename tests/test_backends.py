@@ -581,3 +581,16 @@ def test_engine_on_the_emulated_float16_backend_is_numpy_float16(hidden, output)
         runs.append([np.asarray(a, np.float64) for a in As[1:] + dWs + dbs])
     for got, want in zip(runs[1], runs[0]):
         assert np.array_equal(got, want)
+
+
+def test_numba_variant_table_names_exactly_the_wrappers_that_take_the_variant():
+    """_numba_backend.VARIANT_KERNELS is what interface(k) binds k into: every kernel
+    whose wrapper takes the compiled variant first, and no other."""
+    import inspect
+
+    from fastnn.backends import _interface, _numba_backend
+    names = _interface.KERNELS + _interface.OPTIONAL_KERNELS
+    takes_k = {n for n in names
+               if next(iter(inspect.signature(getattr(_numba_backend, n)).parameters)) == "k"}
+    assert takes_k == set(_numba_backend.VARIANT_KERNELS)
+    assert set(_numba_backend.interface(object())) == set(names)

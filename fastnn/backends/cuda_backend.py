@@ -53,6 +53,8 @@ from ..activations import LEAKY_SLOPE
 from ..errors import NoDeviceError, SaturationError
 from . import _interface
 from . import numpy_backend as _np_backend
+from ._numba_kernels import formulas
+from ._numba_kernels.formulas import CODES, IDENTITY, LEAKY_RELU, RELU, SIGMOID, SOFTMAX, TANH
 
 if not cuda.is_available():
     # The registry turns this into BackendUnavailableError, state "no device".
@@ -70,17 +72,6 @@ TPB = 128
 #: Side of the square matmul tiles; a matmul block has TILE * TILE threads.
 TILE = 16
 
-# Activation and output names -> the int codes the kernels branch on.
-_IDENTITY, _SIGMOID, _TANH, _RELU, _LEAKY_RELU, _SOFTMAX = range(6)
-_ACT_CODES = {
-    "identity": _IDENTITY,
-    "sigmoid": _SIGMOID,
-    "tanh": _TANH,
-    "relu": _RELU,
-    "leaky_relu": _LEAKY_RELU,
-    "softmax": _SOFTMAX,
-}
-
 # What the output kernel computes besides the loss.
 _LOSS_ONLY, _FUSED, _CHAIN = range(3)
 
@@ -95,23 +86,31 @@ _CACHE = {}
 
 #: The dropout hash: the same source as the NumPy and Numba backends' (fastnn._dropout).
 _philox = cuda.jit(device=True)(_dropout.philox4x32)
+# The loss formulas: the same sources as the Numba backends' (_numba_kernels/formulas.py),
+# here in float64: their ``one`` is _WIDE, a float64 1 (a NumPy scalar, so that the
+# simulator's Python arithmetic widens float32 entries as the GPU's typing does).
+_WIDE = np.float64(1.0)
+_loss_term = cuda.jit(device=True)(formulas.loss_term)
+_column_max = cuda.jit(device=True)(formulas.column_max)
+_column_exp_sum = cuda.jit(device=True)(formulas.column_exp_sum)
+_xent_column = cuda.jit(device=True)(formulas.xent_column)
 
 
 @cuda.jit(device=True)
 def _g(z, code):
     """Elementwise activation ``code`` of a float64 ``z`` (softmax is not elementwise)."""
-    if code == _SIGMOID:
+    if code == SIGMOID:
         # exp(-|z|) <= 1 never overflows; the branches are the same function.
         e = math.exp(-abs(z))
         if z >= 0.0:
             return 1.0 / (1.0 + e)
         return e / (1.0 + e)
-    if code == _TANH:
+    if code == TANH:
         return math.tanh(z)
-    if code == _RELU:
+    if code == RELU:
         # Written so that a NaN passes through, as with np.maximum.
         return 0.0 if z < 0.0 else z
-    if code == _LEAKY_RELU:
+    if code == LEAKY_RELU:
         return z if z > 0.0 else z * LEAKY_SLOPE
     return z
 
@@ -119,14 +118,14 @@ def _g(z, code):
 @cuda.jit(device=True)
 def _dz(da, a, code):
     """dA * g'(Z) with g' written through A = g(Z), as in activations.DERIVATIVES."""
-    if code == _SIGMOID:
+    if code == SIGMOID:
         return da * a * (1.0 - a)
-    if code == _TANH:
+    if code == TANH:
         return da * (1.0 - a * a)
-    if code == _RELU:
+    if code == RELU:
         # A select, not a product: an inf/NaN dA where A <= 0 still gives 0.
         return 0.0 if a <= 0.0 else da
-    if code == _LEAKY_RELU:
+    if code == LEAKY_RELU:
         return da * LEAKY_SLOPE if a <= 0.0 else da
     return da
 
@@ -134,26 +133,12 @@ def _dz(da, a, code):
 @cuda.jit(device=True)
 def _column_loss(Z, A, Y, j, code):
     """Summed loss of column j, from the logits as numpy_backend._loss_terms."""
-    n = Z.shape[0]
+    if code == SOFTMAX:
+        zmax = _column_max(Z, j, _WIDE)
+        return _xent_column(Z, Y, j, zmax + math.log(_column_exp_sum(Z, j, zmax, _WIDE)), _WIDE)
     loss = 0.0
-    if code == _SOFTMAX:
-        zmax = float64(Z[0, j])
-        for i in range(1, n):
-            zmax = max(zmax, float64(Z[i, j]))
-        s = 0.0
-        for i in range(n):
-            s += math.exp(float64(Z[i, j]) - zmax)
-        lse = zmax + math.log(s)
-        for i in range(n):
-            loss += float64(Y[i, j]) * (lse - float64(Z[i, j]))
-    elif code == _SIGMOID:
-        for i in range(n):
-            z = float64(Z[i, j])
-            loss += max(z, 0.0) - float64(Y[i, j]) * z + math.log1p(math.exp(-abs(z)))
-    else:
-        for i in range(n):
-            d = float64(A[i, j]) - float64(Y[i, j])
-            loss += 0.5 * d * d
+    for i in range(Z.shape[0]):
+        loss += _loss_term(float64(Z[i, j]), float64(A[i, j]), float64(Y[i, j]), code)
     return loss
 
 
@@ -261,13 +246,9 @@ def _make_activate(dtype):
         j = cuda.grid(1)
         n = Z.shape[0]
         if j < Z.shape[1]:
-            if code == _SOFTMAX:
-                zmax = float64(Z[0, j])
-                for i in range(1, n):
-                    zmax = max(zmax, float64(Z[i, j]))
-                s = 0.0
-                for i in range(n):
-                    s += math.exp(float64(Z[i, j]) - zmax)
+            if code == SOFTMAX:
+                zmax = _column_max(Z, j, _WIDE)
+                s = _column_exp_sum(Z, j, zmax, _WIDE)
                 for i in range(n):
                     A[i, j] = math.exp(float64(Z[i, j]) - zmax) / s
             else:
@@ -283,9 +264,9 @@ def _make_output(dtype, tpb):
     @cuda.jit(device=True)
     def chain_da(a, y, code, scale):
         """The course's dA[L] (times scale), rounded to the array dtype where NumPy rounds it."""
-        if code == _SIGMOID:
+        if code == SIGMOID:
             da = cast(-(y / a - (1.0 - y) / (1.0 - a)))
-        elif code == _SOFTMAX:
+        elif code == SOFTMAX:
             da = cast(-(y / a))
         else:
             da = cast(a - y)
@@ -307,7 +288,7 @@ def _make_output(dtype, tpb):
             loss = _column_loss(Z, A, Y, j, code)
         # Softmax couples a column: dZ = A * (dA - sum_k A_k dA_k).
         coupling = 0.0
-        if live and mode == _CHAIN and code == _SOFTMAX:
+        if live and mode == _CHAIN and code == SOFTMAX:
             for i in range(n):
                 a = float64(A[i, j])
                 coupling += a * chain_da(a, float64(Y[i, j]), code, dz_scale)
@@ -320,9 +301,9 @@ def _make_output(dtype, tpb):
                     y = float64(Y[i, j])
                     if mode == _CHAIN:
                         da = chain_da(a, y, code, dz_scale)
-                        if code == _SIGMOID:
+                        if code == SIGMOID:
                             v = da * a * (1.0 - a)
-                        elif code == _SOFTMAX:
+                        elif code == SOFTMAX:
                             v = a * (da - coupling)
                         else:
                             v = da
@@ -544,7 +525,7 @@ def _flat(x):
 
 
 def _matmul(A, B, M, N, trans_a, trans_b, epilogue, bias=None, E=None, alpha=1.0, beta=0.0,
-            act=_IDENTITY, out=None):
+            act=IDENTITY, out=None):
     """op(A) @ op(B) with the epilogue applied, in A's dtype, into a new (M, N) array or
     ``out`` (which may be ``E``: each entry is read and written by one thread only)."""
     tile = int(TILE)
@@ -688,6 +669,14 @@ def max_abs(x):
         v = _flat(partial)
 
 
+def _affine_act(W, A_prev, b, activation, Z0=None):
+    """g(W @ A_prev (+ Z0) + b), a new (n_l, m) array: one matmul launch, the offset,
+    bias and activation in its epilogue."""
+    epilogue = _EPI_BIAS_ACT if Z0 is None else _EPI_OFFSET_BIAS_ACT
+    return _matmul(W, A_prev, W.shape[0], A_prev.shape[1], False, False, epilogue,
+                   bias=b, E=Z0, act=CODES[activation])
+
+
 def forward_hidden(W, A_prev, b, activation):
     """Hidden layer forward, bias and activation fused into the matmul.
 
@@ -704,8 +693,7 @@ def forward_hidden(W, A_prev, b, activation):
     A : device array, shape (n_l, m)
         ``g(W @ A_prev + b)``.
     """
-    return _matmul(W, A_prev, W.shape[0], A_prev.shape[1], False, False, _EPI_BIAS_ACT,
-                   bias=b, act=_ACT_CODES[activation])
+    return _affine_act(W, A_prev, b, activation)
 
 
 def forward_hidden_offset(W, A_prev, b, Z0, activation):
@@ -713,19 +701,16 @@ def forward_hidden_offset(W, A_prev, b, Z0, activation):
 
     Parameters
     ----------
-    W : device array, shape (n_l, k)
-    A_prev : device array, shape (k, m)
-    b : device array, shape (n_l, 1)
+    W, A_prev, b, activation
+        As :func:`forward_hidden` (``W`` may have no columns).
     Z0 : device array, shape (n_l, m)
-    activation : str
 
     Returns
     -------
     A : device array, shape (n_l, m)
         ``g(W @ A_prev + Z0 + b)``.
     """
-    return _matmul(W, A_prev, W.shape[0], A_prev.shape[1], False, False, _EPI_OFFSET_BIAS_ACT,
-                   bias=b, E=Z0, act=_ACT_CODES[activation])
+    return _affine_act(W, A_prev, b, activation, Z0)
 
 
 def forward_output(W, A_prev, b, output):
@@ -733,9 +718,8 @@ def forward_output(W, A_prev, b, output):
 
     Parameters
     ----------
-    W : device array, shape (n_L, n_{L-1})
-    A_prev : device array, shape (n_{L-1}, m)
-    b : device array, shape (n_L, 1)
+    W, A_prev, b
+        As :func:`forward_hidden`, for the output layer (``n_L`` rows).
     output : {"sigmoid", "softmax", "identity"}
 
     Returns
@@ -745,11 +729,10 @@ def forward_output(W, A_prev, b, output):
     A : device array, shape (n_L, m)
         ``g(Z)``; softmax normalises each column.
     """
-    Z = _matmul(W, A_prev, W.shape[0], A_prev.shape[1], False, False, _EPI_BIAS_ACT,
-                bias=b, act=_IDENTITY)
+    Z = _affine_act(W, A_prev, b, "identity")
     A = cuda.device_array(Z.shape, dtype=Z.dtype)
     tpb = int(TPB)
-    _kernel("activate", Z.dtype)[_blocks(Z.shape[1], tpb), tpb](Z, _ACT_CODES[output], A)
+    _kernel("activate", Z.dtype)[_blocks(Z.shape[1], tpb), tpb](Z, CODES[output], A)
     return Z, A
 
 
@@ -761,7 +744,7 @@ def _output(Z, A, Y, output, mode, dz_scale, db_scale):
     # Rows 0..n-1: partial sums of dZ's rows; row n: the loss; row n+1: non-finite dZ entries.
     partial = cuda.device_array((n + 2, nb), dtype=np.float64)
     dZ = cuda.device_array(Z.shape, dtype=Z.dtype) if mode != _LOSS_ONLY else Z
-    _kernel("output", Z.dtype, tpb)[nb, tpb, 0, _tree_bytes(tpb)](Z, A, Y, _ACT_CODES[output], mode,
+    _kernel("output", Z.dtype, tpb)[nb, tpb, 0, _tree_bytes(tpb)](Z, A, Y, CODES[output], mode,
                                               float(dz_scale), dZ, partial)
     db = None
     if mode != _LOSS_ONLY:
@@ -855,7 +838,7 @@ def backward_hidden(dA, A, activation, db_scale):
     nb = _blocks(m, tpb)
     partial = cuda.device_array((n, nb), dtype=np.float64)
     _kernel("backward", A.dtype, tpb)[(nb, n), tpb, 0, _tree_bytes(tpb)](
-        dA, A, _ACT_CODES[activation], dA, partial)
+        dA, A, CODES[activation], dA, partial)
     db = cuda.device_array((n, 1), dtype=A.dtype)
     _finish(partial, 0, n, db_scale, db)
     return dA, db

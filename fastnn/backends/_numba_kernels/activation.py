@@ -10,13 +10,9 @@ does not vectorise and mispredicts on random signs (measured 6x slower).
 """
 
 from .._numba_config import jit
+# The activation codes (one table for the Numba and CUDA kernels), re-exported.
+from .formulas import CODES, IDENTITY, LEAKY_RELU, RELU, SIGMOID, SOFTMAX, TANH  # noqa: F401
 from .lanes import run_sum128
-
-IDENTITY, SIGMOID, TANH, RELU, LEAKY_RELU, SOFTMAX = range(6)
-
-#: Activation name -> integer code passed to the kernels.
-CODES = {"identity": IDENTITY, "sigmoid": SIGMOID, "tanh": TANH, "relu": RELU,
-         "leaky_relu": LEAKY_RELU, "softmax": SOFTMAX}
 
 #: Activations whose forward pass the kernels compute; the others (exp, tanh)
 #: go through NumPy's vectorised ufuncs, several times faster than Numba's

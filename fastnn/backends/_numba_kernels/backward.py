@@ -3,8 +3,8 @@ sums in one pass over memory (the row block is summed while still in cache)."""
 
 from numba import prange
 
-from .._numba_config import BLOCK
 from .activation import dact_slice, sum_slice
+from .reduce import row_block
 
 
 def backward_fused(dA, A, code, one, slope, partial):
@@ -12,10 +12,7 @@ def backward_fused(dA, A, code, one, slope, partial):
     n, m = dA.shape
     nb = partial.shape[1]
     for t in prange(n * nb):
-        i = t // nb
-        k = t - i * nb
-        j0 = k * BLOCK
-        j1 = min(j0 + BLOCK, m)
+        i, k, j0, j1 = row_block(t, nb, m)
         d = dA[i, j0:j1]
         dact_slice(d, A[i, j0:j1], code, one, slope)
         partial[i, k] = sum_slice(d)

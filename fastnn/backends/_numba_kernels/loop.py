@@ -53,7 +53,7 @@ def _softmax_columns(Z, A):
 
 
 @jit
-def _loss_sum(Z, A, Y, code, buf):
+def _loss_sum(Z, A, Y, code, buf, one):
     """Summed loss from the logits, in float64; buf is float64 scratch of length m.
 
     The per-example terms go to ``buf`` first and are then summed with
@@ -65,7 +65,7 @@ def _loss_sum(Z, A, Y, code, buf):
     s = 0.0
     if code == SOFTMAX:
         for j in range(m):
-            s += softmax_ce_column(Z, Y, j)
+            s += softmax_ce_column(Z, Y, j, one)
         return s
     for i in range(n):
         z, a, y = Z[i], A[i], Y[i]
@@ -126,7 +126,7 @@ def sgd_loop(Ws, bs, X, Y, hcode, ocode, dz_scale, w_scale, l2_scale, l2, lr, it
                 As[l][:] = ZL
                 for i in range(Z.shape[0]):
                     _activate(As[l][i], ocode, one, slope)
-        cost = _loss_sum(ZL, As[L - 1], Y, ocode, loss_buf) / m
+        cost = _loss_sum(ZL, As[L - 1], Y, ocode, loss_buf, one) / m
         if l2:
             sq = 0.0
             for l in range(L):

@@ -16,7 +16,7 @@ SMALL_FLOPS = 1 << 14
 
 @jit
 def mm(A, B, C):
-    """C = A @ B; A (n, k), B (k, m), C (n, m), all C-contiguous."""
+    """C = A @ B; A (n, k), B (k, m), C (n, m); B and C C-contiguous, A C- or F-ordered."""
     n, k = A.shape
     m = B.shape[1]
     if n * k * m >= SMALL_FLOPS:
@@ -66,20 +66,6 @@ def mm_nt(A, B, C):
 
 @jit
 def mm_tn(A, B, C):
-    """C = A.T @ B; A (k, n), B (k, m), C (n, m): the dA product W.T @ dZ."""
-    k, n = A.shape
-    m = B.shape[1]
-    if n * k * m >= SMALL_FLOPS:
-        np.dot(A.T, B, C)
-        return
-    for p in range(n):
-        c = C[p]
-        a0 = A[0, p]
-        b = B[0]
-        for j in range(m):
-            c[j] = a0 * b[j]
-        for i in range(1, k):
-            a = A[i, p]
-            b = B[i]
-            for j in range(m):
-                c[j] += a * b[j]
+    """C = A.T @ B; A (k, n), B (k, m), C (n, m): the dA product W.T @ dZ (:func:`mm` of
+    the transposed view: the same loops and products)."""
+    mm(A.T, B, C)

@@ -7,9 +7,17 @@ import numpy as np
 from numba import prange
 
 from .._numba_config import BLOCK, jit
-from .activation import SIGMOID, sum_slice
+from . import formulas
+from .activation import sum_slice
 from .forward import max_into
+from .reduce import row_block
 from .vmath import exp_nonpos
+
+# The compiled twins of numpy_backend._loss_terms (formulas.py).
+_loss_term = jit(inline="always")(formulas.loss_term)
+_column_max = jit(inline="always")(formulas.column_max)
+_column_exp_sum = jit(inline="always")(formulas.column_exp_sum)
+_xent_column = jit(inline="always")(formulas.xent_column)
 
 
 def output_delta(A, Y, dz_scale, dZ, partial):
@@ -17,10 +25,7 @@ def output_delta(A, Y, dz_scale, dZ, partial):
     n, m = A.shape
     nb = partial.shape[1]
     for t in prange(n * nb):
-        i = t // nb
-        k = t - i * nb
-        j0 = k * BLOCK
-        j1 = min(j0 + BLOCK, m)
+        i, k, j0, j1 = row_block(t, nb, m)
         d, a, y = dZ[i, j0:j1], A[i, j0:j1], Y[i, j0:j1]
         for j in range(d.size):
             d[j] = (a[j] - y[j]) * dz_scale
@@ -32,37 +37,19 @@ def loss_elementwise(Z, A, Y, code, partial):
     n, m = Z.shape
     nb = partial.shape[1]
     for t in prange(n * nb):
-        i = t // nb
-        k = t - i * nb
+        i, k, j0, j1 = row_block(t, nb, m)
         s = 0.0
-        for j in range(k * BLOCK, min(k * BLOCK + BLOCK, m)):
-            z = float(Z[i, j])
-            y = float(Y[i, j])
-            if code == SIGMOID:
-                # softplus(z) - y z: finite for any logit.
-                s += max(z, 0.0) - y * z + math.log1p(math.exp(-abs(z)))
-            else:
-                d = float(A[i, j]) - y
-                s += 0.5 * d * d
+        for j in range(j0, j1):
+            s += _loss_term(float(Z[i, j]), float(A[i, j]), float(Y[i, j]), code)
         partial[i, k] = s
 
 
 @jit
-def softmax_ce_column(Z, Y, j):
-    """Categorical cross-entropy of column j from the logits (log-sum-exp, float64);
-    the compiled loop's per-column form."""
-    n = Z.shape[0]
-    zmax = float(Z[0, j])
-    for i in range(1, n):
-        zmax = max(zmax, float(Z[i, j]))
-    acc = 0.0
-    for i in range(n):
-        acc += math.exp(float(Z[i, j]) - zmax)
-    lse = zmax + math.log(acc)
-    s = 0.0
-    for i in range(n):
-        s += float(Y[i, j]) * (lse - float(Z[i, j]))
-    return s
+def softmax_ce_column(Z, Y, j, one):
+    """Categorical cross-entropy of column j from the logits (log-sum-exp; ``one`` of
+    Z's dtype, :mod:`.formulas`); the compiled loop's per-column form."""
+    zmax = _column_max(Z, j, one)
+    return _xent_column(Z, Y, j, zmax + math.log(_column_exp_sum(Z, j, zmax, one)), one)
 
 
 @jit

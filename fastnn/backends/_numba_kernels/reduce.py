@@ -2,7 +2,17 @@
 
 import numpy as np
 
-from .._numba_config import jit
+from .._numba_config import BLOCK, jit
+
+
+@jit(inline="always")
+def row_block(t, nb, m):
+    """Task t of a (row, block) split of an (n, m) array into nb blocks of BLOCK columns:
+    (row i, block k, first column j0, end column j1)."""
+    i = t // nb
+    k = t - i * nb
+    j0 = k * BLOCK
+    return i, k, j0, min(j0 + BLOCK, m)
 
 
 @jit
