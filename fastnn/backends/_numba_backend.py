@@ -2,10 +2,11 @@
 :mod:`._numba_kernels` (serially or with ``parallel=True``, :func:`compile_kernels`)
 and wraps them in the kernel interface of :mod:`._interface`.
 
-Every wrapper here is a module-level function whose first argument ``k`` is
-the compiled variant (:func:`compile_kernels`' namespace); ``numba_serial``
-and ``numba_parallel`` bind it (``functools.partial``) under the interface's
-names.
+Every wrapper listed in :data:`VARIANT_KERNELS` is a module-level function
+whose first argument ``k`` is the compiled variant (:func:`compile_kernels`'
+namespace); :func:`interface` binds it (``functools.partial``) and adds the
+kernels that need no variant, and ``numba_serial`` and ``numba_parallel``
+export the result under the interface's names.
 
 Matrix products go to NumPy's BLAS (``@``): Numba's ``np.dot`` calls SciPy's
 BLAS, which measured about 2x slower for float32 GEMM on the reference
@@ -21,7 +22,7 @@ import types
 import numpy as np
 
 from ..activations import ACTIVATIONS, LEAKY_SLOPE
-from . import _blas
+from . import _blas, _interface
 from . import numpy_backend as _np_backend
 # Re-exported: kernels that need no compiled variant (numba_serial, numba_parallel bind them).
 from .numpy_backend import (gather_columns, input_grad, max_abs, to_device, to_host,  # noqa: F401
@@ -60,6 +61,15 @@ def compile_kernels(parallel):
 def variant(func, k):
     """Wrapper ``func`` with the compiled variant ``k`` bound: ``func(k, *args)`` as ``f(*args)``."""
     return functools.update_wrapper(functools.partial(func, k), func)
+
+
+def interface(k):
+    """Every kernel of :mod:`._interface` (and ``compiled_loop``) for the compiled
+    variant ``k``, as a dict name -> function: the wrappers of :data:`VARIANT_KERNELS`
+    with ``k`` bound, the others as they are."""
+    kernels = {name: globals()[name] for name in _interface.KERNELS + _interface.OPTIONAL_KERNELS}
+    kernels.update({name: variant(kernels[name], k) for name in VARIANT_KERNELS})
+    return kernels
 
 
 def _partials(n, m):
@@ -201,6 +211,16 @@ def adam_update(k, P, G, M, V, lr, beta1, beta2, eps, t, g_scale=1, l2=0):
         k.adam_folded(*flat, P.dtype.type(g_scale), P.dtype.type(l2))
     else:
         k.adam(*flat)
+
+
+#: The wrappers that take the compiled variant ``k`` first (bound by :func:`interface`);
+#: every other kernel of the interface runs the same code in both Numba backends.
+VARIANT_KERNELS = ("forward_hidden", "forward_hidden_offset", "forward_output", "output_delta",
+                   "output_loss", "backward_hidden", "weight_grad", "dropout_forward",
+                   "dropout_backward", "sgd_update", "momentum_update", "adam_update",
+                   "all_finite", "gather_rows_into", "gather_targets_into",
+                   "forward_hidden_into", "forward_output_into", "output_delta_into",
+                   "backward_hidden_into", "weight_grad_into")
 
 
 def compiled_loop(Ws, bs, X, Y, hidden, output_name, dz_scale, w_scale, l2, lr, iterations):

@@ -51,6 +51,7 @@ from numba import cuda, float64, from_dtype
 from .. import _dropout
 from ..activations import LEAKY_SLOPE
 from ..errors import NoDeviceError, SaturationError
+from . import _interface
 from . import numpy_backend as _np_backend
 
 if not cuda.is_available():
@@ -59,12 +60,7 @@ if not cuda.is_available():
         "numba.cuda found no usable CUDA GPU/driver and the simulator is off "
         "(set NUMBA_ENABLE_CUDASIM=1 before numba is imported to simulate)")
 
-__all__ = ["NAME", "DTYPES", "to_device", "to_host", "gather_columns", "forward_hidden",
-           "forward_hidden_offset", "forward_output", "output_delta",
-           "output_delta_chain", "output_loss", "backward_hidden", "weight_grad",
-           "input_grad", "dropout_forward", "dropout_backward", "weight_step",
-           "sgd_update", "momentum_update", "adam_update", "all_finite", "max_abs",
-           "zeros_like"]
+__all__ = [*_interface.CONSTANTS, *_interface.KERNELS]
 
 NAME = "cuda"
 DTYPES = (np.float32, np.float64)

@@ -14,15 +14,9 @@ import numpy as np
 from .. import _dropout
 from ..activations import ACTIVATIONS, DERIVATIVES
 from ..errors import SaturationError
+from . import _interface
 
-__all__ = ["NAME", "DTYPES", "to_device", "to_host", "gather_columns", "forward_hidden",
-           "forward_hidden_offset", "forward_output", "output_delta",
-           "output_delta_chain", "output_loss", "backward_hidden", "weight_grad",
-           "input_grad", "dropout_forward", "dropout_backward", "weight_step",
-           "sgd_update", "momentum_update", "adam_update", "all_finite", "max_abs",
-           "zeros_like", "gather_rows_into", "gather_targets_into", "forward_hidden_into",
-           "forward_output_into", "output_delta_into", "backward_hidden_into",
-           "weight_grad_into", "input_grad_into"]
+__all__ = [*_interface.CONSTANTS, *_interface.KERNELS, *_interface.MINIBATCH_KERNELS]
 
 NAME = "numpy"
 DTYPES = (np.float16, np.float32, np.float64)
