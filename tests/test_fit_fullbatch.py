@@ -179,18 +179,28 @@ def test_divergence_inside_a_chunk_rolls_back(name, dtype, mode, dual_calls, fas
 
 
 @pytest.mark.parametrize("name", HOST)
-def test_update_that_overflows_is_undone(name, dtype):
+@pytest.mark.parametrize("mode", ["raise", "skip"])
+def test_update_that_overflows_is_undone(name, dtype, mode, dual_calls):
     """An lr near the dtype's largest value (inputs scaled by 10): the first update
-    overflows, though the cost and gradients are finite.  Nothing is applied."""
+    overflows, though the cost and gradients are finite.  "raise": nothing is
+    applied, the error names epoch 1.  "skip": epoch 1's update is undone and
+    lr halved; the smaller lrs take a few epochs more to end in a cost that
+    skipping cannot help, which raises with finite params."""
     params, X, Y = make_problem(DIMS, M, "identity", dtype, seed=2)
     X = (X * 10).astype(dtype)
     huge = float(np.finfo(dtype).max) / 10
     model = _model(params, dtype, "relu", "identity")
     with pytest.raises(DivergenceError) as info:
-        model.fit(X, Y, epochs=EPOCHS, lr=huge, backend=name, progress=False)
-    assert (info.value.epoch, info.value.step, info.value.reason) == (1, 1, "update")
-    for k in KEYS:
-        np.testing.assert_array_equal(model.params[k], params[k], err_msg=k)
+        model.fit(X, Y, epochs=EPOCHS, lr=huge, backend=name, progress=False, on_divergence=mode)
+    assert dual_calls[0] == 1
+    if mode == "raise":
+        assert (info.value.epoch, info.value.step, info.value.reason) == (1, 1, "update")
+        for k in KEYS:
+            np.testing.assert_array_equal(model.params[k], params[k], err_msg=k)
+        return
+    assert info.value.epoch > 1 and "Skipping cannot help" in str(info.value)
+    assert all(np.isfinite(v).all() for v in model.params.values())
+    assert info.value.lr < huge / 2            # the updates at lr and lr / 2 both overflowed
 
 
 @pytest.mark.parametrize("name", HOST)

@@ -159,3 +159,32 @@ def test_workqueue_layer_two_threads_do_not_abort():
     assert threaded["layer"] == "workqueue"
     sequential = _child("sequential", NUMBA_NUM_THREADS="1")
     assert threaded["params"] == sequential["params"]
+
+
+SKLEARN_CHILD = r"""
+import threading
+import numpy as np
+from fastnn.sklearn import MLPClassifier
+rng = np.random.default_rng(0)
+X, y = rng.standard_normal((600, 20)), rng.integers(0, 3, 600)
+def fit(solver):
+    MLPClassifier((32,), solver=solver, max_iter=5, tol=0, random_state=0,
+                  backend="numba-parallel").fit(X, y)
+threads = [threading.Thread(target=fit, args=(s,)) for s in ("adam", "lbfgs", "adam")]
+[t.start() for t in threads]
+[t.join() for t in threads]
+import numba
+print(numba.threading_layer())
+"""
+
+
+@requires_backends("numba-parallel")
+def test_estimators_in_two_threads_do_not_abort_under_workqueue():
+    """The estimators serialise parallel launches too when Numba's layer is workqueue
+    (the layer fastnn picks beside PyTorch's OpenMP)."""
+    # the thread policy off: these small fits keep Numba's threads
+    env = dict(os.environ, NUMBA_THREADING_LAYER="workqueue", FASTNN_THREAD_POLICY="off")
+    res = subprocess.run([sys.executable, "-W", "ignore", "-c", SKLEARN_CHILD], env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, f"child died ({res.returncode}): {res.stderr[-2000:]}"
+    assert res.stdout.strip().splitlines()[-1] == "workqueue"

@@ -5,6 +5,7 @@ import scipy.optimize
 from sklearn.utils.optimize import _check_optimize_result
 from sklearn.utils.validation import check_array
 
+from ..network import backend_lock
 from ..threads import policy_for
 from ._data import _VALIDATE_DTYPES, _columns, _full_batch
 from ._objective import _loss_and_grads, _spec
@@ -17,7 +18,7 @@ class _LbfgsSolver:
         objective = _LbfgsObjective(self, self._training_backend(X.shape[0], dtype), X, Y, SW,
                                     dtype)
         iprint = 1 if self.verbose is True or self.verbose >= 1 else -1
-        with policy_for(objective.bk, self.coefs_, X.shape[0]):
+        with backend_lock(objective.bk), policy_for(objective.bk, self.coefs_, X.shape[0]):
             result = scipy.optimize.minimize(
                 objective, _pack(self.coefs_, self.intercepts_), method="L-BFGS-B", jac=True,
                 options={"maxfun": self.max_fun, "maxiter": self.max_iter, "gtol": self.tol,

@@ -12,6 +12,7 @@ from sklearn.utils import shuffle as _shuffle
 
 from .. import _dropout
 from ..engine import MinibatchWorkspace, SparseRows
+from ..network import backend_lock
 from ..threads import policy_for
 from ._data import _full_batch, _rows, _sparse_as
 from ._objective import _batch_loss, _fold, _loss_and_grads, _spec
@@ -88,7 +89,7 @@ class _StochasticSolver:
         if val is not None:
             val = (_full_batch(bk, val[0], dtype),) + val[1:]
         try:
-            with policy_for(bk, Ws, batch_size):
+            with backend_lock(bk), policy_for(bk, Ws, batch_size):
                 self._epochs(bk, Ws, bs, XR, YR, SW_train, batch_size, val, incremental, ws)
         except KeyboardInterrupt:
             warnings.warn("Training interrupted by user.")
