@@ -62,6 +62,8 @@ pytestmark = [
     # silently gives inf/NaN (rounding a stored value, overflow, 0/0); those values are
     # what the checks here are about.
     pytest.mark.filterwarnings("ignore::RuntimeWarning:fastnn.backends.cuda_backend"),
+    # ... and the loss formulas it compiles from _numba_kernels/formulas.py.
+    pytest.mark.filterwarnings("ignore::RuntimeWarning:fastnn.backends._numba_kernels.formulas"),
     pytest.mark.filterwarnings(r"ignore::RuntimeWarning:numba.*\.simulator\."),
 ]
 

@@ -17,6 +17,8 @@ import test_reliability_round2 as round2
 pytestmark = [
     pytest.mark.cuda,
     pytest.mark.filterwarnings("ignore::RuntimeWarning:fastnn.backends.cuda_backend"),
+    # ... and the loss formulas it compiles from _numba_kernels/formulas.py.
+    pytest.mark.filterwarnings("ignore::RuntimeWarning:fastnn.backends._numba_kernels.formulas"),
     pytest.mark.filterwarnings(r"ignore::RuntimeWarning:numba.*\.simulator\."),
 ]
 
