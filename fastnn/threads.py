@@ -41,6 +41,7 @@ restores the previous value.
 
 import contextlib
 import os
+import sys
 import threading
 
 __all__ = ["SMALL_GEMM_MULTIPLY_ADDS", "step_multiply_adds", "policy_for", "policy_enabled"]
@@ -56,7 +57,8 @@ BLAS_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_
 _lock = threading.Lock()
 _active = 0          # callers inside a BLAS limit
 _blas_limit = None   # the threadpoolctl limit those callers share
-_controller = None   # threadpoolctl.ThreadpoolController, built once (it scans the libraries)
+_controller = None   # threadpoolctl.ThreadpoolController (it scans the loaded libraries)
+_scanned_at = -1     # len(sys.modules) when it was built: an import may load another BLAS
 
 
 def step_multiply_adds(weights, batch):
@@ -125,16 +127,17 @@ def _user_set(names):
 
 def _enter_blas():
     """Limit the BLAS to one thread (shared by concurrent callers); True if counted in."""
-    global _active, _blas_limit, _controller
+    global _active, _blas_limit, _controller, _scanned_at
     if _user_set(BLAS_ENV) or threading.current_thread() is not threading.main_thread():
         return False
     with _lock:
         if _active == 0:
-            if _controller is None:
+            if _controller is None or _scanned_at != len(sys.modules):
                 try:
                     from threadpoolctl import ThreadpoolController
                 except ImportError:
                     return False
+                _scanned_at = len(sys.modules)   # before the scan, which may import
                 _controller = ThreadpoolController().select(user_api="blas")
             if all(lib.num_threads == 1 for lib in _controller.lib_controllers):
                 return False  # one thread already: nothing to limit, nothing to restore

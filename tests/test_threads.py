@@ -1,5 +1,6 @@
 """The thread policy (fastnn/threads.py): one thread for small problems, nothing else changed."""
 
+import os
 import threading
 import warnings
 
@@ -173,3 +174,29 @@ def test_numba_parallel_on_one_thread_is_bitwise_the_serial_backend(batch_size):
     for key in serial:
         np.testing.assert_array_equal(parallel[key], serial[key], strict=True)
         np.testing.assert_array_equal(again[key], parallel[key], strict=True)
+
+
+def test_a_blas_loaded_after_the_first_policy_is_limited_too():
+    """An import after the first small step may load another BLAS (SciPy ships its own
+    OpenBLAS): the next small step limits it as well."""
+    import subprocess
+    import sys
+    code = (
+        "import os, sys\n"
+        "assert 'scipy' not in sys.modules\n"
+        "import numpy as np, threadpoolctl\n"
+        "from fastnn import threads\n"
+        "from fastnn.backends import get_backend\n"
+        "bk, Ws = get_backend('numpy'), [np.zeros((3, 5), np.float32)]\n"
+        "with threadpoolctl.threadpool_limits(2, user_api='blas'):\n"
+        "    with threads.policy_for(bk, Ws, 4):\n"
+        "        pass\n"
+        "    import scipy.linalg\n"
+        "    with threadpoolctl.threadpool_limits(2, user_api='blas'):\n"
+        "        with threads.policy_for(bk, Ws, 4):\n"
+        "            info = threadpoolctl.threadpool_info()\n"
+        "print(sorted({lib['num_threads'] for lib in info if lib['user_api'] == 'blas'}))\n")
+    env = {k: v for k, v in os.environ.items() if k not in USER_ENV}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                         check=True).stdout
+    assert out.strip() == "[1]"
