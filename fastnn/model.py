@@ -237,9 +237,8 @@ class Model:
         epochs : int
             Total number of epochs; with ``resume``, training continues up to it.
         batch_size : int or None
-            ``None``: the whole batch every step.  With plain SGD (no dropout, fused),
-            many epochs per call of :class:`fastnn.engine.FullBatchLoop`; callbacks,
-            divergence checks and checkpoints still come at epoch boundaries.
+            ``None``: the whole batch every step (plain SGD runs many epochs per call of
+            :class:`fastnn.engine.FullBatchLoop`, checks and checkpoints at epoch ends).
         optimizer : {"sgd", "momentum", "adam"}
             Options: ``beta`` (momentum), ``beta1``, ``beta2``, ``eps`` (adam).
         lr, l2 : float
@@ -266,11 +265,10 @@ class Model:
             Write a checkpoint (``.npz`` appended when missing) atomically at
             the end of every ``checkpoint_every``-th epoch (an int) and of the last one.
         resume : path or None
-            Continue the run saved in this checkpoint: the result equals bit for
-            bit that of the uninterrupted run on the same backend and dtype (with the
-            same ``checkpoint_every`` where the dual first layer runs:
-            docs/reliability.md).  The
-            model, the data and the options of :data:`fastnn.checkpoint.RESUME_MUST_MATCH`
+            Continue the run saved in this checkpoint: the result equals bit for bit
+            that of the uninterrupted run on the same backend and dtype (with the same
+            ``checkpoint_every`` where the dual first layer runs: docs/reliability.md).
+            The model, the data and the options of :data:`fastnn.checkpoint.RESUME_MUST_MATCH`
             must be those of the checkpoint, else FastnnValueError.
 
         Returns
