@@ -48,7 +48,7 @@ __all__ = ["SMALL_GEMM_MULTIPLY_ADDS", "step_multiply_adds", "policy_for", "poli
 
 #: A step with fewer multiply-adds than this runs on one thread.  Measured on 2
 #: cores (``python -m benchmarks.thread_policy``): see docs/benchmarks.md.
-SMALL_GEMM_MULTIPLY_ADDS = 1 << 29
+SMALL_GEMM_MULTIPLY_ADDS = 1 << 24
 
 #: Environment variables by which a user sets the BLAS's thread count.
 BLAS_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS",
