@@ -2,8 +2,6 @@
 
 import contextlib
 import gzip
-import hashlib
-import itertools
 import json
 import os
 import sys

@@ -8,8 +8,6 @@ float64 (float32 inputs are widened and the result rounded once), so loops of
 them vectorise.  Accuracy, tested against NumPy: a few float64 ulp.
 """
 
-import math
-
 from llvmlite import ir
 from numba import types
 from numba.extending import intrinsic
