@@ -1,7 +1,8 @@
 """Checks at the public boundary.
 
 Everything a user passes in is validated here, once, and converted to
-C-contiguous arrays of the computation dtype.  The kernels behind the boundary
+C-contiguous arrays of the computation dtype (F-contiguous ones may stay so
+where the caller asks: ``order="A"``).  The kernels behind the boundary
 assume valid input (compiled kernels do not check bounds).
 """
 
@@ -47,27 +48,62 @@ def _as_numeric(x, name):
     return arr
 
 
-def as_array(x, name, dtype, ndim=2):
+#: Above this many entries, :func:`all_finite` sums first and checks entry by entry
+#: only a chunk of this many at a time.
+FINITE_CHUNK = 1 << 18
+
+
+def all_finite(arr):
+    """Whether every entry of the floating array ``arr`` (any shape, any layout) is finite.
+
+    Exact, without an ``arr``-sized temporary: a sum of floats is finite only
+    when every term is (NaN propagates, an infinity stays infinite or becomes
+    NaN, and nothing makes a non-finite partial sum finite again), so one
+    ``np.add.reduce`` pass settles the common case, as scikit-learn's
+    ``assert_all_finite`` does.  A sum that is not finite (a NaN or Inf entry,
+    or finite entries whose sum overflows) is settled entry by entry,
+    :data:`FINITE_CHUNK` entries at a time into one small buffer.
+    """
+    if arr.size <= FINITE_CHUNK or not (arr.flags.c_contiguous or arr.flags.f_contiguous):
+        return bool(np.isfinite(arr).all())
+    with np.errstate(over="ignore", invalid="ignore"):
+        total = np.add.reduce(arr, axis=None)
+    if np.isfinite(total):
+        return True
+    flat = arr.ravel(order="A")             # a view: arr is C- or F-contiguous
+    buf = np.empty(FINITE_CHUNK, dtype=bool)
+    for start in range(0, flat.size, FINITE_CHUNK):
+        part = flat[start:start + FINITE_CHUNK]
+        if not np.isfinite(part, out=buf[:part.size]).all():
+            return False
+    return True
+
+
+def as_array(x, name, dtype, ndim=2, order="C"):
     """``x`` as a C-contiguous, aligned, writeable, finite array of ``dtype`` with ``ndim`` dimensions.
 
-    Never modifies ``x``; copies only when a conversion is needed.
+    ``order="A"``: an F-contiguous ``x`` gives an F-contiguous array instead (its
+    transpose is then C-contiguous: :meth:`Model.fit` gathers minibatches from
+    it without copying ``x``).  Never modifies ``x``; copies only when a
+    conversion is needed.
     """
     arr = _as_numeric(x, name)
     if arr.ndim != ndim:
         raise FastnnValueError(f"{name}: expected a {ndim}-D array, got shape {arr.shape}")
-    if arr.dtype.kind == "f" and arr.size and not np.isfinite(arr).all():
+    if arr.dtype.kind == "f" and arr.size and not all_finite(arr):
         raise FastnnValueError(f"{name}: contains NaN or Inf; expected finite values")
+    fortran = order == "A" and arr.flags.f_contiguous and not arr.flags.c_contiguous
     with np.errstate(over="ignore"):
-        out = np.ascontiguousarray(arr, dtype=dtype)
+        out = np.asfortranarray(arr, dtype=dtype) if fortran else np.ascontiguousarray(arr, dtype=dtype)
     if not (out.flags.writeable and out.flags.aligned):
         # Read-only (np.load(mmap_mode="r"), frozen buffers) or unaligned arrays
         # are their own array types to Numba: each would compile a second copy
         # of every kernel it reaches (tens of seconds).  The kernels never write
         # to inputs, so a private copy is only about the type.
-        out = out.copy()
+        out = out.copy(order="A")
     if out.dtype.kind == "f" and arr.dtype.kind != "f" or out.dtype.itemsize < arr.dtype.itemsize:
         # A value can overflow to inf in the conversion (1e300 -> float32).
-        if out.size and not np.isfinite(out).all():
+        if out.size and not all_finite(out):
             raise FastnnValueError(f"{name}: has values too large for {np.dtype(dtype)}")
     return out
 
@@ -116,9 +152,12 @@ def check_params(params, name="params"):
     return Ws, bs, dtype
 
 
-def check_X(X, n0, dtype, name="X", n0_from="params['W1'] has n_0 columns"):
-    """X as an ``(n0, m)`` array of ``dtype`` with m >= 1 (``n0_from`` says where n0 comes from)."""
-    X = as_array(X, name, dtype)
+def check_X(X, n0, dtype, name="X", n0_from="params['W1'] has n_0 columns", order="C"):
+    """X as an ``(n0, m)`` array of ``dtype`` with m >= 1 (``n0_from`` says where n0 comes from).
+
+    C-contiguous, or with ``order="A"`` F-contiguous when ``X`` is (:func:`as_array`).
+    """
+    X = as_array(X, name, dtype, order=order)
     if X.shape[0] != n0:
         raise FastnnValueError(f"{name}: expected {n0} rows (n_0, one feature per row, one "
                                f"example per column; {n0_from}), got shape {X.shape}")
@@ -127,15 +166,16 @@ def check_X(X, n0, dtype, name="X", n0_from="params['W1'] has n_0 columns"):
     return X
 
 
-def check_Y(Y, output, n_L, m, dtype, name="Y"):
+def check_Y(Y, output, n_L, m, dtype, name="Y", order="C"):
     """Labels/targets as an ``(n_L, m)`` array of ``dtype`` for the given output layer.
 
     sigmoid: 0/1 labels of shape ``(n_L, m)`` (``(m,)`` allowed when n_L == 1).
     softmax: one-hot ``(n_L, m)`` or integer class labels ``(m,)`` / ``(1, m)``.
     identity: real targets ``(n_L, m)`` (``(m,)`` allowed when n_L == 1).
+    Layout as :func:`check_X`'s ``order``.
     """
     arr = _as_numeric(Y, name)
-    if arr.dtype.kind == "f" and arr.size and not np.isfinite(arr).all():
+    if arr.dtype.kind == "f" and arr.size and not all_finite(arr):
         raise FastnnValueError(f"{name}: contains NaN or Inf; expected finite values")
     if output == "softmax":
         if n_L < 2:
@@ -157,7 +197,7 @@ def check_Y(Y, output, n_L, m, dtype, name="Y"):
                                    f"(m = {m} columns of X), got shape {arr.shape}")
         if not np.isin(arr, (0, 1)).all() or not (arr.sum(axis=0) == 1).all():
             raise FastnnValueError(f"{name}: a {(n_L, m)} array must be one-hot (0/1, one 1 per column)")
-        return as_array(arr, name, dtype)
+        return as_array(arr, name, dtype, order=order)
     if arr.ndim == 1 and n_L == 1:
         arr = arr.reshape(1, -1)
     if arr.shape != (n_L, m):
@@ -165,7 +205,7 @@ def check_Y(Y, output, n_L, m, dtype, name="Y"):
                                f"got {arr.shape}")
     if output == "sigmoid" and not np.isin(arr, (0, 1)).all():
         raise FastnnValueError(f"{name}: binary cross-entropy labels must be 0 or 1")
-    return as_array(arr, name, dtype)
+    return as_array(arr, name, dtype, order=order)
 
 
 def check_choice(value, name, choices):

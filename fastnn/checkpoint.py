@@ -384,9 +384,25 @@ def rng_from_state(state, name="resume", path=""):
 
 
 def data_fingerprint(X, Y):
-    """Shapes, dtypes and CRC-32s of the (validated, C-contiguous) training arrays."""
-    return {"X": [list(X.shape), X.dtype.str, zlib.crc32(X) & 0xFFFFFFFF],
-            "Y": [list(Y.shape), Y.dtype.str, zlib.crc32(Y) & 0xFFFFFFFF]}
+    """Shapes, dtypes and CRC-32s of the (validated, C- or F-contiguous) training arrays.
+
+    The CRC is that of the entries in C order: the same data gives the same
+    fingerprint whatever its memory layout.
+    """
+    return {"X": [list(X.shape), X.dtype.str, _crc32_c_order(X)],
+            "Y": [list(Y.shape), Y.dtype.str, _crc32_c_order(Y)]}
+
+
+def _crc32_c_order(A):
+    """CRC-32 of the bytes of ``A`` in C order; a non-C-contiguous ``A`` is read a block of
+    rows at a time (copies of about 1 MiB, not one of ``A``)."""
+    if A.flags.c_contiguous:
+        return zlib.crc32(A) & 0xFFFFFFFF
+    rows = max(1, (1 << 20) // max(1, A[:1].nbytes))
+    crc = 0
+    for start in range(0, A.shape[0], rows):
+        crc = zlib.crc32(np.ascontiguousarray(A[start:start + rows]), crc)
+    return crc & 0xFFFFFFFF
 
 
 # ---------------------------------------------------------------- read, write

@@ -177,10 +177,11 @@ class Model:
             self.dtype = kind
         self._dtype_from_data = False
 
-    def _check_data(self, X, Y=None):
-        X = V.check_X(X, self.layer_dims[0], self.dtype, n0_from="layer_dims[0] is n_0")
+    def _check_data(self, X, Y=None, order="C"):
+        """``(X, Y)`` validated (``V.check_X``, ``V.check_Y``; ``order="A"`` keeps F-contiguous ones so)."""
+        X = V.check_X(X, self.layer_dims[0], self.dtype, n0_from="layer_dims[0] is n_0", order=order)
         if Y is not None:
-            Y = V.check_Y(Y, self.output, self.layer_dims[-1], X.shape[1], self.dtype)
+            Y = V.check_Y(Y, self.output, self.layer_dims[-1], X.shape[1], self.dtype, order=order)
         return X, Y
 
     def _check_state(self):
@@ -232,6 +233,8 @@ class Model:
         Parameters
         ----------
         X : array_like, shape (n_0, m)
+            With minibatches, an F-contiguous ``X`` of the model's dtype (the
+            transpose of a row-major ``(m, n_0)`` array) is used without a copy.
         Y : array_like
             ``(n_L, m)`` labels/targets; softmax also takes integer labels ``(m,)``.
         epochs : int
@@ -287,7 +290,7 @@ class Model:
         self._check_state()
         self._adopt_data_dtype(X)
         P = self._checked_params()
-        X, Y = self._check_data(X, Y)
+        X, Y = self._check_data(X, Y, order="A")   # F-contiguous stays so: see _Trainer
         self._check_dropout()
         o, opt, rng = FitOptions.build(
             self.dtype, X.shape[1], epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr,
@@ -580,9 +583,17 @@ class DivergencePolicy:
 
 
 class _Trainer:
-    """The state of one ``fit`` call: backend arrays, optimizer, shuffle generator, counters."""
+    """The state of one ``fit`` call: backend arrays, optimizer, shuffle generator, counters.
+
+    ``X`` and ``Y`` come C- or F-contiguous (``V.check_X(..., order="A")``).
+    Minibatches are gathered from their transposes as row-major arrays, which
+    the transpose of an F-contiguous array (the course's ``data.T``) is without
+    a copy; a full batch is kept C-contiguous, as its kernels take it.
+    """
 
     def __init__(self, model, bk, X, Y, P, opt, rng, options):
+        if options.batch_size >= X.shape[1]:
+            X, Y = np.ascontiguousarray(X), np.ascontiguousarray(Y)
         self.model, self.bk, self.X, self.Y = model, bk, X, Y
         self.P = [bk.to_device(a) for a in P]
         self.opt, self.rng, self.o = opt, rng, options
@@ -714,6 +725,7 @@ class _Trainer:
                 or not MinibatchWorkspace.supports(self.bk, self.model.output):
             return
         self.ws = MinibatchWorkspace(self.bk, self.model.layer_dims, self.model.dtype)
+        # The examples as rows: X.T itself when X is F-contiguous (no copy).
         self.XR = self.bk.to_device(np.ascontiguousarray(self.X.T))
         self.YR = self.bk.to_device(np.ascontiguousarray(self.Y.T))
 
@@ -730,6 +742,7 @@ class _Trainer:
         # gathering columns of (n_0, m) reads one cache line per entry (measured
         # ~40% of a minibatch epoch at MNIST shape), rows are contiguous.  The
         # batch reaches the first layer as a transposed view (gather_columns).
+        # An F-contiguous X is its transpose's row-major array: no copy.
         XR = np.ascontiguousarray(X.T)
 
         def batch(order, start):
