@@ -4,6 +4,7 @@ import numpy as np
 import scipy.sparse as sp
 from sklearn.utils import column_or_1d
 
+from .._validation import all_finite
 from ..engine import SparseRows
 
 try:
@@ -22,7 +23,7 @@ def _columns(A, dtype, name, copy=False):
         out = np.array(A.T, dtype=dtype, order="C")
     else:
         out = np.ascontiguousarray(A.T, dtype=dtype)
-    if out.dtype.itemsize < A.dtype.itemsize and out.size and not np.isfinite(out).all():
+    if out.dtype.itemsize < A.dtype.itemsize and out.size and not all_finite(out):
         raise ValueError(f"{name} has values too large for {np.dtype(dtype).name}")
     return out
 
@@ -30,7 +31,7 @@ def _columns(A, dtype, name, copy=False):
 def _rows(A, dtype, name):
     """Row-major ``A`` as a C-contiguous array of ``dtype`` (no copy when it already is one)."""
     out = np.ascontiguousarray(A, dtype=dtype)
-    if out.dtype.itemsize < A.dtype.itemsize and out.size and not np.isfinite(out).all():
+    if out.dtype.itemsize < A.dtype.itemsize and out.size and not all_finite(out):
         raise ValueError(f"{name} has values too large for {np.dtype(dtype).name}")
     return out
 
@@ -39,7 +40,7 @@ def _sparse_as(X, dtype, fmt=None):
     """Sparse ``X`` with data of ``dtype`` (format ``fmt`` if given); never densified."""
     out = X.asformat(fmt) if fmt is not None else X
     out = out.astype(dtype, copy=False)
-    if out.dtype.itemsize < X.dtype.itemsize and out.nnz and not np.isfinite(out.data).all():
+    if out.dtype.itemsize < X.dtype.itemsize and out.nnz and not all_finite(out.data):
         raise ValueError(f"X has values too large for {np.dtype(dtype).name}")
     return out
 
