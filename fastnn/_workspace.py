@@ -17,11 +17,18 @@ The flat arrays hold every weight matrix first, then every bias
 (an L2 term folded into the update) works on two segments.
 """
 
+import time
+
 import numpy as np
 
-from .backends._interface import MINIBATCH_KERNELS
+from .backends._interface import MINIBATCH_KERNELS, STEPS_DONE
 
-__all__ = ["MinibatchWorkspace"]
+__all__ = ["MinibatchWorkspace", "CHUNK_SECONDS"]
+
+#: :meth:`MinibatchWorkspace.run_steps` sizes its compiled calls to about this many
+#: seconds each (a KeyboardInterrupt waits at most that long; the Python between
+#: calls is then well under 1% of the time).
+CHUNK_SECONDS = 0.1
 
 
 def _scales(scaling, m, dtype):
@@ -159,3 +166,73 @@ class MinibatchWorkspace:
                 bk.input_grad_into(Ws[l], dZs[l], dZs[l - 1])
                 bk.backward_hidden_into(dZs[l - 1], As[l], hidden, w_scale, dbs[l - 1])
         return loss_sum
+
+    def run_steps(self, XR, YR, order, starts, b, hidden, output, scaling, l2, opt, on_chunk,
+                  bare=False, fold=None, check=True, squares_mode=0):
+        """Steps on the batches at ``starts``, each of the workspace's batch size ``b``, with
+        the optimizer's update, in compiled calls of about :data:`CHUNK_SECONDS` each
+        (the backend's optional ``minibatch_steps`` kernel): bitwise :meth:`step` then
+        ``opt.step_flat`` for each batch, with no Python between steps.
+
+        Parameters
+        ----------
+        XR, YR : arrays, shapes (N, n_0), (N, n_L), C-contiguous
+            As :meth:`step`.
+        order : ndarray of int64, shape (N,)
+            The epoch's order of the examples; batch ``s`` is
+            ``order[starts[s]:starts[s] + b]``.
+        starts : ndarray of int64, shape (n,)
+        b : int
+            The batch size (every batch here has ``b`` examples).
+        hidden, output, scaling, l2, bare : as :meth:`step`.
+        opt : optimizer
+            One with ``flat_program(bk, ws, n[, fold])`` and ``advance(n)``
+            (:class:`fastnn.optim.SGD` and the estimators' optimizers).
+        on_chunk : callable
+            ``on_chunk(first, losses, squares)`` after each call: the index in
+            ``starts`` of its first step, each applied step's summed loss ``(k,)`` and the weights' sums of squares before its update ``(k, L)``
+            (``squares_mode``: ``_interface.SQUARES_*``; zeros for ``SQUARES_NONE``).
+        fold : tuple, optional
+            The estimators' ``(n_weights, g_scale, l2)``, given to ``flat_program``.
+        check : bool
+            Stop at the first step whose loss or gradient is not finite, before its update.
+
+        Returns
+        -------
+        int or None
+            The number of steps run (``len(starts)`` unless ``check`` stopped one:
+            that step is the next, not applied); None when the backend has no such
+            kernel or declines this network (nothing run: step from Python).
+        """
+        kernel = getattr(self.bk, "minibatch_steps", None)
+        if kernel is None or not len(starts):
+            return None if kernel is None else 0
+        order = np.ascontiguousarray(order, dtype=np.int64)
+        starts = np.ascontiguousarray(starts, dtype=np.int64)
+        bufs = self._buffers(b)
+        dz_scale, w_scale = _scales(scaling, b, self.dtype)
+        scale, l2_scale = (1, 0) if bare else (w_scale, l2 / b)
+        layers = (self.params[0::2], self.params[1::2], self.grads[0::2], self.grads[1::2],
+                  self.P_flat, self.G_flat)
+        work = (bufs["X"], bufs["Y"], bufs["A"], bufs["Z"], bufs["dZ"])
+        done, n, chunk = 0, len(starts), 4
+        while done < n:
+            k = min(chunk, n - done)
+            program = (opt.flat_program(self.bk, self, k) if fold is None
+                       else opt.flat_program(self.bk, self, k, fold))
+            losses, squares = np.zeros(k), np.zeros((k, len(self.dims) - 1))
+            t0 = time.perf_counter()
+            out = kernel(XR, YR, order, starts[done:done + k], layers, work, hidden, output,
+                         (dz_scale, w_scale, scale, l2_scale), program, check, squares_mode,
+                         losses, squares)
+            if out is None:
+                return None if done == 0 else done
+            ran, status = out
+            opt.advance(ran)
+            on_chunk(done, losses[:ran], squares[:ran])
+            done += ran
+            if status != STEPS_DONE:
+                return done
+            elapsed = time.perf_counter() - t0
+            chunk = max(1, int(k * min(2.0, CHUNK_SECONDS / max(elapsed, 1e-6))))
+        return done

@@ -32,7 +32,8 @@ import numpy as np
 
 __all__ = ["SparseRows", "HOST_OUTPUTS", "DUAL_MAX_M", "scales", "forward", "forward_dropout",
            "backward", "backward_products", "backward_deltas", "backward_from_delta", "cost", "dual_pays",
-           "sgd_steps", "sgd_loop", "MinibatchWorkspace", "FullBatchLoop"]
+           "sgd_steps", "sgd_loop", "MinibatchWorkspace", "FullBatchLoop", "cost_from_squares",
+           "SQUARES_NONE", "SQUARES_PAIRWISE", "SQUARES_DOT"]
 
 
 def scales(scaling, m, dtype):
@@ -453,9 +454,17 @@ def cost(bk, loss_sum, Ws, m, l2):
     float
         The squares are summed in float64.
     """
+    squares = [float(np.sum(np.square(bk.to_host(W), dtype=np.float64))) for W in Ws] if l2 else ()
+    return cost_from_squares(loss_sum, squares, m, l2)
+
+
+def cost_from_squares(loss_sum, squares, m, l2):
+    """:func:`cost` from each ``W[l]``'s sum of squares (``squares``, length L; read only
+    when ``l2`` is nonzero): how the compiled minibatch steps' costs are formed
+    (:meth:`MinibatchWorkspace.run_steps` with ``SQUARES_PAIRWISE``)."""
     J = loss_sum / m
     if l2:
-        J += l2 / (2 * m) * sum(float(np.sum(np.square(bk.to_host(W), dtype=np.float64))) for W in Ws)
+        J += l2 / (2 * m) * sum(float(q) for q in squares)
     return J
 
 
@@ -621,5 +630,7 @@ def _sgd_loop_dual(bk, Ws, bs, X, Y, hidden, output, scaling, lr, iterations, co
 
 # The minibatch workspace (its own module: a step's preallocated arrays and kernel sequence).
 from ._workspace import MinibatchWorkspace  # noqa: E402
+# What MinibatchWorkspace.run_steps reports of the weights for each step's L2 term.
+from .backends._interface import SQUARES_DOT, SQUARES_NONE, SQUARES_PAIRWISE  # noqa: E402
 # The full-batch loop of many epochs per call (its own module: the dual form's state).
 from ._fullbatch import FullBatchLoop  # noqa: E402

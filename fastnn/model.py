@@ -766,7 +766,9 @@ class _Trainer:
             start_snap = None if skip else self.snapshot()
             replay = lambda n: (batch(order, s) for s in starts[:n])  # noqa: E731
             applied = []  # (J, batch size) of the steps applied this epoch
-            for step, start in enumerate(starts, start=1):
+            first = 0 if full else self._compiled_steps(order, starts, epoch, applied, start_snap,
+                                                        replay)
+            for step, start in enumerate(starts[first:], start=first + 1):
                 b = batch(order, start)
                 backup = self.snapshot() if skip else None
                 failure, J = self._step(b, epoch, step, check_params=skip)
@@ -785,6 +787,35 @@ class _Trainer:
             self.history.time.append(time.perf_counter() - t0)
             self.epoch = epoch
             self._end_epochs(1)
+
+    def _compiled_steps(self, order, starts, epoch, applied, snap, replay):
+        """The epoch's full-size batches as compiled steps (``MinibatchWorkspace.run_steps``),
+        where the fit runs on the workspace and raises on divergence; the number of
+        steps run (0: none, the epoch steps from Python).  Their costs go to
+        ``applied``.  A step that failed (a loss or gradient that is not finite, or
+        a cost made non-finite by the L2 term) is located by :meth:`_locate`, which
+        replays the epoch from ``snap`` step by step and raises for it."""
+        ws, o, model = self.ws, self.o, self.model
+        n_full = self.X.shape[1] // o.batch_size
+        if ws is None or self.policy.skipping or n_full == 0:
+            return 0
+        b = o.batch_size
+        self.P = ws.adopt(self.P)
+
+        def on_chunk(first, losses, squares):
+            applied.extend((engine.cost_from_squares(float(loss), sq, b, o.l2), b)
+                           for loss, sq in zip(losses, squares))
+        done = ws.run_steps(self.XR, self.YR, order, np.asarray(starts[:n_full], np.int64), b,
+                            model.hidden, model.output, o.scaling, o.l2, self.opt, on_chunk,
+                            squares_mode=engine.SQUARES_PAIRWISE if o.l2 else engine.SQUARES_NONE)
+        if done is None:
+            return 0
+        self.steps += done
+        self.policy.applied()
+        failed = next((i for i, (J, _) in enumerate(applied) if not math.isfinite(J)), done)
+        if failed < n_full:
+            self._locate(snap, replay, epoch, failed + 2, None)
+        return done
 
     def _locate(self, snap, batches, epoch, step, J):
         """on_divergence="raise": raise DivergenceError for the first step of this epoch

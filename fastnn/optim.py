@@ -9,6 +9,8 @@ move it to and from plain NumPy arrays (for checkpoints).
 import numpy as np
 
 from . import _validation as V
+from .backends import _interface as _I
+from .backends.numpy_backend import adam_coefficients
 
 OPTIMIZERS = ("sgd", "momentum", "adam")
 
@@ -60,6 +62,23 @@ class SGD:
         self.t += 1
         self._update(bk, None, ws.P_flat, ws.G_flat, *flat)
 
+    def flat_program(self, bk, ws, n):
+        """The next ``n`` :meth:`step_flat` updates as ``minibatch_steps`` takes them:
+        ``(rule, S1, S2, n_fold, consts, per_step)`` (``_numba_kernels/steps.py``).
+        Call :meth:`advance` with the number of steps the kernel ran."""
+        t = ws.dtype.type
+        per_step = np.zeros((n, 3), ws.dtype)
+        per_step[:, 0] = t(self.lr)
+        return self._program(bk, ws, per_step, t)
+
+    def _program(self, bk, ws, per_step, t):
+        empty = np.zeros(0, ws.dtype)
+        return _I.RULE_SGD, empty, empty, 0, np.zeros(6, ws.dtype), per_step
+
+    def advance(self, n):
+        """Count ``n`` updates made by the compiled steps (:meth:`flat_program`)."""
+        self.t += n
+
     def _flat_state(self, bk, ws):
         """The flat arrays of each slot, ``state[slot]`` their views (made when they are not)."""
         cached = getattr(self, "_flat", None)
@@ -106,6 +125,12 @@ class Momentum(SGD):
         super().check_dtype(dtype)
         _check_beta(self.beta, "beta", dtype, "(1 - beta) would be 0 and no parameter would move")
 
+    def _program(self, bk, ws, per_step, t):
+        (v,) = self._flat_state(bk, ws)
+        consts = np.zeros(6, ws.dtype)
+        consts[:2] = t(self.beta), t(1) - t(self.beta)
+        return _I.RULE_MOMENTUM, v, v[:0], 0, consts, per_step
+
     def _update(self, bk, i, P, G, v=None):
         t = P.dtype.type
         bk.momentum_update(P, G, self.state["v"][i] if v is None else v, t(self.lr),
@@ -140,12 +165,30 @@ class Adam(SGD):
                 "so the update's eps * sqrt(1 - beta2**t) can round to 0 and divide 0 by 0; "
                 f"use eps >= {tiny:g} or a wider dtype")
 
+    def flat_program(self, bk, ws, n):
+        """See :meth:`SGD.flat_program`: each step's ``(step, eps_t)`` from
+        ``numpy_backend.adam_coefficients``, as ``adam_update`` forms them."""
+        t = ws.dtype.type
+        m, v = self._flat_state(bk, ws)
+        per_step = np.zeros((n, 3), ws.dtype)
+        for s in range(n):
+            per_step[s, 1:] = adam_coefficients(t(self.lr), t(self.beta1), t(self.beta2),
+                                                 t(self.eps), self.t + 1 + s, ws.dtype)
+        return _I.RULE_ADAM, m, v, 0, _adam_consts(t(self.beta1), t(self.beta2), ws.dtype), per_step
+
     def _update(self, bk, i, P, G, m=None, v=None):
         t = P.dtype.type
         if m is None:
             m, v = self.state["m"][i], self.state["v"][i]
         bk.adam_update(P, G, m, v, t(self.lr), t(self.beta1), t(self.beta2), t(self.eps),
                        self.t)
+
+
+def _adam_consts(beta1, beta2, dtype, g_scale=0, l2=0):
+    """``minibatch_steps``' Adam constants: beta1, 1 - beta1, beta2, 1 - beta2 (in the
+    dtype, as the backends' ``adam_update``), and the fold's g_scale, l2."""
+    one = np.dtype(dtype).type(1)
+    return np.array([beta1, one - beta1, beta2, one - beta2, g_scale, l2], dtype)
 
 
 def _check_beta(beta, name, dtype, why):

@@ -80,19 +80,34 @@ def _make(fn, dtype):
     return gemm_update
 
 
+def _bind_dot(lib, t, scalar):
+    """``cblas_?dot`` (the product ``np.vdot`` computes for contiguous vectors), or None."""
+    for pattern, int_t in _SYMBOLS:
+        try:
+            fn = getattr(lib, pattern.format(t=t).replace("gemm", "dot"))
+        except AttributeError:
+            continue
+        fn.restype = scalar
+        fn.argtypes = [int_t, ctypes.c_void_p, int_t, ctypes.c_void_p, int_t]
+        return fn
+    return None
+
+
 def _find():
     for path in _numpy_blas_paths():
         try:
             lib = ctypes.CDLL(path)  # already loaded: the same handle, the same threads
         except OSError:
             continue
-        single = _bind(lib, "s", np.float32, ctypes.c_float)
-        double = _bind(lib, "d", np.float64, ctypes.c_double)
-        if single is not None and double is not None:
-            return {np.dtype(np.float32): _make(single, np.float32),
-                    np.dtype(np.float64): _make(double, np.float64)}, path
-    return {}, None
+        found = {np.dtype(dt): (_bind(lib, t, dt, scalar), _bind_dot(lib, t, scalar))
+                 for t, dt, scalar in (("s", np.float32, ctypes.c_float),
+                                       ("d", np.float64, ctypes.c_double))}
+        if all(g is not None and d is not None for g, d in found.values()):
+            return ({dt: _make(g, dt) for dt, (g, _) in found.items()}, found, path)
+    return {}, {}, None
 
 
-#: dtype -> gemm_update, and the library it came from (None: not found).
-GEMM, LIBRARY = _find()
+#: dtype -> gemm_update; dtype -> the raw ctypes ``(cblas_?gemm, cblas_?dot)``, which
+#: compiled code calls (``_numba_kernels/steps.py``); the library they came from (None:
+#: not found).
+GEMM, CBLAS, LIBRARY = _find()

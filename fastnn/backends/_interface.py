@@ -91,6 +91,21 @@ allocating kernels.  A backend without them (CUDA) trains kernel by kernel.
 - ``weight_grad_into(dZ, A_prev, W, scale, l2_scale, dW)``.
 - ``input_grad_into(W, dZ, out)``: ``out = W.T @ dZ``.
 
+- ``minibatch_steps(XR, YR, order, starts, layers, bufs, hidden, output, scales, update,
+  check, squares_mode, losses, squares) -> (steps, status) or None``: the steps of
+  :meth:`fastnn.engine.MinibatchWorkspace.step` followed by an optimizer update, for
+  the batches ``order[starts[s]:starts[s] + b]`` (all of size ``b``), in one call
+  (Numba backends: no Python between steps).  ``layers`` is ``(Ws, bs, dWs, dbs, P,
+  G)`` (the workspace's views and flat arrays), ``bufs`` ``(Xb (b, n_0), Yb (n_L, b),
+  As, Z, dZs)``, ``scales`` ``(dz_scale, w_scale, scale, l2_scale)``, ``update``
+  ``(rule, S1, S2, n_fold, consts, per_step)`` (``_numba_kernels/steps.py``; built by
+  the optimizers' ``flat_program``).  ``losses`` float64 ``(n,)`` gets each step's
+  summed loss, ``squares`` float64 ``(n, L)`` each weight matrix's sum of squares
+  before the update (``squares_mode``).  With ``check``, a step whose loss or gradient
+  is not finite stops the call before its update (status 1); the number of steps run
+  is returned with the status.  None: declined, nothing done; the engine then steps
+  from Python.
+
 ``idx`` is a 1-D array of ints in ``[0, N)``; ``A_prev`` of the first layer may
 be the transposed view ``Xrows.T`` of a gathered ``(b, n_x)`` batch, as above.
 """
@@ -144,9 +159,19 @@ MINIBATCH_KERNELS = (
     "input_grad_into",        # (W, dZ, out): out = W.T @ dZ
 )
 
+#: ``minibatch_steps``' update rules (``_numba_kernels/steps.py`` says what each runs), what its
+#: ``squares`` hold (none; NumPy's float64 pairwise sum of the squares, as
+#: ``fastnn.engine.cost``; the BLAS dot, as ``np.vdot``), and its statuses.
+RULE_SGD, RULE_MOMENTUM, RULE_ADAM, RULE_VELOCITY = range(4)
+SQUARES_NONE, SQUARES_PAIRWISE, SQUARES_DOT = range(3)
+STEPS_DONE, STEPS_NOT_FINITE = range(2)
+
 #: Optional kernels: the engine looks them up with ``getattr`` and does without.
 OPTIONAL_KERNELS = (
     "compiled_loop",      # (Ws, bs, X, Y, hidden, output, dz_scale, w_scale, l2, lr, iterations)
                           # -> (costs, steps), or None to decline: fastnn.engine.sgd_loop's whole
                           # full-batch SGD loop in one call (Numba backends)
+    "minibatch_steps",    # (XR, YR, order, starts, layers, bufs, hidden, output, scales, update,
+                          # check, squares_mode, losses, squares) -> (steps, status) or None:
+                          # workspace steps and optimizer updates of one batch size in one call
 ) + MINIBATCH_KERNELS

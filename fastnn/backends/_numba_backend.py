@@ -301,3 +301,34 @@ def all_finite(k, x):
     """True when every entry of x is finite."""
     return bool(k.finite(x.reshape(-1)))
 
+
+
+# ------------------------------------------------------------ compiled minibatch steps
+
+def minibatch_steps(XR, YR, order, starts, layers, bufs, hidden, output_name, scales, update,
+                    check, squares_mode, losses, squares):
+    """Minibatch steps of one batch size in one compiled call (``_numba_kernels/steps.py``);
+    ``(steps run, status)``, or None (declined, nothing done): see ``_interface``.
+
+    Declined where the call could not be bitwise the workspace's steps: no
+    ``cblas_?gemm`` found in NumPy's BLAS, an output other than softmax, a hidden
+    activation that NumPy's ufuncs compute (tanh, sigmoid), a layer or batch of
+    one (NumPy's ``matmul`` may take a matrix-vector route there).  The kernel is
+    compiled once, serially, for both Numba backends.
+    """
+    from ._numba_kernels import steps
+
+    Ws, bs, dWs, dbs, P, G = layers
+    Xb, Yb, As, Z, dZs = bufs
+    blas = _blas.CBLAS.get(P.dtype)
+    if (blas is None or output_name != "softmax" or CODES.get(hidden) not in CHEAP_FORWARD
+            or min(Xb.shape) < 2 or min(W.shape[0] for W in Ws) < 2):
+        return None
+    rule, S1, S2, n_fold, consts, per_step = update
+    t = P.dtype.type
+    dz_scale, w_scale, scale, l2_scale = (t(v) for v in scales)
+    return steps.minibatch_steps(
+        blas[0], blas[1], XR, YR, order, starts, tuple(Ws), tuple(bs), tuple(dWs), tuple(dbs),
+        Xb, Yb, tuple(As), Z, tuple(dZs), CODES[hidden], t(LEAKY_SLOPE),
+        dz_scale, w_scale, scale, l2_scale, rule, P, G, S1, S2, n_fold, consts, per_step,
+        bool(check), squares_mode, losses, squares)

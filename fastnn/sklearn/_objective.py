@@ -28,9 +28,10 @@ def _spec(est):
                  float(est.alpha), loss_div)
 
 
-def _sum_squares(bk, Ws):
-    """sum_l ||W[l]||^2 as a float (scikit-learn's L2 term before scaling)."""
-    return sum(float(np.vdot(W, W)) for W in map(bk.to_host, Ws))
+def _squares(bk, Ws):
+    """||W[l]||^2 of each layer, as floats (scikit-learn's ``np.dot(s.ravel(), s.ravel())``,
+    in the weights' dtype)."""
+    return [float(np.vdot(W, W)) for W in map(bk.to_host, Ws)]
 
 
 def _loss_and_grads(bk, spec, Ws, bs, X, Y, norm, sample_weight=None, weights="full", drop=None):
@@ -77,9 +78,15 @@ def _loss_and_grads(bk, spec, Ws, bs, X, Y, norm, sample_weight=None, weights="f
 def _batch_loss(bk, spec, Ws, loss_sum, norm):
     """scikit-learn's loss of a batch from its summed loss: the mean plus ``alpha / (2 norm)
     sum ||W||^2`` (``Ws`` before the step's update)."""
+    return _batch_loss_from(spec, loss_sum, _squares(bk, Ws) if spec.alpha else (), norm)
+
+
+def _batch_loss_from(spec, loss_sum, squares, norm):
+    """:func:`_batch_loss` from each layer's ``||W||^2`` (read only when ``alpha`` is
+    nonzero; the compiled steps' ``SQUARES_DOT``)."""
     loss = loss_sum / (norm * spec.loss_div)
     if spec.alpha:
-        loss += 0.5 * spec.alpha * _sum_squares(bk, Ws) / norm
+        loss += 0.5 * spec.alpha * sum(float(q) for q in squares) / norm
     return loss
 
 

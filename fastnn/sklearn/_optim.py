@@ -2,8 +2,10 @@
 
 import numpy as np
 
+from ..backends import _interface as _I
+from ..backends.numpy_backend import adam_coefficients
 from ..errors import FastnnValueError
-from ..optim import _check_beta
+from ..optim import _adam_consts, _check_beta
 
 
 class _SklearnSGD:
@@ -63,6 +65,23 @@ class _SklearnSGD:
         (bitwise the same: every line is elementwise)."""
         flat = _flat_state(self, bk, ws, ("velocities",) if self.momentum else ())
         self.step(bk, [ws.P_flat], [ws.G_flat], states=[flat["velocities"]] if flat else None)
+
+    def flat_program(self, bk, ws, n, fold=None):
+        """The next ``n`` :meth:`step_flat` updates as ``minibatch_steps`` takes them:
+        ``(rule, S1, S2, n_fold, consts, per_step)`` (``_numba_kernels/steps.py``)."""
+        t = ws.dtype.type
+        per_step = np.zeros((n, 3), ws.dtype)
+        per_step[:, 0] = t(self.learning_rate)
+        consts = np.zeros(6, ws.dtype)
+        if not self.momentum:
+            return _I.RULE_SGD, consts[:0], consts[:0], 0, consts, per_step
+        v = _flat_state(self, bk, ws, ("velocities",))["velocities"]
+        mu = t(self.momentum)
+        consts[:4] = t(1.0 - self.momentum), -mu, bool(self.nesterov), t(-1)
+        return _I.RULE_VELOCITY, v, v[:0], 0, consts, per_step
+
+    def advance(self, n):
+        """Nothing to count (the schedules move per epoch, :meth:`iteration_ends`)."""
 
     def iteration_ends(self, time_step):
         if self.lr_schedule == "invscaling":
@@ -160,6 +179,30 @@ class _SklearnAdam:
         halves = lambda a: [a[:n], a[n:]]  # noqa: E731
         self.step(bk, halves(ws.P_flat), halves(ws.G_flat), fold and (1,) + tuple(fold[1:]),
                   states=(halves(flat["ms"]), halves(flat["vs"])))
+
+    def flat_program(self, bk, ws, n, fold=None):
+        """See :meth:`_SklearnSGD.flat_program`: each step's ``(step, eps_t)`` formed as
+        :meth:`step` and ``adam_update`` form them; the weights' segment folded."""
+        flat = _flat_state(self, bk, ws, ("ms", "vs"))
+        t = ws.dtype.type
+        lr, b1, b2 = t(self.learning_rate_init), t(self.beta_1), t(self.beta_2)
+        per_step = np.zeros((n, 3), ws.dtype)
+        for s in range(n):
+            step = self.t + 1 + s
+            eps = t(self.epsilon / np.sqrt(1.0 - self.beta_2 ** step))
+            per_step[s, 1:] = adam_coefficients(lr, b1, b2, eps, step, ws.dtype)
+        n_fold, g_scale, l2 = fold or (0, 1, 0)
+        if g_scale == 1 and not l2:  # adam_update's unfolded kernel
+            n_fold = 0
+        return (_I.RULE_ADAM, flat["ms"], flat["vs"], ws.n_weights if n_fold else 0,
+                _adam_consts(b1, b2, ws.dtype, t(g_scale), t(l2)), per_step)
+
+    def advance(self, n):
+        """Count ``n`` updates made by the compiled steps, as :meth:`step` counts them."""
+        if n:
+            self.t += n
+            correction2 = np.sqrt(1.0 - self.beta_2 ** self.t)
+            self.learning_rate = self.learning_rate_init * correction2 / (1.0 - self.beta_1 ** self.t)
 
     def iteration_ends(self, time_step):
         pass

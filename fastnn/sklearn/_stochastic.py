@@ -11,11 +11,11 @@ from sklearn.utils import gen_batches
 from sklearn.utils import shuffle as _shuffle
 
 from .. import _dropout
-from ..engine import MinibatchWorkspace, SparseRows
+from ..engine import SQUARES_DOT, SQUARES_NONE, MinibatchWorkspace, SparseRows
 from ..network import backend_lock
 from ..threads import policy_for
 from ._data import _full_batch, _rows, _sparse_as
-from ._objective import _batch_loss, _fold, _loss_and_grads, _spec
+from ._objective import _batch_loss, _batch_loss_from, _fold, _loss_and_grads, _spec
 from ._optim import _SklearnAdam, _SklearnSGD
 from ._params import _STOCHASTIC
 
@@ -122,13 +122,29 @@ class _StochasticSolver:
 
     def _workspace_epoch(self, bk, ws, XR, YR, batch_size, sample_idx):
         """:meth:`_epoch` on the workspace: bitwise the same steps, nothing allocated per
-        batch, one optimizer call per rule over the flat parameters."""
+        batch, one optimizer call per rule over the flat parameters; the full-size
+        batches as compiled steps where the backend has them (``run_steps``)."""
         opt, spec = self._optimizer, _spec(self)
         fold = opt.FOLDS_WEIGHT_EPILOGUE
         Ws = ws.params[0::2]
         n_samples = XR.shape[0]
+        losses = []  # each compiled step's loss times its batch size, in order
+
+        def on_chunk(first, loss_sums, squares):
+            losses.extend(_batch_loss_from(spec, float(loss), sq, batch_size) * batch_size
+                          for loss, sq in zip(loss_sums, squares))
+        n_full = n_samples // batch_size
+        order = sample_idx if self.shuffle else np.arange(n_samples)
+        done = ws.run_steps(XR, YR, order, np.arange(n_full, dtype=np.int64) * batch_size,
+                            batch_size, spec.hidden, spec.output, spec.scaling, spec.alpha, opt,
+                            on_chunk, bare=fold,
+                            fold=_fold(spec, len(Ws), batch_size, YR.dtype) if fold else None,
+                            check=False,
+                            squares_mode=SQUARES_DOT if spec.alpha else SQUARES_NONE)
         accumulated_loss = 0.0
-        for batch in gen_batches(n_samples, batch_size):
+        for loss in losses:
+            accumulated_loss += loss
+        for batch in list(gen_batches(n_samples, batch_size))[done or 0:]:
             idx = sample_idx[batch] if self.shuffle else batch
             m = batch.stop - batch.start
             loss_sum = ws.step(XR, YR, idx, spec.hidden, spec.output, spec.scaling, spec.alpha,

@@ -1,0 +1,200 @@
+"""The compiled minibatch steps (the Numba backends' ``minibatch_steps`` kernel, driven by
+``fastnn.engine.MinibatchWorkspace.run_steps``) against the workspace's Python steps.
+
+A compiled call runs many steps with no Python between them; each step must be
+bitwise the workspace's step followed by the optimizer's ``step_flat`` (the
+Python path that stays for the short last batch, the "skip" divergence policy,
+and the networks the kernel declines).  Fits are compared with the compiled
+path switched off: parameters, optimizer state and every reported cost equal.
+"""
+
+import importlib
+
+import numpy as np
+import pytest
+
+import fastnn
+from fastnn import _workspace, engine
+from fastnn.backends import REGISTRY, get_backend
+from fastnn.backends._numba_kernels import steps as compiled
+from fastnn.errors import DivergenceError
+
+from conftest import backend_params
+
+NUMBA = backend_params([n for n in REGISTRY if n.startswith("numba")])
+stochastic = importlib.import_module("fastnn.sklearn._stochastic")
+
+
+def _count_compiled(monkeypatch):
+    """Spy on run_steps: the number of compiled steps of each call (None: declined)."""
+    runs = []
+    real = engine.MinibatchWorkspace.run_steps
+
+    def run_steps(self, *args, **kwargs):
+        done = real(self, *args, **kwargs)
+        runs.append(done)
+        return done
+    monkeypatch.setattr(engine.MinibatchWorkspace, "run_steps", run_steps)
+    return runs
+
+
+def _python_steps_only(monkeypatch):
+    monkeypatch.setattr(engine.MinibatchWorkspace, "run_steps", lambda self, *a, **k: None)
+
+
+def _data(dtype, n_x=12, m=203, classes=4, seed=3):
+    rng = np.random.default_rng(seed)
+    return rng.standard_normal((n_x, m)).astype(dtype), rng.integers(0, classes, m)
+
+
+def _fit(backend, dtype, optimizer, l2, hidden="relu", epochs=3, **options):
+    X, y = _data(dtype)
+    model = fastnn.Model([12, 9, 7, 4], hidden, "softmax", dtype=dtype, seed=1)
+    history = model.fit(X, y, epochs=epochs, batch_size=64, optimizer=optimizer, lr=0.01, l2=l2,
+                        backend=backend, shuffle_seed=5, progress=False, **options)
+    return model, history
+
+
+def _same_fit(a, b):
+    (ma, ha), (mb, hb) = a, b
+    assert ha.cost == hb.cost
+    for k in mb.params:
+        assert ma.params[k].dtype == mb.params[k].dtype
+        np.testing.assert_array_equal(ma.params[k], mb.params[k], err_msg=k)
+
+
+CASES = [("adam", 0.0, "relu", {}), ("adam", 0.3, "leaky_relu", {"beta1": 0.8}),
+         ("momentum", 0.1, "relu", {"beta": 0.8}), ("sgd", 0.0, "identity", {}),
+         ("sgd", 0.2, "relu", {})]
+
+
+@pytest.mark.parametrize("backend", NUMBA)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("optimizer, l2, hidden, options", CASES)
+def test_compiled_steps_are_bitwise_the_python_steps(backend, dtype, optimizer, l2, hidden,
+                                                     options, monkeypatch):
+    runs = _count_compiled(monkeypatch)
+    fast = _fit(backend, dtype, optimizer, l2, hidden, **options)
+    assert runs == [3, 3, 3]  # 203 = 3 x 64 + 11: three compiled steps an epoch, then one
+    monkeypatch.undo()
+    _python_steps_only(monkeypatch)
+    _same_fit(fast, _fit(backend, dtype, optimizer, l2, hidden, **options))
+
+
+@pytest.mark.parametrize("backend", NUMBA)
+def test_chunked_calls_are_bitwise_one_call(backend, monkeypatch):
+    """One compiled step per call (CHUNK_SECONDS = 0) or a whole epoch's: the same fit."""
+    X, y = _data(np.float32, m=1000)
+
+    def fit():
+        model = fastnn.Model([12, 9, 7, 4], "relu", "softmax", dtype=np.float32, seed=1)
+        h = model.fit(X, y, epochs=2, batch_size=32, optimizer="adam", lr=0.01, l2=0.1,
+                      backend=backend, shuffle_seed=5, progress=False)
+        return model, h
+    monkeypatch.setattr(_workspace, "CHUNK_SECONDS", 0.0)
+    one_by_one = fit()
+    monkeypatch.setattr(_workspace, "CHUNK_SECONDS", 1e9)
+    _same_fit(one_by_one, fit())
+
+
+@pytest.mark.parametrize("backend", NUMBA)
+@pytest.mark.parametrize("hidden, output, dims, batch", [
+    ("tanh", "softmax", [12, 9, 4], 64), ("relu", "sigmoid", [12, 9, 1], 64),
+    ("relu", "softmax", [12, 1, 4], 64), ("relu", "softmax", [12, 9, 4], 1)])
+def test_networks_the_kernel_declines_step_from_python(backend, hidden, output, dims, batch,
+                                                       monkeypatch):
+    """NumPy's ufuncs (tanh, sigmoid) and matrix-vector products (a layer or batch of one)
+    have no bitwise compiled twin: those fits take the Python steps, unchanged."""
+    runs = _count_compiled(monkeypatch)
+    X, y = _data(np.float32, m=70)
+    Y = y if output == "softmax" else (y % 2).reshape(1, -1).astype(np.float32)
+    model = fastnn.Model(dims, hidden, output, dtype=np.float32, seed=1)
+    model.fit(X, Y, epochs=1, batch_size=batch, optimizer="adam", lr=0.01, backend=backend,
+              shuffle_seed=5, progress=False)
+    assert runs == [None]
+    assert all(np.isfinite(p).all() for p in model.params.values())
+
+
+@pytest.mark.parametrize("backend", NUMBA)
+@pytest.mark.parametrize("dtype, lr, l2", [(np.float32, 1e30, 0.0), (np.float64, 0.01, 1e306)])
+def test_a_divergent_compiled_step_raises_as_the_python_step(backend, dtype, lr, l2, monkeypatch):
+    """A step whose loss or gradient is not finite (lr 1e30), or whose cost the L2 term
+    makes infinite while its loss is finite (l2 1e306, float64): the same
+    DivergenceError (epoch, step, reason) and the same params as from the Python steps."""
+    def fit():
+        X, y = _data(dtype, m=640)
+        model = fastnn.Model([12, 9, 7, 4], "relu", "softmax", dtype=dtype, seed=1)
+        with pytest.raises(DivergenceError) as info:
+            model.fit(X, y, epochs=3, batch_size=64, optimizer="sgd", lr=lr, l2=l2,
+                      backend=backend, shuffle_seed=5, progress=False)
+        return model, info.value
+    runs = _count_compiled(monkeypatch)
+    model, err = fit()
+    assert runs and runs[0] is not None
+    monkeypatch.undo()
+    _python_steps_only(monkeypatch)
+    ref_model, ref = fit()
+    assert (err.epoch, err.step, err.reason) == (ref.epoch, ref.step, ref.reason)
+    assert str(err) == str(ref)
+    for k in ref_model.params:
+        np.testing.assert_array_equal(model.params[k], ref_model.params[k], err_msg=k)
+
+
+SK_CASES = [
+    dict(solver="adam", alpha=0.01),
+    dict(solver="adam", alpha=0.0, activation="identity"),
+    dict(solver="sgd", momentum=0.9, nesterovs_momentum=True, shuffle=False),
+    dict(solver="sgd", momentum=0.5, nesterovs_momentum=False, learning_rate="invscaling",
+         early_stopping=True),
+    dict(solver="sgd", momentum=0.0, alpha=0.1),
+]
+
+
+def _sk_fit(backend, dtype, options):
+    rng = np.random.default_rng(4)
+    X = rng.standard_normal((203, 8)).astype(dtype)
+    y = rng.integers(0, 3, 203)
+    est = fastnn.MLPClassifier(hidden_layer_sizes=(9, 5), batch_size=64, max_iter=3,
+                               random_state=0, learning_rate_init=0.01, backend=backend,
+                               **options)
+    with pytest.warns(Warning):  # ConvergenceWarning after max_iter=3
+        est.fit(X, y)
+    if not options.get("early_stopping"):
+        est.partial_fit(X, y)
+    return est
+
+
+@pytest.mark.parametrize("backend", NUMBA)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("options", SK_CASES)
+def test_estimator_compiled_steps_are_bitwise_the_python_steps(backend, dtype, options,
+                                                               monkeypatch):
+    runs = _count_compiled(monkeypatch)
+    est = _sk_fit(backend, dtype, options)
+    assert runs and all(r == (2 if options.get("early_stopping") else 3) for r in runs)
+    monkeypatch.undo()
+    _python_steps_only(monkeypatch)
+    ref = _sk_fit(backend, dtype, options)
+    assert est.loss_curve_ == ref.loss_curve_
+    assert est.n_iter_ == ref.n_iter_
+    for a, b in zip(est.coefs_ + est.intercepts_, ref.coefs_ + ref.intercepts_):
+        assert a.dtype == np.dtype(dtype)
+        np.testing.assert_array_equal(a, b)
+    opt, ref_opt = est._optimizer, ref._optimizer
+    assert getattr(opt, "t", None) == getattr(ref_opt, "t", None)
+    assert opt.learning_rate == ref_opt.learning_rate
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_the_compiled_squares_are_engine_costs_formula(dtype):
+    """steps.pairwise_squares restates engine.cost's np.sum(np.square(W, dtype=float64))
+    (NumPy's pairwise order) for the compiled steps' L2 term: bitwise equal."""
+    rng = np.random.default_rng(0)
+    sizes = list(range(1, 270)) + [1023, 8191, 8193, 65536, 200704]
+    for n in sizes:
+        W = (rng.standard_normal(n) * 3).astype(dtype)
+        assert compiled.pairwise_squares(W) == np.sum(np.square(W, dtype=np.float64)), n
+    W = rng.standard_normal((256, 784)).astype(dtype)
+    bk = get_backend("numpy")
+    assert engine.cost(bk, 1.0, [W], 7, 0.5) == engine.cost_from_squares(
+        1.0, [compiled.pairwise_squares(W.reshape(-1))], 7, 0.5)
