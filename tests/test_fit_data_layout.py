@@ -187,8 +187,8 @@ def test_an_F_ordered_X_fits_bitwise_as_its_C_ordered_copy(backend, dtype, optio
 
 
 def _spy_gathered(monkeypatch, backend):
-    """The arrays the minibatches are gathered from: the workspace's XR, YR, and the
-    row-major X of gather_columns (the kernel-by-kernel steps)."""
+    """The arrays the minibatches are gathered from: the workspace's XR, YR (Python and
+    compiled steps), and the row-major X of gather_columns (the kernel-by-kernel steps)."""
     seen = []
     real_step = engine.MinibatchWorkspace.step
 
@@ -197,6 +197,13 @@ def _spy_gathered(monkeypatch, backend):
         seen.append(YR)
         return real_step(self, XR, YR, *args, **kwargs)
     monkeypatch.setattr(engine.MinibatchWorkspace, "step", step)
+    real_run = engine.MinibatchWorkspace.run_steps
+
+    def run_steps(self, XR, YR, *args, **kwargs):
+        seen.append(XR)
+        seen.append(YR)
+        return real_run(self, XR, YR, *args, **kwargs)
+    monkeypatch.setattr(engine.MinibatchWorkspace, "run_steps", run_steps)
     bk = get_backend(backend)
     real_gather = bk.gather_columns
 
