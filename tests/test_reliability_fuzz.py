@@ -129,6 +129,41 @@ def _check_gather_call(bk, args):
             f"{bk.NAME}.gather_columns: indices {idx!r} for {XR.shape[0]} rows"
 
 
+def _check_steps_call(bk, args):
+    """minibatch_steps: in-range example order and batch starts, and every array of the
+    shape, dtype and layout the compiled steps index without bounds checks."""
+    XR, YR, order, starts, layers, bufs, _, _, _, update, _, _, losses, squares = args
+    Ws, bs, dWs, dbs, P, G = layers
+    Xb, Yb, As, Z, dZs = bufs
+    rule, S1, S2, n_fold, consts, per_step = update
+    N, b, dtype = XR.shape[0], Xb.shape[0], P.dtype
+    floats = [XR, YR, *Ws, *bs, *dWs, *dbs, P, G, Xb, Yb, *As, Z, *dZs, S1, S2, consts, per_step]
+    for a in floats:
+        assert isinstance(a, np.ndarray) and a.dtype == dtype and a.dtype.type in bk.DTYPES \
+            and a.flags.c_contiguous and a.flags.aligned, \
+            f"{bk.NAME}.minibatch_steps: an array that is not C-contiguous {dtype}"
+    for a, n in ((order, N), (starts, None)):
+        assert a.dtype == np.int64 and a.ndim == 1 and a.flags.c_contiguous, \
+            f"{bk.NAME}.minibatch_steps: indices {a.dtype} {a.shape}"
+    assert np.array_equal(np.sort(order), np.arange(N)), f"{bk.NAME}.minibatch_steps: order"
+    assert starts.size and starts.min() >= 0 and starts.max() + b <= N, \
+        f"{bk.NAME}.minibatch_steps: batch starts {starts} for {N} examples, batches of {b}"
+    dims = [Xb.shape[1]] + [W.shape[0] for W in Ws]
+    assert YR.shape == (N, dims[-1]) and XR.shape == (N, dims[0]) and Yb.shape == (dims[-1], b) \
+        and Z.shape == (dims[-1], b), f"{bk.NAME}.minibatch_steps: examples and targets"
+    for l, (W, bias, dW, db, A, dZ) in enumerate(zip(Ws, bs, dWs, dbs, As, dZs)):
+        assert W.shape == dW.shape == (dims[l + 1], dims[l]) and bias.shape == db.shape \
+            == (dims[l + 1], 1) and A.shape == dZ.shape == (dims[l + 1], b), \
+            f"{bk.NAME}.minibatch_steps: layer {l + 1} shapes"
+        assert np.shares_memory(W, P) and np.shares_memory(dW, G), \
+            f"{bk.NAME}.minibatch_steps: layer {l + 1} is not a view of the flat arrays"
+    assert P.shape == G.shape == (sum(W.size + bias.size for W, bias in zip(Ws, bs)),)
+    assert S1.size in (0, P.size) and S2.size in (0, P.size) and 0 <= n_fold <= P.size \
+        and consts.shape == (6,) and per_step.shape == (starts.size, 3) and rule in range(4)
+    assert losses.dtype == squares.dtype == np.float64 and losses.shape == (starts.size,) \
+        and squares.shape == (starts.size, len(Ws)), f"{bk.NAME}.minibatch_steps: outputs"
+
+
 def _check_kernel_call(bk, name, args, gathered=()):
     """The preconditions _interface promises the kernels: fail loudly if one is broken.
 
@@ -139,6 +174,8 @@ def _check_kernel_call(bk, name, args, gathered=()):
         return _check_gather_call(bk, args)
     if name in ("gather_rows_into", "gather_targets_into"):
         return _check_gather_into_call(bk, name, args)
+    if name == "minibatch_steps":
+        return _check_steps_call(bk, args)
     arrays = list(_arrays(args))
     batch = args[1] if name in _TAKES_A_PREV and (
         id(args[1]) in gathered or id(getattr(args[1], "base", None)) in gathered) else None
