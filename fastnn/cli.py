@@ -19,6 +19,7 @@ import time
 
 import numpy as np
 
+from ._validation import all_finite
 from .activations import HIDDEN_ACTIVATIONS
 from .backends import REGISTRY
 from .network import OUTPUT_GRADS, SCALINGS
@@ -180,8 +181,8 @@ def _check_xy(X, y, source):
         hint = " (X looks transposed: one example per row)" if X.shape[1] == len(y) else ""
         raise OptionError("--data", f"{source}: y has {len(y)} labels but X has {X.shape[0]} rows "
                                     f"(one row per example){hint}")
-    bad = int(np.count_nonzero(~np.isfinite(X))) if X.dtype.kind == "f" else 0
-    if bad or (y.dtype.kind == "f" and not np.isfinite(y).all()):
+    bad = X.dtype.kind == "f" and not all_finite(X)
+    if bad or (y.dtype.kind == "f" and not all_finite(y)):
         raise OptionError("--data", f"{source}: {'X' if bad else 'y'} has nan or inf entries")
     return X, y
 
