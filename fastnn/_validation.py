@@ -1,8 +1,8 @@
 """Checks at the public boundary.
 
 Everything a user passes in is validated here, once, and converted to
-C-contiguous arrays of the computation dtype (F-contiguous ones may stay so
-where the caller asks: ``order="A"``).  The kernels behind the boundary
+C-contiguous arrays of the computation dtype (or, where the caller asks with
+``order="any"``, C- or F-contiguous ones).  The kernels behind the boundary
 assume valid input (compiled kernels do not check bounds).
 """
 
@@ -82,17 +82,18 @@ def all_finite(arr):
 def as_array(x, name, dtype, ndim=2, order="C"):
     """``x`` as a C-contiguous, aligned, writeable, finite array of ``dtype`` with ``ndim`` dimensions.
 
-    ``order="A"``: an F-contiguous ``x`` gives an F-contiguous array instead (its
-    transpose is then C-contiguous: :meth:`Model.fit` gathers minibatches from
-    it without copying ``x``).  Never modifies ``x``; copies only when a
-    conversion is needed.
+    ``order="any"``: C- or F-contiguous instead: ``x`` itself when it already is
+    either, else an F-contiguous copy (its transpose is row-major, what
+    :meth:`Model.fit` gathers minibatches from, without a further copy).
+    Never modifies ``x``; copies only when a conversion is needed.
     """
     arr = _as_numeric(x, name)
     if arr.ndim != ndim:
         raise FastnnValueError(f"{name}: expected a {ndim}-D array, got shape {arr.shape}")
     if arr.dtype.kind == "f" and arr.size and not all_finite(arr):
         raise FastnnValueError(f"{name}: contains NaN or Inf; expected finite values")
-    fortran = order == "A" and arr.flags.f_contiguous and not arr.flags.c_contiguous
+    # order="any": C-contiguous only when that needs no copy.
+    fortran = order == "any" and not (arr.flags.c_contiguous and arr.dtype == dtype)
     with np.errstate(over="ignore"):
         out = np.asfortranarray(arr, dtype=dtype) if fortran else np.ascontiguousarray(arr, dtype=dtype)
     if not (out.flags.writeable and out.flags.aligned):
@@ -100,7 +101,7 @@ def as_array(x, name, dtype, ndim=2, order="C"):
         # are their own array types to Numba: each would compile a second copy
         # of every kernel it reaches (tens of seconds).  The kernels never write
         # to inputs, so a private copy is only about the type.
-        out = out.copy(order="A")
+        out = out.copy(order="F" if order == "any" else "C")
     if out.dtype.kind == "f" and arr.dtype.kind != "f" or out.dtype.itemsize < arr.dtype.itemsize:
         # A value can overflow to inf in the conversion (1e300 -> float32).
         if out.size and not all_finite(out):
@@ -155,7 +156,7 @@ def check_params(params, name="params"):
 def check_X(X, n0, dtype, name="X", n0_from="params['W1'] has n_0 columns", order="C"):
     """X as an ``(n0, m)`` array of ``dtype`` with m >= 1 (``n0_from`` says where n0 comes from).
 
-    C-contiguous, or with ``order="A"`` F-contiguous when ``X`` is (:func:`as_array`).
+    C-contiguous, or with ``order="any"`` C- or F-contiguous (:func:`as_array`).
     """
     X = as_array(X, name, dtype, order=order)
     if X.shape[0] != n0:
@@ -189,7 +190,7 @@ def check_Y(Y, output, n_L, m, dtype, name="Y", order="C"):
             if labels.size and (labels.min() < 0 or labels.max() >= n_L):
                 raise FastnnValueError(f"{name}: class labels must be in [0, {n_L}); got values "
                                        f"from {labels.min()} to {labels.max()}")
-            out = np.zeros((n_L, m), dtype=dtype)
+            out = np.zeros((n_L, m), dtype=dtype, order="F" if order == "any" else "C")
             out[labels.astype(np.intp), np.arange(m)] = 1
             return out
         if arr.shape != (n_L, m):

@@ -178,7 +178,7 @@ class Model:
         self._dtype_from_data = False
 
     def _check_data(self, X, Y=None, order="C"):
-        """``(X, Y)`` validated (``V.check_X``, ``V.check_Y``; ``order="A"`` keeps F-contiguous ones so)."""
+        """``(X, Y)`` validated by ``V.check_X`` and ``V.check_Y`` (their ``order``)."""
         X = V.check_X(X, self.layer_dims[0], self.dtype, n0_from="layer_dims[0] is n_0", order=order)
         if Y is not None:
             Y = V.check_Y(Y, self.output, self.layer_dims[-1], X.shape[1], self.dtype, order=order)
@@ -234,7 +234,8 @@ class Model:
         ----------
         X : array_like, shape (n_0, m)
             With minibatches, an F-contiguous ``X`` of the model's dtype (the
-            transpose of a row-major ``(m, n_0)`` array) is used without a copy.
+            transpose of a row-major ``(m, n_0)`` array) is used without a copy,
+            and any other is copied once.
         Y : array_like
             ``(n_L, m)`` labels/targets; softmax also takes integer labels ``(m,)``.
         epochs : int
@@ -290,7 +291,8 @@ class Model:
         self._check_state()
         self._adopt_data_dtype(X)
         P = self._checked_params()
-        X, Y = self._check_data(X, Y, order="A")   # F-contiguous stays so: see _Trainer
+        # Minibatches are gathered from rows: any copy is F-contiguous (see _Trainer).
+        X, Y = self._check_data(X, Y, order="C" if batch_size is None else "any")
         self._check_dropout()
         o, opt, rng = FitOptions.build(
             self.dtype, X.shape[1], epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr,
@@ -585,10 +587,11 @@ class DivergencePolicy:
 class _Trainer:
     """The state of one ``fit`` call: backend arrays, optimizer, shuffle generator, counters.
 
-    ``X`` and ``Y`` come C- or F-contiguous (``V.check_X(..., order="A")``).
+    ``X`` and ``Y`` come C- or F-contiguous (``V.check_X(..., order="any")``).
     Minibatches are gathered from their transposes as row-major arrays, which
-    the transpose of an F-contiguous array (the course's ``data.T``) is without
-    a copy; a full batch is kept C-contiguous, as its kernels take it.
+    the transpose of an F-contiguous array (the course's ``data.T``, or the copy
+    validation made) is without a copy; a full batch is made C-contiguous, as
+    its kernels take it.
     """
 
     def __init__(self, model, bk, X, Y, P, opt, rng, options):

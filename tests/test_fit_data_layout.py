@@ -109,7 +109,7 @@ def test_fit_refuses_nonfinite_X_and_Y_with_the_same_messages(dtype, order, posi
     bad_Y = _at_memory_position(Y, position(Y.size), value)
     with pytest.raises(FastnnValueError, match=re.escape("Y: contains NaN or Inf; expected finite values")):
         model.fit(X, bad_Y, epochs=1, batch_size=64, progress=False)
-    for check in (lambda A: V.check_X(A, 4, dtype), lambda A: V.check_X(A, 4, dtype, order="A"),
+    for check in (lambda A: V.check_X(A, 4, dtype), lambda A: V.check_X(A, 4, dtype, order="any"),
                   lambda A: V.as_array(A, "X", dtype)):
         with pytest.raises(FastnnValueError, match=re.escape("X: contains NaN or Inf")):
             check(bad_X)
@@ -123,24 +123,30 @@ def test_values_too_large_for_the_dtype_are_refused_in_either_layout(order, posi
     model = fastnn.Model([4, 3, 1], "relu", "identity", dtype=np.float32, seed=0)
     with pytest.raises(FastnnValueError, match=re.escape("X: has values too large for float32")):
         model.fit(bad, np.zeros((1, X.shape[1])), epochs=1, batch_size=64, progress=False)
-    assert V.check_X(X, 4, np.float32, order="A").dtype == np.float32
+    assert V.check_X(X, 4, np.float32, order="any").dtype == np.float32
 
 
 @pytest.mark.parametrize("dtype", FLOATS)
-def test_check_X_keeps_its_C_contract_and_order_A_keeps_F(dtype):
-    X = _big(dtype, "F")
-    c = V.check_X(X, 4, dtype)
-    assert c.flags.c_contiguous and np.array_equal(c, X)
-    f = V.check_X(X, 4, dtype, order="A")
-    assert f is X
+def test_check_X_keeps_its_C_contract_and_order_any_copies_to_F(dtype):
     other = np.float32 if dtype == np.float64 else np.float64
-    f = V.check_X(X, 4, other, order="A")
-    assert f.flags.f_contiguous and not f.flags.c_contiguous and f.dtype == other
-    # Read-only input: a private, writeable copy, still F-contiguous.
-    X.flags.writeable = False
-    f = V.check_X(X, 4, dtype, order="A")
-    assert f.flags.writeable and f.flags.f_contiguous and not np.shares_memory(f, X)
-    assert np.array_equal(f, X)
+    for X in (_big(dtype, "F"), _big(dtype, "C"), _big(dtype, "C")[:, ::2]):
+        c = V.check_X(X, 4, dtype)
+        assert c.flags.c_contiguous and np.array_equal(c, X)
+        kept = V.check_X(X, 4, dtype, order="any")
+        if X.flags.c_contiguous or X.flags.f_contiguous:
+            assert kept is X
+        else:                                   # strided: one copy, F-contiguous
+            assert kept.flags.f_contiguous and not kept.flags.c_contiguous and np.array_equal(kept, X)
+        cast = V.check_X(X, 4, other, order="any")
+        assert cast.flags.f_contiguous and not cast.flags.c_contiguous and cast.dtype == other
+        assert np.array_equal(cast, X.astype(other))
+        # Read-only input: a private, writeable copy (F-contiguous with order="any").
+        frozen = X.copy(order="A")
+        frozen.flags.writeable = False
+        f = V.check_X(frozen, 4, dtype, order="any")
+        assert f.flags.writeable and f.flags.f_contiguous and not np.shares_memory(f, frozen)
+        assert np.array_equal(f, X)
+        assert V.check_X(frozen, 4, dtype).flags.c_contiguous
 
 
 # ------------------------------------------------------------ fits in either layout
@@ -228,6 +234,42 @@ def test_minibatches_are_gathered_from_an_F_ordered_X_without_a_copy(backend, op
     X_C, Y_C = np.ascontiguousarray(rows.T), np.ascontiguousarray(Yrows.T)
     _fit(X_C, Y_C, backend, np.float32, options)
     assert seen and not any(np.shares_memory(a, X_C) or np.shares_memory(a, Y_C) for a in seen)
+
+
+def _read_only(A):
+    A = A.copy(order="A")
+    A.flags.writeable = False
+    return A
+
+
+#: X (n_x, m) that validation copies (float32 model): the copy is the only one.
+COPIED = {"cast-C": lambda rows: np.ascontiguousarray(rows.T, dtype=np.float64),
+          "cast-F": lambda rows: rows.T.astype(np.float64),
+          "strided": lambda rows: np.repeat(rows.T, 2, axis=1)[:, ::2],
+          "read-only-C": lambda rows: _read_only(np.ascontiguousarray(rows.T))}
+
+
+@pytest.mark.parametrize("backend", HOST)
+@pytest.mark.parametrize("options", PATHS[:2])
+@pytest.mark.parametrize("variant", list(COPIED))
+def test_an_X_that_validation_copies_is_not_copied_again(backend, options, variant, monkeypatch):
+    rows, y = _data(np.float32)
+    ref_params, ref = _fit(np.ascontiguousarray(rows.T), y, backend, np.float32, options)
+    trainer_data = []
+    real = model_module._Trainer.run
+
+    def run(self, progress):
+        trainer_data.extend((self.X, self.Y))
+        return real(self, progress)
+    monkeypatch.setattr(model_module._Trainer, "run", run)
+    seen = _spy_gathered(monkeypatch, backend)
+    X = COPIED[variant](rows)
+    params, history = _fit(X, y, backend, np.float32, options)
+    assert not np.shares_memory(trainer_data[0], X)
+    assert seen and all(any(np.shares_memory(a, t) for t in trainer_data) for a in seen)
+    assert history.cost == ref.cost
+    for k in ref_params:
+        np.testing.assert_array_equal(params[k], ref_params[k], err_msg=k)
 
 
 @pytest.mark.parametrize("options", PATHS[2:])
