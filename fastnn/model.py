@@ -233,30 +233,28 @@ class Model:
         Parameters
         ----------
         X : array_like, shape (n_0, m)
-            With minibatches, an F-contiguous ``X`` of the model's dtype (the
-            transpose of a row-major ``(m, n_0)`` array) is used without a copy,
-            and any other is copied once.
+            With minibatches, X is copied at most once, an F-contiguous one (``data.T``) not at all.
         Y : array_like
             ``(n_L, m)`` labels/targets; softmax also takes integer labels ``(m,)``.
         epochs : int
             Total number of epochs; with ``resume``, training continues up to it.
         batch_size : int or None
-            ``None``: the whole batch every step (plain SGD runs many epochs per call of
-            :class:`fastnn.engine.FullBatchLoop`, checks and checkpoints at epoch ends).
+            ``None``: the whole batch every step (plain SGD runs many epochs per call
+            of :class:`fastnn.engine.FullBatchLoop`, checks and checkpoints at epoch ends);
+            minibatches run as compiled steps where they can (``MinibatchWorkspace.run_steps``).
         optimizer : {"sgd", "momentum", "adam"}
             Options: ``beta`` (momentum), ``beta1``, ``beta2``, ``eps`` (adam).
         lr, l2 : float
             ``lr`` must stay a non-zero finite number in the model's dtype.
         scaling : {"deferred", "absorbed", "sum"}
         output_grad : {"fused", "chain"}
-            ``"chain"`` raises :class:`~fastnn.errors.SaturationError` (naming
-            the epoch and step) once an output saturates.
+            ``"chain"`` raises :class:`~fastnn.errors.SaturationError` once an output saturates.
         backend : str or None
             With ``resume``, ``None`` means the backend the checkpoint was written on.
         shuffle_seed : int, numpy.random.Generator or None
             Seeds the per-epoch shuffle of the minibatches.
         progress : bool
-            Show a progress bar over epochs (on stderr).
+            A progress bar over epochs (on stderr).
         callback : callable or None
             ``callback(epoch, model, history)`` after every epoch, with ``model.params`` up to date.
         on_divergence : {"raise", "skip"}
@@ -266,8 +264,8 @@ class Model:
             ``History.lr_changes`` and go on (see :class:`DivergencePolicy` for
             when it gives up, and what each choice costs).
         checkpoint : path or None
-            Write a checkpoint (``.npz`` appended when missing) atomically at
-            the end of every ``checkpoint_every``-th epoch (an int) and of the last one.
+            Written (``.npz`` appended when missing) atomically at the end of
+            every ``checkpoint_every``-th epoch and of the last one.
         resume : path or None
             Continue the run saved in this checkpoint: the result equals bit for bit
             that of the uninterrupted run on the same backend and dtype (with the same
@@ -283,16 +281,14 @@ class Model:
         Raises
         ------
         DivergenceError
-            When a step gives a non-finite cost, gradient or parameter (its
-            ``epoch``, ``step``, ``cost`` and ``lr`` attributes say where).
-            ``params`` then hold the last finite values (that step's update is
-            not applied) and can be saved.
+            When a step gives a non-finite cost, gradient or parameter (``epoch``,
+            ``step``, ``cost``, ``lr`` say where); ``params`` then hold the last
+            finite values (that step's update is not applied) and can be saved.
         """
         self._check_state()
         self._adopt_data_dtype(X)
         P = self._checked_params()
-        # Minibatches are gathered from rows: any copy is F-contiguous (see _Trainer).
-        X, Y = self._check_data(X, Y, order="C" if batch_size is None else "any")
+        X, Y = self._check_data(X, Y, order="C" if batch_size is None else "any")  # see _Trainer
         self._check_dropout()
         o, opt, rng = FitOptions.build(
             self.dtype, X.shape[1], epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr,

@@ -26,6 +26,20 @@ but the main one, so it is applied only to calls from the main thread; a fit
 in another thread runs the BLAS's own thread count (and, while a main-thread
 call holds the limit, one thread).
 
+A machine that other work keeps busy gets the same treatment at any size
+(:func:`busy_cores`): when a training call starts, the running threads of
+other processes are counted, and the BLAS (and Numba) get at most the cores
+left over, at least one.  OpenBLAS's threads synchronise after every product,
+so one of two threads sharing its core with another process holds the other
+back: an MNIST-shape epoch took 5-12 s with two threads beside one busy
+process against 0.35 s quiet (``python -m benchmarks.compare --load 1``).
+The count is taken once per call, from ``/proc`` (Linux; elsewhere nothing
+is counted), so a load that starts in the middle of a long fit is not seen.
+
+``FASTNN_THREAD_POLICY=size`` keeps the size rule and drops the count (the
+thread counts, hence the last bits of some products, then depend on the
+problem alone; the test suite runs so).
+
 It does nothing when
 
 - ``FASTNN_THREAD_POLICY=off`` is set;
@@ -43,8 +57,10 @@ import contextlib
 import os
 import sys
 import threading
+import time
 
-__all__ = ["SMALL_GEMM_MULTIPLY_ADDS", "step_multiply_adds", "policy_for", "policy_enabled"]
+__all__ = ["SMALL_GEMM_MULTIPLY_ADDS", "step_multiply_adds", "policy_for", "policy_enabled",
+           "busy_cores", "threads_for"]
 
 #: A step with fewer multiply-adds than this runs on one thread.  Measured on 2
 #: cores (``python -m benchmarks.thread_policy``): see docs/benchmarks.md.
@@ -82,6 +98,60 @@ def policy_enabled():
     return os.environ.get("FASTNN_THREAD_POLICY", "").strip().lower() not in ("off", "0", "false", "no")
 
 
+def _running_threads(path):
+    """Runnable threads: the first number of /proc/loadavg's fourth field (system-wide), or
+    the tasks of /proc/self/task in state R."""
+    if path == "/proc/loadavg":
+        with open(path) as fh:
+            return int(fh.read().split()[3].split("/")[0])
+    count = 0
+    for task in os.listdir(path):
+        try:
+            with open(os.path.join(path, task, "stat")) as fh:
+                count += fh.read().rsplit(")", 1)[1].split()[0] == "R"
+        except (OSError, IndexError):
+            pass  # the thread ended meanwhile
+    return count
+
+
+def busy_cores(samples=3, interval=0.001):
+    """Threads of other processes running now: the median over ``samples`` readings,
+    ``interval`` seconds apart, of the system's runnable threads less this process's.
+
+    Returns 0 where ``/proc`` cannot be read (not Linux).
+    """
+    readings = []
+    for i in range(samples):
+        try:
+            readings.append(max(0, _running_threads("/proc/loadavg")
+                                - _running_threads("/proc/self/task")))
+        except (OSError, ValueError, IndexError):
+            return 0
+        if i + 1 < samples:
+            time.sleep(interval)
+    return sorted(readings)[len(readings) // 2]
+
+
+def _cores():
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def threads_for(weights, batch, busy=None):
+    """The thread count a training call gets: 1 below :data:`SMALL_GEMM_MULTIPLY_ADDS`
+    multiply-adds per step, else the cores that other processes leave free (at least
+    one; ``busy``: :func:`busy_cores`, counted when not given), or None for no limit."""
+    if step_multiply_adds(weights, batch) < SMALL_GEMM_MULTIPLY_ADDS:
+        return 1
+    if busy is None:
+        by_size = os.environ.get("FASTNN_THREAD_POLICY", "").strip().lower() == "size"
+        busy = 0 if by_size else busy_cores()
+    free = _cores() - busy
+    return max(1, free) if free < _cores() else None
+
+
 def policy_for(bk, weights, batch):
     """A context manager that runs small problems on one thread.
 
@@ -98,20 +168,23 @@ def policy_for(bk, weights, batch):
     -------
     context manager
         Limits the BLAS (and on ``numba-parallel`` the calling thread's Numba
-        threads) to one thread while inside when a step has fewer than
-        :data:`SMALL_GEMM_MULTIPLY_ADDS` multiply-adds; otherwise, or when the
-        user chose thread counts or set ``FASTNN_THREAD_POLICY=off``, does nothing.
+        threads) to :func:`threads_for`'s count while inside: one thread when a
+        step has fewer than :data:`SMALL_GEMM_MULTIPLY_ADDS` multiply-adds, the
+        cores other processes leave free otherwise; when the user chose thread
+        counts or set ``FASTNN_THREAD_POLICY=off``, does nothing.
     """
-    if (bk.NAME == "cuda" or not policy_enabled()
-            or step_multiply_adds(weights, batch) >= SMALL_GEMM_MULTIPLY_ADDS):
+    if bk.NAME == "cuda" or not policy_enabled():
         return contextlib.nullcontext()
-    return _one_thread(bk.NAME == "numba-parallel")
+    n = threads_for(weights, batch)
+    if n is None:
+        return contextlib.nullcontext()
+    return _limited(n, bk.NAME == "numba-parallel")
 
 
 @contextlib.contextmanager
-def _one_thread(numba_too):
-    blas = _enter_blas()
-    restore_numba = _enter_numba() if numba_too else None
+def _limited(n, numba_too):
+    blas = _enter_blas(n)
+    restore_numba = _enter_numba(n) if numba_too else None
     try:
         yield
     finally:
@@ -125,8 +198,9 @@ def _user_set(names):
     return any(os.environ.get(name, "").strip() for name in names)
 
 
-def _enter_blas():
-    """Limit the BLAS to one thread (shared by concurrent callers); True if counted in."""
+def _enter_blas(n=1):
+    """Limit the BLAS to ``n`` threads (the first caller's limit is shared by concurrent
+    callers); True if counted in."""
     global _active, _blas_limit, _controller, _scanned_at
     if _user_set(BLAS_ENV) or threading.current_thread() is not threading.main_thread():
         return False
@@ -139,9 +213,9 @@ def _enter_blas():
                     return False
                 _scanned_at = len(sys.modules)   # before the scan, which may import
                 _controller = ThreadpoolController().select(user_api="blas")
-            if all(lib.num_threads == 1 for lib in _controller.lib_controllers):
-                return False  # one thread already: nothing to limit, nothing to restore
-            _blas_limit = _controller.limit(limits=1)
+            if all(lib.num_threads <= n for lib in _controller.lib_controllers):
+                return False  # n threads or fewer already: nothing to limit, nothing to restore
+            _blas_limit = _controller.limit(limits=n)
         _active += 1
     return True
 
@@ -155,8 +229,8 @@ def _exit_blas():
             _blas_limit = None
 
 
-def _enter_numba():
-    """Set the calling thread's Numba threads to one; returns the undo, or None."""
+def _enter_numba(n=1):
+    """Set the calling thread's Numba threads to at most ``n``; returns the undo, or None."""
     if _user_set(("NUMBA_NUM_THREADS",)):
         return None
     import numba
@@ -164,7 +238,7 @@ def _enter_numba():
     from .backends import _numba_config
     _numba_config.start_threads()
     before = numba.get_num_threads()
-    if before != numba.config.NUMBA_NUM_THREADS or before == 1:
-        return None  # the user's own numba.set_num_threads is in effect, or one already
-    numba.set_num_threads(1)
+    if before != numba.config.NUMBA_NUM_THREADS or before <= n:
+        return None  # the user's own numba.set_num_threads is in effect, or n or fewer already
+    numba.set_num_threads(n)
     return lambda: numba.set_num_threads(before)

@@ -61,6 +61,11 @@ _hypothesis_settings.register_profile("ci", derandomize=True, print_blob=True)
 if os.environ.get("CI"):
     _hypothesis_settings.load_profile("ci")
 
+# Thread counts by problem size alone, not by the machine's load at the moment
+# (fastnn/threads.py): results of large products stay the same from run to run.
+# tests/test_threads.py tests the load rule itself.
+os.environ.setdefault("FASTNN_THREAD_POLICY", "size")
+
 import fastnn
 from fastnn.backends import REGISTRY
 

@@ -1,7 +1,10 @@
 """The thread policy (fastnn/threads.py): one thread for small problems, nothing else changed."""
 
 import os
+import subprocess
+import sys
 import threading
+import time
 import warnings
 
 import numpy as np
@@ -27,6 +30,9 @@ def two_blas_threads(monkeypatch):
         monkeypatch.delenv(name, raising=False)
     if not _blas_threads():
         pytest.skip("threadpoolctl finds no BLAS in this process")
+    # A quiet two-core machine, whatever else runs beside the tests.
+    monkeypatch.setattr(threads, "busy_cores", lambda: 0)
+    monkeypatch.setattr(threads, "_cores", lambda: 2)
     with threadpoolctl.threadpool_limits(2, user_api="blas"):
         yield
 
@@ -60,6 +66,55 @@ def test_a_step_at_the_threshold_is_left_alone(monkeypatch):
     monkeypatch.setattr(threads, "SMALL_GEMM_MULTIPLY_ADDS", threads.step_multiply_adds(Ws, batch))
     with threads.policy_for(get_backend("numpy"), Ws, batch):
         assert set(_blas_threads()) == {2}
+
+
+def test_a_large_step_beside_a_busy_process_gets_the_free_cores(monkeypatch):
+    """Two cores, one kept busy by another process: the BLAS gets one thread, at any size,
+    and its two back after the call."""
+    Ws, batch = _weights(784, 256, 128, 10), 256
+    assert threads.step_multiply_adds(Ws, batch) >= threads.SMALL_GEMM_MULTIPLY_ADDS
+    monkeypatch.setattr(threads, "busy_cores", lambda: 1)
+    with threads.policy_for(get_backend("numpy"), Ws, batch):
+        assert set(_blas_threads()) == {1}
+    assert set(_blas_threads()) == {2}
+
+
+def test_the_size_only_switch_ignores_the_load(monkeypatch):
+    monkeypatch.setattr(threads, "busy_cores", lambda: 1)
+    monkeypatch.setenv("FASTNN_THREAD_POLICY", "size")
+    with threads.policy_for(get_backend("numpy"), _weights(784, 256, 128, 10), 256):
+        assert set(_blas_threads()) == {2}
+    with threads.policy_for(get_backend("numpy"), _weights(7, 5), 3):
+        assert set(_blas_threads()) == {1}
+
+
+def test_threads_for_leaves_the_free_cores(monkeypatch):
+    Ws, batch = _weights(784, 256, 128, 10), 256
+    monkeypatch.setattr(threads, "_cores", lambda: 4)
+    assert threads.threads_for(Ws, batch, busy=0) is None   # quiet: no limit
+    assert threads.threads_for(Ws, batch, busy=1) == 3
+    assert threads.threads_for(Ws, batch, busy=9) == 1      # never below one
+    assert threads.threads_for(_weights(7, 5), 3, busy=0) == 1  # small: one, quiet or not
+
+
+def test_busy_cores_sees_a_spinning_process():
+    """/proc is read as documented: a process spinning beside this one is counted, and this
+    process's own running thread (the caller) is not."""
+    if not os.path.exists("/proc/loadavg"):
+        pytest.skip("no /proc (not Linux): busy_cores counts nothing")
+    assert threads._running_threads("/proc/self/task") >= 1  # the calling thread runs
+    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.5)
+        seen = max(_BUSY_CORES() for _ in range(5))
+    finally:
+        spinner.kill()
+        spinner.wait()
+    assert seen >= 1
+
+
+#: The real counter (the autouse fixture replaces threads.busy_cores with a quiet machine's).
+_BUSY_CORES = threads.busy_cores
 
 
 def test_the_default_threshold_splits_small_problems_from_the_benchmark_shapes():
