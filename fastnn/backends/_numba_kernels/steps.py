@@ -31,19 +31,13 @@ from . import backward, forward, gather, output, reduce, update
 
 _ROW_MAJOR, _N, _T = 101, 111, 112
 
-_rows = jit(gather.permuted_rows)
-_bias_act = jit(forward.bias_act)
-_bias_softmax = jit(forward.bias_softmax)
-_delta = jit(output.output_delta)
-_loss_softmax = jit(output.loss_softmax)
-_backward = jit(backward.backward_fused)
-_scale_add = jit(update.scale_add)
-_scale = jit(update.scale)
-_sgd = jit(update.sgd)
-_momentum = jit(update.momentum)
-_adam = jit(update.adam)
-_adam_folded = jit(update.adam_folded)
-_finite = jit(update.all_finite)
+# The kernel sources compiled serially (each the same function, and the same disk cache
+# entry, as the numba backend's variant).
+(_rows, _bias_act, _bias_softmax, _delta, _loss_softmax, _backward, _scale_add, _scale, _sgd,
+ _momentum, _adam, _adam_folded, _finite) = map(jit, (
+    gather.permuted_rows, forward.bias_act, forward.bias_softmax, output.output_delta,
+    output.loss_softmax, backward.backward_fused, update.scale_add, update.scale, update.sgd,
+    update.momentum, update.adam, update.adam_folded, update.all_finite))
 
 
 @jit
