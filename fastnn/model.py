@@ -288,7 +288,7 @@ class Model:
         self._check_state()
         self._adopt_data_dtype(X)
         P = self._checked_params()
-        X, Y = self._check_data(X, Y, order="C" if batch_size is None else "any")  # see _Trainer
+        X, Y = self._check_data(X, Y, order=_data_order(X, batch_size))
         self._check_dropout()
         o, opt, rng = FitOptions.build(
             self.dtype, X.shape[1], epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr,
@@ -979,6 +979,16 @@ def _check_spec(layer_dims, hidden, output, dtype, prefix=""):
         raise FastnnValueError(f"{prefix}layer_dims: a softmax output needs at least 2 units in the last "
                                f"layer, got {dims} ({prefix}output is 'softmax')")
     return dims, hidden, output, dtype
+
+
+def _data_order(X, batch_size):
+    """``check_X``'s order for a fit: ``"any"`` (a copy is F-contiguous, whose transpose
+    the minibatches are gathered from) unless one batch holds every example of an
+    array ``X`` (the full-batch kernels take C order; see :class:`_Trainer`)."""
+    shape = getattr(X, "shape", None)
+    full = batch_size is None or (isinstance(batch_size, (int, np.integer)) and isinstance(shape, tuple)
+                                  and len(shape) == 2 and batch_size >= shape[1])
+    return "C" if full else "any"
 
 
 def _weighted_mean(costs):

@@ -287,6 +287,23 @@ def test_a_full_batch_reaches_the_kernels_C_contiguous(options, monkeypatch):
     assert len(seen) == 1 and all(a.flags.c_contiguous for a in seen[0])
 
 
+@pytest.mark.parametrize("batch_size", [None, 203, 500, np.int64(203)])
+def test_a_full_batch_is_validated_to_C_order_at_once(batch_size, monkeypatch):
+    # One batch of all 203 examples: validation's one copy is the C-contiguous one
+    # the full-batch kernels take, not an F-contiguous one copied again.
+    orders = []
+    real = model_module.V.check_X
+
+    def check_X(*args, order="C", **kwargs):
+        orders.append(order)
+        return real(*args, order=order, **kwargs)
+    monkeypatch.setattr(model_module.V, "check_X", check_X)
+    rows, y = _data(np.float64)
+    _fit(np.ascontiguousarray(rows.T), y, "numpy", np.float32, {"batch_size": batch_size})
+    _fit(rows.T, y, "numpy", np.float32, {"batch_size": 64})
+    assert orders == ["C", "any"]
+
+
 @pytest.mark.parametrize("backend", HOST)
 def test_a_read_only_F_ordered_X_is_gathered_from_a_private_copy(backend, monkeypatch):
     rows, y = _data(np.float32)
