@@ -114,7 +114,15 @@ def against_baseline(rows, baseline_rows):
             for r in rows if r["key"] in quiet]
 
 
-def markdown(summaries, rows, header, baseline=None):
+def times_against_baseline(summaries, baseline_summaries):
+    """For each contender also in the baseline run: (label, quiet s, this run's s, factor):
+    how much the load slowed each contender itself down."""
+    return [(label, baseline_summaries[label]["median"], s["median"],
+             s["median"] / baseline_summaries[label]["median"])
+            for label, s in summaries.items() if label in baseline_summaries]
+
+
+def markdown(summaries, rows, header, baseline=None, baseline_summaries=None):
     """The report as Markdown: the header, the contenders, the ratios with their targets."""
     lines = list(header)
     lines += ["| config | contender | time (median, min-max) | spread |", "|---|---|---|---|"]
@@ -134,6 +142,10 @@ def markdown(summaries, rows, header, baseline=None):
         for key, q, v, change, ok in against_baseline(rows, baseline):
             lines.append(f"| {key} | {q:.2f}x | {v:.2f}x | {100 * change:+.0f}% | "
                          f"{'yes' if ok else '**no**'} |")
+    if baseline_summaries:
+        lines += ["", "| contender | quiet | this run | slower by |", "|---|---|---|---|"]
+        for label, q, v, factor in times_against_baseline(summaries, baseline_summaries):
+            lines.append(f"| {label} | {q:.4g} s | {v:.4g} s | {factor:.2f}x |")
     return "\n".join(lines)
 
 
@@ -173,14 +185,15 @@ def main(argv=None):
     after = os.getloadavg()
     summaries = {label: harness.summarize(r["rounds"]) for label, r in results.items()}
     rows = ratios(summaries, {label: r["rounds"] for label, r in results.items()})
-    baseline = None
+    baseline = baseline_summaries = None
     if args.baseline:
         with open(args.baseline) as fh:
-            baseline = json.load(fh)["ratios"]
+            quiet = json.load(fh)
+        baseline, baseline_summaries = quiet["ratios"], quiet["summaries"]
     header = harness.markdown_header(before, harness.versions_of(results), unset, args.load,
                                      args.rounds)
     print()
-    print(markdown(summaries, rows, header, baseline))
+    print(markdown(summaries, rows, header, baseline, baseline_summaries))
     print()
     print(f"load average before {before['loadavg']}, after {list(after)}")
     for line, labels in harness.blas_of(results).items():

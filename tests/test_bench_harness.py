@@ -127,6 +127,15 @@ def test_ratios_and_load_check():
         assert all(ok is within for *_, ok in checked), factor
 
 
+def test_each_contenders_own_slowdown_under_load():
+    quiet = {"mnist torch": _summ(1.0), "mnist fastnn-fit": _summ(0.5)}
+    loaded = {"mnist torch": _summ(40.0), "mnist fastnn-fit": _summ(0.75), "cat torch": _summ(3.0)}
+    rows = compare.times_against_baseline(loaded, quiet)
+    assert rows == [("mnist torch", 1.0, 40.0, 40.0), ("mnist fastnn-fit", 0.5, 0.75, 1.5)]
+    text = compare.markdown(loaded, [], [], baseline=[], baseline_summaries=quiet)
+    assert "| mnist torch | 1 s | 40 s | 40.00x |" in text
+
+
 def test_paired_ratio_and_noisy_flag():
     rounds = {"cat torch": [10.0, 40.0, 12.0], "cat fastnn-fit": [2.0, 4.0, 3.0]}
     summaries = {k: harness.summarize(v) for k, v in rounds.items()}
