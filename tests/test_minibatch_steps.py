@@ -83,7 +83,7 @@ def test_compiled_steps_are_bitwise_the_python_steps(backend, dtype, optimizer, 
 
 @pytest.mark.parametrize("backend", NUMBA)
 def test_chunked_calls_are_bitwise_one_call(backend, monkeypatch):
-    """One compiled step per call (CHUNK_SECONDS = 0) or a whole epoch's: the same fit."""
+    """Calls of one compiled step after the first (CHUNK_SECONDS = 0) or whole epochs: the same fit."""
     X, y = _data(np.float32, m=1000)
 
     def fit():
