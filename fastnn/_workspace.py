@@ -21,6 +21,7 @@ import time
 
 import numpy as np
 
+from . import threads
 from .backends._interface import MINIBATCH_KERNELS, STEPS_DONE
 
 __all__ = ["MinibatchWorkspace", "CHUNK_SECONDS"]
@@ -217,6 +218,8 @@ class MinibatchWorkspace:
         work = (bufs["X"], bufs["Y"], bufs["A"], bufs["Z"], bufs["dZ"])
         done, n, chunk = 0, len(starts), 16  # each call costs ~2 ms of argument typing
         while done < n:
+            if done:
+                threads.refresh()   # a load that started meanwhile: the free cores
             k = min(chunk, n - done)
             program = (opt.flat_program(self.bk, self, k) if fold is None
                        else opt.flat_program(self.bk, self, k, fold))

@@ -29,6 +29,7 @@ from .engine import FullBatchLoop, MinibatchWorkspace
 from .network import (OUTPUT_GRADS, SCALINGS, _check_layer_dims, _rng, backend_for_dtype, backend_lock,
                       init_params)
 from .optim import OPTIMIZERS, make_optimizer
+from . import threads
 from .threads import policy_for
 
 FORMAT_VERSION = 1
@@ -756,6 +757,7 @@ class _Trainer:
         batch = self._batches(full)
         while self.epoch < self.o.epochs:
             epoch = self.epoch + 1
+            threads.refresh()
             t0 = time.perf_counter()
             order = None if full else self.rng.permutation(m)
             # skip: a backup before every step, and every update checked at once.
@@ -860,6 +862,7 @@ class _Trainer:
         chunk = 1
         try:
             while self.epoch < o.epochs:
+                threads.refresh()
                 n = 1 if o.callback is not None else min(chunk, self._loop_segment())
                 elapsed = self._loop_chunk(n)
                 chunk = _next_chunk(chunk, n, elapsed)

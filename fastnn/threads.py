@@ -33,8 +33,10 @@ left over, at least one.  OpenBLAS's threads synchronise after every product,
 so one of two threads sharing its core with another process holds the other
 back: an MNIST-shape epoch took 5-12 s with two threads beside one busy
 process against 0.35 s quiet (``python -m benchmarks.compare --load 1``).
-The count is taken once per call, from ``/proc`` (Linux; elsewhere nothing
-is counted), so a load that starts in the middle of a long fit is not seen.
+The count is taken from ``/proc`` (Linux; elsewhere nothing is counted) when
+the call starts and again at most every :data:`REFRESH_SECONDS` where the
+engine calls :func:`refresh` (between the compiled calls of a minibatch
+epoch), so a load that starts during a long fit is seen within about a second.
 
 ``FASTNN_THREAD_POLICY=size`` keeps the size rule and drops the count (the
 thread counts, hence the last bits of some products, then depend on the
@@ -60,7 +62,7 @@ import threading
 import time
 
 __all__ = ["SMALL_GEMM_MULTIPLY_ADDS", "step_multiply_adds", "policy_for", "policy_enabled",
-           "busy_cores", "threads_for"]
+           "busy_cores", "threads_for", "refresh"]
 
 #: A step with fewer multiply-adds than this runs on one thread.  Measured on 2
 #: cores (``python -m benchmarks.thread_policy``): see docs/benchmarks.md.
@@ -175,23 +177,63 @@ def policy_for(bk, weights, batch):
     """
     if bk.NAME == "cuda" or not policy_enabled():
         return contextlib.nullcontext()
-    n = threads_for(weights, batch)
-    if n is None:
-        return contextlib.nullcontext()
-    return _limited(n, bk.NAME == "numba-parallel")
+    return _Policy(weights, batch, bk.NAME == "numba-parallel")
 
 
-@contextlib.contextmanager
-def _limited(n, numba_too):
-    blas = _enter_blas(n)
-    restore_numba = _enter_numba(n) if numba_too else None
-    try:
-        yield
-    finally:
-        if restore_numba is not None:
-            restore_numba()
-        if blas:
+#: :func:`refresh` counts the load again at most this often (a count takes ~3 ms).
+REFRESH_SECONDS = 1.0
+
+_local = threading.local()   # .stack: the policies this thread is inside, innermost last
+
+
+class _Policy:
+    """The limits of one training call (:func:`policy_for`), made on entry, undone on exit,
+    and made again by :func:`refresh` when the count of free cores has changed."""
+
+    def __init__(self, weights, batch, numba_too):
+        self.args, self.numba_too = (weights, batch), numba_too
+        self.n = threads_for(weights, batch)
+        self.blas, self.undo_numba, self.counted_at = False, None, time.monotonic()
+
+    def __enter__(self):
+        self._apply()
+        stack = getattr(_local, "stack", None)
+        _local.stack = (stack or []) + [self]
+        return self
+
+    def __exit__(self, *exc):
+        _local.stack = [p for p in getattr(_local, "stack", []) if p is not self]
+        self._release()
+
+    def _apply(self):
+        if self.n is not None:
+            self.blas = _enter_blas(self.n)
+            self.undo_numba = _enter_numba(self.n) if self.numba_too else None
+
+    def _release(self):
+        if self.undo_numba is not None:
+            self.undo_numba()
+        if self.blas:
             _exit_blas()
+        self.blas, self.undo_numba = False, None
+
+    def refresh(self):
+        n = threads_for(*self.args)
+        self.counted_at = time.monotonic()
+        if n != self.n:
+            self._release()
+            self.n = n
+            self._apply()
+
+
+def refresh():
+    """Count the load again for the training call in progress in this thread (the innermost
+    :func:`policy_for`), at most every :data:`REFRESH_SECONDS`, and change its limits if
+    the free cores changed: the engine calls it between the compiled calls of an epoch, so
+    a load that starts during a long fit is seen within about a second."""
+    stack = getattr(_local, "stack", None)
+    if stack and time.monotonic() - stack[-1].counted_at >= REFRESH_SECONDS:
+        stack[-1].refresh()
 
 
 def _user_set(names):

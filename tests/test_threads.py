@@ -79,6 +79,37 @@ def test_a_large_step_beside_a_busy_process_gets_the_free_cores(monkeypatch):
     assert set(_blas_threads()) == {2}
 
 
+def test_refresh_follows_a_load_that_starts_and_stops_during_a_call(monkeypatch):
+    """refresh() (the engine calls it between compiled calls) counts the load again, at most
+    every REFRESH_SECONDS, and changes the innermost call's limit when the free cores changed."""
+    load = {"busy": 0}
+    monkeypatch.setattr(threads, "busy_cores", lambda: load["busy"])
+    monkeypatch.setattr(threads, "REFRESH_SECONDS", 0.0)
+    Ws, batch = _weights(784, 256, 128, 10), 256
+    with threads.policy_for(get_backend("numpy"), Ws, batch):
+        assert set(_blas_threads()) == {2}
+        load["busy"] = 1
+        threads.refresh()
+        assert set(_blas_threads()) == {1}
+        load["busy"] = 0
+        threads.refresh()
+        assert set(_blas_threads()) == {2}
+        load["busy"] = 1
+        threads.refresh()
+    assert set(_blas_threads()) == {2}   # put back on the way out
+    threads.refresh()                    # outside any call: nothing to do
+    assert set(_blas_threads()) == {2}
+
+
+def test_refresh_is_rate_limited(monkeypatch):
+    counts = []
+    monkeypatch.setattr(threads, "busy_cores", lambda: counts.append(1) or 0)
+    with threads.policy_for(get_backend("numpy"), _weights(784, 256, 128, 10), 256):
+        for _ in range(50):
+            threads.refresh()
+    assert len(counts) == 1   # the count on entry; refresh waits REFRESH_SECONDS
+
+
 def test_the_size_only_switch_ignores_the_load(monkeypatch):
     monkeypatch.setattr(threads, "busy_cores", lambda: 1)
     monkeypatch.setenv("FASTNN_THREAD_POLICY", "size")
