@@ -196,27 +196,18 @@ def _spy_gathered(monkeypatch, backend):
     """The arrays the minibatches are gathered from: the workspace's XR, YR (Python and
     compiled steps), and the row-major X of gather_columns (the kernel-by-kernel steps)."""
     seen = []
-    real_step = engine.MinibatchWorkspace.step
 
-    def step(self, XR, YR, *args, **kwargs):
-        seen.append(XR)
-        seen.append(YR)
-        return real_step(self, XR, YR, *args, **kwargs)
-    monkeypatch.setattr(engine.MinibatchWorkspace, "step", step)
-    real_run = engine.MinibatchWorkspace.run_steps
+    def spy(owner, name, n_arrays):
+        real = getattr(owner, name)
 
-    def run_steps(self, XR, YR, *args, **kwargs):
-        seen.append(XR)
-        seen.append(YR)
-        return real_run(self, XR, YR, *args, **kwargs)
-    monkeypatch.setattr(engine.MinibatchWorkspace, "run_steps", run_steps)
-    bk = get_backend(backend)
-    real_gather = bk.gather_columns
-
-    def gather_columns(XR, idx):
-        seen.append(XR)
-        return real_gather(XR, idx)
-    monkeypatch.setattr(bk, "gather_columns", gather_columns)
+        def wrapper(*args, **kwargs):
+            arrays = args[1:1 + n_arrays] if owner is engine.MinibatchWorkspace else args[:n_arrays]
+            seen.extend(arrays)
+            return real(*args, **kwargs)
+        monkeypatch.setattr(owner, name, wrapper)
+    spy(engine.MinibatchWorkspace, "step", 2)
+    spy(engine.MinibatchWorkspace, "run_steps", 2)
+    spy(get_backend(backend), "gather_columns", 1)
     return seen
 
 
