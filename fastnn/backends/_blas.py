@@ -23,7 +23,8 @@ import os
 
 import numpy as np
 
-_ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112
+#: The CBLAS enum values (order, transposition) the calls pass.
+CBLAS_ROW_MAJOR, CBLAS_NO_TRANS, CBLAS_TRANS = 101, 111, 112
 
 #: (symbol pattern, C type of the integer arguments): the scipy-openblas builds
 #: of NumPy's wheels (ILP64, prefixed and suffixed symbols) first, then plain CBLAS.
@@ -75,7 +76,7 @@ def _make(fn, dtype):
         """W = beta W + alpha dZ @ A_prev.T, in place, in one GEMM (A_prev.T never copied)."""
         n, m = dZ.shape
         k = A_prev.shape[0]
-        fn(_ROW_MAJOR, _NO_TRANS, _TRANS, n, k, m, cast(alpha), dZ.ctypes.data, m,
+        fn(CBLAS_ROW_MAJOR, CBLAS_NO_TRANS, CBLAS_TRANS, n, k, m, cast(alpha), dZ.ctypes.data, m,
            A_prev.ctypes.data, m, cast(beta), W.ctypes.data, k)
     return gemm_update
 

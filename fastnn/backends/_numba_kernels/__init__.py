@@ -23,8 +23,10 @@ def _probe():
     """Locates this package's kernel cache (never called)."""
 
 
-#: Kernel sources outside this package: the dropout hash (dropout.py compiles it in).
+#: Kernel sources outside this package: the dropout hash (dropout.py compiles it in) and the
+#: CBLAS constants the compiled minibatch steps pass (steps.py).
 EXTRA_SOURCES = (os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(__file__))),
-                              "_dropout.py"),)
+                              "_dropout.py"),
+                 os.path.join(os.path.dirname(os.path.dirname(__file__)), "_blas.py"))
 
 drop_stale_cache(_probe, EXTRA_SOURCES)

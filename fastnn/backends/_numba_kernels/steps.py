@@ -24,12 +24,11 @@ the elementwise update kernels:
 
 import numpy as np
 
+from .._blas import CBLAS_NO_TRANS as _N, CBLAS_ROW_MAJOR as _ROW_MAJOR, CBLAS_TRANS as _T
 from .._interface import (RULE_ADAM, RULE_MOMENTUM, RULE_SGD, SQUARES_DOT, SQUARES_PAIRWISE,
                           STEPS_DONE, STEPS_NOT_FINITE)
 from .._numba_config import BLOCK, jit
 from . import backward, forward, gather, output, reduce, update
-
-_ROW_MAJOR, _N, _T = 101, 111, 112
 
 # The kernel sources compiled serially (each the same function, and the same disk cache
 # entry, as the numba backend's variant).
