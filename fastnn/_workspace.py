@@ -22,7 +22,7 @@ import time
 import numpy as np
 
 from . import threads
-from .backends._interface import MINIBATCH_KERNELS, STEPS_DONE
+from .backends._interface import MINIBATCH_KERNELS, SQUARES_NONE, STEPS_DONE
 
 __all__ = ["MinibatchWorkspace", "CHUNK_SECONDS"]
 
@@ -169,7 +169,7 @@ class MinibatchWorkspace:
         return loss_sum
 
     def run_steps(self, XR, YR, order, starts, b, hidden, output, scaling, l2, opt, on_chunk,
-                  bare=False, fold=None, check=True, squares_mode=0):
+                  bare=False, fold=None, check=True, squares_mode=SQUARES_NONE):
         """Steps on the batches at ``starts``, each of the workspace's batch size ``b``, with
         the optimizer's update, in compiled calls of about :data:`CHUNK_SECONDS` each
         (the backend's optional ``minibatch_steps`` kernel): bitwise :meth:`step` then
@@ -187,14 +187,16 @@ class MinibatchWorkspace:
             The batch size (every batch here has ``b`` examples).
         hidden, output, scaling, l2, bare : as :meth:`step`.
         opt : optimizer
-            One with ``flat_program(bk, ws, n[, fold])`` and ``advance(n)``
+            One with ``flat_program(bk, ws, n, fold)`` and ``advance(n)``
             (:class:`fastnn.optim.SGD` and the estimators' optimizers).
         on_chunk : callable
-            ``on_chunk(first, losses, squares)`` after each call: the index in
-            ``starts`` of its first step, each applied step's summed loss ``(k,)`` and the weights' sums of squares before its update ``(k, L)``
+            ``on_chunk(losses, squares)`` after each call, in order: each applied
+            step's summed loss ``(k,)`` and the weights' sums of squares before its
+            update ``(k, L)``
             (``squares_mode``: ``_interface.SQUARES_*``; zeros for ``SQUARES_NONE``).
         fold : tuple, optional
-            The estimators' ``(n_weights, g_scale, l2)``, given to ``flat_program``.
+            The estimators' ``(n_weights, g_scale, l2)``, given to ``flat_program``
+            (None: the gradients are complete).
         check : bool
             Stop at the first step whose loss or gradient is not finite, before its update.
 
@@ -221,8 +223,7 @@ class MinibatchWorkspace:
             if done:
                 threads.refresh()   # a load that started meanwhile: the free cores
             k = min(chunk, n - done)
-            program = (opt.flat_program(self.bk, self, k) if fold is None
-                       else opt.flat_program(self.bk, self, k, fold))
+            program = opt.flat_program(self.bk, self, k, fold)
             losses, squares = np.zeros(k), np.zeros((k, len(self.dims) - 1))
             t0 = time.perf_counter()
             out = kernel(XR, YR, order, starts[done:done + k], layers, work, hidden, output,
@@ -232,7 +233,7 @@ class MinibatchWorkspace:
                 return None if done == 0 else done
             ran, status = out
             opt.advance(ran)
-            on_chunk(done, losses[:ran], squares[:ran])
+            on_chunk(losses[:ran], squares[:ran])
             done += ran
             if status != STEPS_DONE:
                 return done

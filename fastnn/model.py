@@ -803,7 +803,7 @@ class _Trainer:
         b = o.batch_size
         self.P = ws.adopt(self.P)
 
-        def on_chunk(first, losses, squares):
+        def on_chunk(losses, squares):
             applied.extend((engine.cost_from_squares(float(loss), sq, b, o.l2), b)
                            for loss, sq in zip(losses, squares))
         done = ws.run_steps(self.XR, self.YR, order, np.asarray(starts[:n_full], np.int64), b,

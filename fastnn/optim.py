@@ -62,10 +62,11 @@ class SGD:
         self.t += 1
         self._update(bk, None, ws.P_flat, ws.G_flat, *flat)
 
-    def flat_program(self, bk, ws, n):
+    def flat_program(self, bk, ws, n, fold=None):
         """The next ``n`` :meth:`step_flat` updates as ``minibatch_steps`` takes them:
-        ``(rule, S1, S2, n_fold, consts, per_step)`` (``_numba_kernels/steps.py``).
-        Call :meth:`advance` with the number of steps the kernel ran."""
+        ``(rule, S1, S2, n_fold, consts, per_step)`` (``_numba_kernels/steps.py``;
+        ``fold`` must be None: these take complete gradients).  Call :meth:`advance`
+        with the number of steps the kernel ran."""
         t = ws.dtype.type
         per_step = np.zeros((n, 3), ws.dtype)
         per_step[:, 0] = t(self.lr)
@@ -165,7 +166,7 @@ class Adam(SGD):
                 "so the update's eps * sqrt(1 - beta2**t) can round to 0 and divide 0 by 0; "
                 f"use eps >= {tiny:g} or a wider dtype")
 
-    def flat_program(self, bk, ws, n):
+    def flat_program(self, bk, ws, n, fold=None):
         """See :meth:`SGD.flat_program`: each step's ``(step, eps_t)`` from
         ``numpy_backend.adam_coefficients``, as ``adam_update`` forms them."""
         t = ws.dtype.type

@@ -158,8 +158,7 @@ class _SklearnAdam:
         ``states``: the moments ``(ms, vs)``, when not ``self.ms``, ``self.vs``.
         """
         self.t += 1
-        correction2 = np.sqrt(1.0 - self.beta_2 ** self.t)
-        self.learning_rate = self.learning_rate_init * correction2 / (1.0 - self.beta_1 ** self.t)
+        correction2 = self._set_learning_rate()
         t = params[0].dtype.type
         lr, b1, b2 = t(self.learning_rate_init), t(self.beta_1), t(self.beta_2)
         eps = t(self.epsilon / correction2)
@@ -201,8 +200,13 @@ class _SklearnAdam:
         """Count ``n`` updates made by the compiled steps, as :meth:`step` counts them."""
         if n:
             self.t += n
-            correction2 = np.sqrt(1.0 - self.beta_2 ** self.t)
-            self.learning_rate = self.learning_rate_init * correction2 / (1.0 - self.beta_1 ** self.t)
+            self._set_learning_rate()
+
+    def _set_learning_rate(self):
+        """scikit-learn's ``learning_rate`` of step ``t``; returns ``sqrt(1 - beta_2^t)``."""
+        correction2 = np.sqrt(1.0 - self.beta_2 ** self.t)
+        self.learning_rate = self.learning_rate_init * correction2 / (1.0 - self.beta_1 ** self.t)
+        return correction2
 
     def iteration_ends(self, time_step):
         pass

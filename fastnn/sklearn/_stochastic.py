@@ -130,7 +130,7 @@ class _StochasticSolver:
         n_samples = XR.shape[0]
         losses = []  # each compiled step's loss times its batch size, in order
 
-        def on_chunk(first, loss_sums, squares):
+        def on_chunk(loss_sums, squares):
             losses.extend(_batch_loss_from(spec, float(loss), sq, batch_size) * batch_size
                           for loss, sq in zip(loss_sums, squares))
         n_full = n_samples // batch_size
