@@ -288,3 +288,37 @@ def test_a_blas_loaded_after_the_first_policy_is_limited_too():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
                          check=True).stdout
     assert out.strip() == "[1]"
+
+
+def _readings(monkeypatch, system, own):
+    """Replace /proc with these successive counts of the system's and this process's runnable
+    threads (one pair per reading), and return the list of readings taken."""
+    taken = []
+
+    def running(path):
+        if path == "/proc/loadavg":
+            taken.append(path)
+            return system[len(taken) - 1]
+        return own[len(taken) - 1]
+    monkeypatch.setattr(threads, "_running_threads", running)
+    monkeypatch.setattr(threads.time, "sleep", lambda s: None)
+    return taken
+
+
+def test_a_short_lived_process_is_not_counted_as_busy(monkeypatch):
+    # Four readings of five see an extra runnable thread (a shell command, a kernel worker):
+    # the call keeps its threads.
+    _readings(monkeypatch, system=[3, 3, 2, 3, 3], own=[2] * 5)
+    assert _BUSY_CORES() == 0
+
+
+def test_a_process_runnable_at_every_reading_is_busy(monkeypatch):
+    taken = _readings(monkeypatch, system=[4, 3, 4, 3, 3], own=[2, 1, 2, 1, 2])
+    assert _BUSY_CORES() == 1
+    assert len(taken) == 5
+
+
+def test_a_quiet_machine_is_counted_from_one_reading(monkeypatch):
+    taken = _readings(monkeypatch, system=[1] * 5, own=[1] * 5)
+    assert _BUSY_CORES() == 0
+    assert len(taken) == 1
