@@ -16,7 +16,8 @@ network, and prints one JSON object on the last line of stdout:
 
 Contenders (the heavy libraries are imported only by their own contender):
 
-- ``fastnn-fit``: ``fastnn.Model(...).fit(X, Y, ...)`` with ``X`` ``(n_x, m)``;
+- ``fastnn-fit``: ``fastnn.Model(...).fit(X, Y, ...)`` with ``X`` ``(n_x, m)``, the
+  transposed view of the row-major examples (the course's ``reshape(m, -1).T``);
 - ``fastnn-mlp`` / ``sklearn-mlp``: ``MLPClassifier(hidden, batch_size, max_iter,
   solver="adam")`` of fastnn / scikit-learn on row-major ``X`` ``(m, n_x)``;
 - ``torch``: PyTorch as its users write it: ``nn.Sequential`` of ``nn.Linear``
@@ -87,12 +88,16 @@ def _picked(spec, backend):
 def prepare_fastnn_fit(spec, X, y, backend):
     import fastnn
 
-    Xc = np.ascontiguousarray(X.T)  # the user's data in fastnn's layout (n_x, m)
+    # The user's data in fastnn's layout (n_x, m) the way the course builds it,
+    # ``X_orig.reshape(m, -1).T``: an F-ordered view of the row-major examples, the
+    # same bytes the PyTorch contender batches from (a C-ordered copy costs a fit
+    # one transposed copy more: docs/benchmarks.md).
+    XT = X.T
     Y = y if spec["output"] == "softmax" else y.reshape(1, -1).astype(np.float32)
 
     def setup():
         model = fastnn.Model(spec["dims"], spec["hidden"], spec["output"], dtype=np.float32, seed=0)
-        return lambda: model.fit(Xc, Y, epochs=spec["epochs"], batch_size=spec["batch"],
+        return lambda: model.fit(XT, Y, epochs=spec["epochs"], batch_size=spec["batch"],
                                  optimizer=spec["optimizer"], lr=spec["lr"], backend=backend,
                                  shuffle_seed=0, progress=False)
     return setup, {"fastnn": fastnn.__version__, "backend": backend or "auto",
