@@ -79,6 +79,30 @@ def all_finite(arr):
     return True
 
 
+#: F-contiguous arrays with at least this many rows are made C-contiguous a block of
+#: :data:`C_COPY_COLUMNS` columns at a time (:func:`c_contiguous`).
+C_COPY_MIN_ROWS = 512
+C_COPY_COLUMNS = 16
+
+
+def c_contiguous(arr, dtype=None):
+    """``np.ascontiguousarray(arr, dtype)``, the same values, a block of columns at a time when
+    ``arr`` is F-contiguous with :data:`C_COPY_MIN_ROWS` rows or more.
+
+    NumPy's own transposing copy walks such an array with the long stride: the course's
+    cat data ``(12288, 209)`` as ``data.T`` took 8 ms against 4 ms in blocks of 16
+    columns, ``(3072, 50000)`` 1.6 s against 0.3 s; with few rows NumPy's is the faster.
+    """
+    dtype = arr.dtype if dtype is None else np.dtype(dtype)
+    if (arr.ndim != 2 or arr.flags.c_contiguous or not arr.flags.f_contiguous
+            or arr.shape[0] < C_COPY_MIN_ROWS):
+        return np.ascontiguousarray(arr, dtype=dtype)
+    out = np.empty(arr.shape, dtype=dtype)
+    for j in range(0, arr.shape[1], C_COPY_COLUMNS):
+        out[:, j:j + C_COPY_COLUMNS] = arr[:, j:j + C_COPY_COLUMNS]
+    return out
+
+
 def as_array(x, name, dtype, ndim=2, order="C"):
     """``x`` as a C-contiguous, aligned, writeable, finite array of ``dtype`` with ``ndim`` dimensions.
 
@@ -95,7 +119,7 @@ def as_array(x, name, dtype, ndim=2, order="C"):
     # order="any": C-contiguous only when that needs no copy.
     fortran = order == "any" and not (arr.flags.c_contiguous and arr.dtype == dtype)
     with np.errstate(over="ignore"):
-        out = np.asfortranarray(arr, dtype=dtype) if fortran else np.ascontiguousarray(arr, dtype=dtype)
+        out = np.asfortranarray(arr, dtype=dtype) if fortran else c_contiguous(arr, dtype)
     if not (out.flags.writeable and out.flags.aligned):
         # Read-only (np.load(mmap_mode="r"), frozen buffers) or unaligned arrays
         # are their own array types to Numba: each would compile a second copy

@@ -593,7 +593,7 @@ class _Trainer:
 
     def __init__(self, model, bk, X, Y, P, opt, rng, options):
         if options.batch_size >= X.shape[1]:
-            X, Y = np.ascontiguousarray(X), np.ascontiguousarray(Y)
+            X, Y = V.c_contiguous(X), V.c_contiguous(Y)
         self.model, self.bk, self.X, self.Y = model, bk, X, Y
         self.P = [bk.to_device(a) for a in P]
         self.opt, self.rng, self.o = opt, rng, options

@@ -6,6 +6,8 @@
 * An F-contiguous X (the transpose of a row-major ``(m, n_0)`` array, as the
   course writes ``data.T``) trains bitwise as its C-contiguous copy, and the
   minibatch steps gather from it without a copy of it.
+* ``_validation.c_contiguous`` (a tall F-ordered X made C-contiguous for a full
+  batch, a block of columns at a time) gives NumPy's copy byte for byte.
 * A checkpoint's data fingerprint does not depend on the layout: a run
   checkpointed with one layout resumes with the other.
 """
@@ -147,6 +149,58 @@ def test_check_X_keeps_its_C_contract_and_order_any_copies_to_F(dtype):
         assert f.flags.writeable and f.flags.f_contiguous and not np.shares_memory(f, frozen)
         assert np.array_equal(f, X)
         assert V.check_X(frozen, 4, dtype).flags.c_contiguous
+
+
+def _tall_F(dtype, cols=37, seed=3):
+    """An F-contiguous array with enough rows for c_contiguous's blocked copy, and a number
+    of columns that is not a multiple of its block."""
+    rows = V.C_COPY_MIN_ROWS + 5
+    a = np.random.default_rng(seed).standard_normal((rows, cols)) * 10
+    return np.asfortranarray(a.astype(dtype))
+
+
+@pytest.mark.parametrize("src, dst", [(np.float32, np.float32), (np.float64, np.float32),
+                                      (np.float32, np.float64), (np.int64, np.float64)])
+@pytest.mark.parametrize("cols", [1, V.C_COPY_COLUMNS, 37])
+def test_c_contiguous_copies_a_tall_F_array_by_blocks_to_the_same_values(src, dst, cols):
+    X = _tall_F(src, cols)
+    assert X.flags.f_contiguous and X.shape[0] >= V.C_COPY_MIN_ROWS
+    out = V.c_contiguous(X, dst)
+    ref = np.ascontiguousarray(X, dtype=dst)
+    assert out.flags.c_contiguous and out.dtype == np.dtype(dst) and out.shape == X.shape
+    assert out.tobytes() == ref.tobytes()
+
+
+def test_c_contiguous_leaves_C_arrays_and_short_F_arrays_to_numpy():
+    C = np.ascontiguousarray(_tall_F(np.float64))
+    assert V.c_contiguous(C) is C                     # nothing to copy
+    short = np.asfortranarray(np.arange(12.0).reshape(3, 4))
+    out = V.c_contiguous(short, np.float32)
+    assert out.flags.c_contiguous and np.array_equal(out, short)
+
+
+def test_a_tall_F_X_is_checked_as_before_the_blocked_copy():
+    X = _tall_F(np.float64)
+    X[-1, -1] = 1e300                                  # finite in float64, not in float32
+    with pytest.raises(FastnnValueError, match="too large for float32"):
+        V.check_X(X, X.shape[0], np.float32)
+    assert V.check_X(X, X.shape[0], np.float64).flags.c_contiguous
+
+
+@pytest.mark.parametrize("backend", HOST)
+def test_a_full_batch_fit_on_a_tall_F_X_is_bitwise_its_C_copy(backend):
+    X = _tall_F(np.float32, cols=40)
+    y = np.random.default_rng(4).integers(0, 2, (1, 40)).astype(np.float32)
+
+    def fit(data):
+        model = fastnn.Model([X.shape[0], 3, 1], "relu", "sigmoid", dtype=np.float32, seed=1)
+        return model, model.fit(data, y, epochs=4, batch_size=None, lr=0.01, backend=backend,
+                                progress=False)
+    ref_model, ref = fit(np.ascontiguousarray(X))
+    model, history = fit(X)
+    assert history.cost == ref.cost
+    for k, v in ref_model.params.items():
+        np.testing.assert_array_equal(model.params[k], v, err_msg=k)
 
 
 # ------------------------------------------------------------ fits in either layout
