@@ -246,6 +246,18 @@ def test_an_F_ordered_X_fits_bitwise_as_its_C_ordered_copy(backend, dtype, optio
         np.testing.assert_array_equal(params[k], ref_params[k], err_msg=k)
 
 
+def _spy_trainer_data(monkeypatch):
+    """The ``(X, Y)`` each fit's trainer runs on, appended to the returned list."""
+    seen = []
+    real = model_module._Trainer.run
+
+    def run(self, progress):
+        seen.append((self.X, self.Y))
+        return real(self, progress)
+    monkeypatch.setattr(model_module._Trainer, "run", run)
+    return seen
+
+
 def _spy_gathered(monkeypatch, backend):
     """The arrays the minibatches are gathered from: the workspace's XR, YR (Python and
     compiled steps), and the row-major X of gather_columns (the kernel-by-kernel steps)."""
@@ -300,16 +312,11 @@ COPIED = {"cast-C": lambda rows: np.ascontiguousarray(rows.T, dtype=np.float64),
 def test_an_X_that_validation_copies_is_not_copied_again(backend, options, variant, monkeypatch):
     rows, y = _data(np.float32)
     ref_params, ref = _fit(np.ascontiguousarray(rows.T), y, backend, np.float32, options)
-    trainer_data = []
-    real = model_module._Trainer.run
-
-    def run(self, progress):
-        trainer_data.extend((self.X, self.Y))
-        return real(self, progress)
-    monkeypatch.setattr(model_module._Trainer, "run", run)
+    spied = _spy_trainer_data(monkeypatch)
     seen = _spy_gathered(monkeypatch, backend)
     X = COPIED[variant](rows)
     params, history = _fit(X, y, backend, np.float32, options)
+    trainer_data = [a for pair in spied for a in pair]
     assert not np.shares_memory(trainer_data[0], X)
     assert seen and all(any(np.shares_memory(a, t) for t in trainer_data) for a in seen)
     assert history.cost == ref.cost
@@ -320,13 +327,7 @@ def test_an_X_that_validation_copies_is_not_copied_again(backend, options, varia
 @pytest.mark.parametrize("options", PATHS[2:])
 def test_a_full_batch_reaches_the_kernels_C_contiguous(options, monkeypatch):
     # The full-batch kernels take the trainer's X and Y as they are (compiled for C order).
-    seen = []
-    real = model_module._Trainer.run
-
-    def run(self, progress):
-        seen.append((self.X, self.Y))
-        return real(self, progress)
-    monkeypatch.setattr(model_module._Trainer, "run", run)
+    seen = _spy_trainer_data(monkeypatch)
     rows, Yrows = _data(np.float64, onehot=True)
     _fit(rows.T, Yrows.T, "numpy", np.float64, options)
     assert len(seen) == 1 and all(a.flags.c_contiguous for a in seen[0])
