@@ -23,6 +23,10 @@ Contenders (the heavy libraries are imported only by their own contender):
 - ``torch``: PyTorch as its users write it: ``nn.Sequential`` of ``nn.Linear``
   and activations, row-major batches ``(b, n_x)`` drawn with ``torch.randperm``
   each epoch, ``torch.optim``, ``loss.backward()``;
+- ``torch-cuda``: the ``torch`` contender on the GPU: model, examples and labels
+  moved to ``"cuda"`` once before the timing (the whole dataset fits in GPU
+  memory), batches drawn with ``torch.randperm`` on the GPU, and a
+  ``torch.cuda.synchronize()`` at the end of the work;
 - ``torch-course``: PyTorch in the course layout: ``W @ A + b`` with ``W``
   ``(n_l, n_{l-1})`` and column batches ``(n_x, b)``, same loss and optimizer;
 - ``gemm``: NumPy's matrix products of the same work alone (per step: forward
@@ -53,7 +57,8 @@ CONFIGS = {
                  work="tiny, 512 x 20, [20,16,8,3], batch 64, Adam, 1 epoch"),
 }
 
-CONTENDERS = ("fastnn-fit", "fastnn-mlp", "sklearn-mlp", "torch", "torch-course", "gemm")
+CONTENDERS = ("fastnn-fit", "fastnn-mlp", "sklearn-mlp", "torch", "torch-cuda", "torch-course",
+              "gemm")
 
 
 def make_data(spec, seed=0):
@@ -141,14 +146,16 @@ def _torch_loss(torch, spec, y):
     return torch.nn.BCEWithLogitsLoss(), torch.from_numpy(y.astype(np.float32))
 
 
-def _torch_train(torch, spec, params, forward, loss_fn, Xt, yt, take):
+def _torch_train(torch, spec, params, forward, loss_fn, Xt, yt, take, device="cpu"):
     """``work()``: the epochs of minibatch (or full-batch) training, shuffled per epoch.
 
-    ``take(A, idx)`` picks the examples ``idx`` of ``A`` (rows or columns).
+    ``take(A, idx)`` picks the examples ``idx`` of ``A`` (rows or columns); on
+    ``device="cuda"`` the permutation is drawn there and the work ends with a
+    synchronize, so the timing covers the queued kernels.
     """
     opt_cls = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam}[spec["optimizer"]]
     opt = opt_cls(params, lr=spec["lr"])
-    gen = torch.Generator().manual_seed(0)
+    gen = torch.Generator(device=device).manual_seed(0)
     m, b = spec["m"], spec["batch"]
 
     def work():
@@ -156,7 +163,7 @@ def _torch_train(torch, spec, params, forward, loss_fn, Xt, yt, take):
             if b is None:
                 batches = [(Xt, yt)]
             else:
-                perm = torch.randperm(m, generator=gen)
+                perm = torch.randperm(m, generator=gen, device=device)
                 batches = ((take(Xt, perm[i:i + b]), take(yt, perm[i:i + b]))
                            for i in range(0, m, b))
             for xb, yb in batches:
@@ -164,10 +171,12 @@ def _torch_train(torch, spec, params, forward, loss_fn, Xt, yt, take):
                 loss = loss_fn(forward(xb), yb)
                 loss.backward()
                 opt.step()
+        if device != "cpu":
+            torch.cuda.synchronize()
     return work
 
 
-def prepare_torch(spec, X, y, backend):
+def prepare_torch(spec, X, y, backend, device="cpu"):
     import torch
     from torch import nn
 
@@ -176,7 +185,7 @@ def prepare_torch(spec, X, y, backend):
     loss_fn, yt = _torch_loss(torch, spec, y)
     if spec["output"] != "softmax":
         yt = yt.reshape(-1, 1)
-    Xt = torch.from_numpy(X)
+    Xt, yt = torch.from_numpy(X).to(device), yt.to(device)
 
     def setup():
         torch.manual_seed(0)
@@ -185,10 +194,17 @@ def prepare_torch(spec, X, y, backend):
             layers.append(nn.Linear(dims[i], dims[i + 1]))
             if i < len(dims) - 2:
                 layers.append(act())
-        model = nn.Sequential(*layers)
+        model = nn.Sequential(*layers).to(device)
         return _torch_train(torch, spec, model.parameters(), model, loss_fn, Xt, yt,
-                            lambda A, idx: A[idx])
-    return setup, {"torch": torch.__version__, "threads": torch.get_num_threads()}
+                            lambda A, idx: A[idx], device)
+    info = {"torch": torch.__version__, "threads": torch.get_num_threads()}
+    if device != "cpu":
+        info["device"] = torch.cuda.get_device_name()
+    return setup, info
+
+
+def prepare_torch_cuda(spec, X, y, backend):
+    return prepare_torch(spec, X, y, backend, device="cuda")
 
 
 def prepare_torch_course(spec, X, y, backend):
@@ -255,6 +271,7 @@ def prepare_gemm(spec, X, y, backend):
 
 PREPARE = {"fastnn-fit": prepare_fastnn_fit, "fastnn-mlp": prepare_fastnn_mlp,
            "sklearn-mlp": prepare_sklearn_mlp, "torch": prepare_torch,
+           "torch-cuda": prepare_torch_cuda,
            "torch-course": prepare_torch_course, "gemm": prepare_gemm}
 
 
