@@ -36,6 +36,21 @@ def _data(dtype, scale, seed=0, m=16):
     return X, Y
 
 
+def _set_first_to_inf(P):
+    """``P[0, ..., 0] = inf`` in place, on the host or on a CUDA device.
+
+    A device array's item assignment launches numba-cuda's own one-block copy
+    kernel, whose low-occupancy warning the suite turns into an error; a copy
+    through the host writes the same array.
+    """
+    if isinstance(P, np.ndarray):
+        P[(0,) * P.ndim] = np.inf
+        return
+    host = P.copy_to_host()
+    host[(0,) * P.ndim] = np.inf
+    P.copy_to_device(host)
+
+
 def _fit(model, X, Y, batch_size, optimizer, lr, backend, epochs=6, **kw):
     return model.fit(X, Y, epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr,
                      backend=backend, shuffle_seed=0, progress=False, **kw)
@@ -100,7 +115,7 @@ def update_fault(backend, at_step, n_arrays):
             if calls[0] == (at_step - 1) * n_arrays + 1:
                 faulty_inputs.add(key)
             if key in faulty_inputs:
-                P[(0,) * P.ndim] = np.inf
+                _set_first_to_inf(P)
         return faulty
 
     def clean_update(optimizer, P, G, V, lr, beta):

@@ -729,19 +729,22 @@ def test_functional_api_fuzz(backend, target, data):
     assert unchanged((params, X, Y), saved), f"{what}: an input array was modified"
 
 
-def _cache_mutations(cache, dtype):
+def _cache_mutations(cache, dtype, bk):
     As = list(cache.As)
+    # Host copies for the edits that need NumPy methods (a CUDA device array has no
+    # astype or tolist; the simulator's stand-in forwards them to NumPy).
+    hAs, hZL = [np.asarray(bk.to_host(a)) for a in As], np.asarray(bk.to_host(cache.ZL))
     out = [("short", ForwardCache(As[:-1], cache.ZL, cache.hidden, cache.output, cache.backend), True),
            ("wrong-shape", ForwardCache(As[:1] + [np.zeros((As[1].shape[0] + 1, As[1].shape[1]), dtype)] + As[2:],
                                         cache.ZL, cache.hidden, cache.output, cache.backend), True),
-           ("wrong-dtype", ForwardCache([a.astype(np.float16 if dtype != np.float16 else np.float32) for a in As],
+           ("wrong-dtype", ForwardCache([a.astype(np.float16 if dtype != np.float16 else np.float32) for a in hAs],
                                         cache.ZL, cache.hidden, cache.output, cache.backend), True),
            ("ZL-wrong-shape", ForwardCache(As, np.zeros((cache.ZL.shape[0] + 1, cache.ZL.shape[1]), dtype),
                                            cache.hidden, cache.output,
                                            cache.backend), True),
-           ("list", ForwardCache([a.tolist() for a in As], cache.ZL, cache.hidden, cache.output, cache.backend), True),
+           ("list", ForwardCache([a.tolist() for a in hAs], cache.ZL, cache.hidden, cache.output, cache.backend), True),
            ("tuple", (As, cache.ZL), True),
-           ("fortran", ForwardCache([np.asfortranarray(a) for a in As], np.asfortranarray(cache.ZL), cache.hidden,
+           ("fortran", ForwardCache([np.asfortranarray(a) for a in hAs], np.asfortranarray(hZL), cache.hidden,
                                     cache.output, cache.backend), False),
            ("hidden", ForwardCache(As, cache.ZL, "softplus", cache.output, cache.backend), True),
            ("backend", ForwardCache(As, cache.ZL, cache.hidden, cache.output, "nope"), True)]
@@ -764,7 +767,7 @@ def test_backward_rejects_edited_caches(backend, data):
     bk = get_backend(backend)
     params, X, Y, dtype = p["params"], p["X"], p["Y"], p["dtype"]
     _, cache = fastnn.forward(params, X, hidden=p["hidden"], output=p["output"], backend=backend)
-    name, bad, must_reject = data.draw(st.sampled_from(_cache_mutations(cache, dtype)))
+    name, bad, must_reject = data.draw(st.sampled_from(_cache_mutations(cache, dtype, bk)))
     with kernel_guard(bk):
         out = attempt(lambda: fastnn.backward(params, bad, Y))
     tally("cache", "examples")

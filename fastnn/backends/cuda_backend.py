@@ -41,12 +41,24 @@ count given at launch): the same speed on a GPU as a static array, and under
 the simulator a buffer made once per launch, where static arrays are created
 lazily by the first thread that reaches them without a lock, a race that can
 hand two threads of one block different arrays (numba-cuda 0.30).
+
+Small problems have small grids (a 5-unit layer is one block), so every launch
+is configured with numba-cuda's low-occupancy warning switched off
+(:class:`_QuietLaunch`): that warning (a ``NumbaPerformanceWarning`` for any
+grid under 128 blocks) is advice for a hand-written launch, and would reach the
+user of a small net on every step.  The warning about implicit host-to-device
+copies stays on: a host array reaching a kernel is a bug here.
 """
 
 import math
 
 import numpy as np
 from numba import cuda, float64, from_dtype
+
+try:  # numba-cuda's own config module; older releases read numba's
+    from numba.cuda.core import config as _cuda_config
+except ImportError:  # pragma: no cover - depends on the numba-cuda release
+    from numba.core import config as _cuda_config
 
 from .. import _dropout
 from ..activations import LEAKY_SLOPE
@@ -498,13 +510,38 @@ _FACTORIES = {
 }
 
 
+class _QuietLaunch:
+    """A kernel whose ``[grid, block, stream, shared]`` skips the low-occupancy warning.
+
+    numba-cuda warns (``NumbaPerformanceWarning``) when a launch configuration
+    has fewer than 128 blocks; here that is the size of the problem, not a
+    mistake (module docstring).  The check runs when the configuration is made,
+    so the setting ``CUDA_LOW_OCCUPANCY_WARNINGS`` is off for that moment only
+    and restored after; a launch configured by another thread in that moment
+    could miss its warning, nothing else.
+    """
+
+    __slots__ = ("kernel",)
+
+    def __init__(self, kernel):
+        self.kernel = kernel
+
+    def __getitem__(self, launch):
+        old = getattr(_cuda_config, "CUDA_LOW_OCCUPANCY_WARNINGS", 0)
+        _cuda_config.CUDA_LOW_OCCUPANCY_WARNINGS = 0
+        try:
+            return self.kernel[launch]
+        finally:
+            _cuda_config.CUDA_LOW_OCCUPANCY_WARNINGS = old
+
+
 def _kernel(kind, dtype, *key):
     """The compiled kernel ``kind`` for ``dtype`` and the factory arguments ``key`` (cached)."""
     dtype = np.dtype(dtype)
     cache_key = (kind, dtype.name) + key
     kern = _CACHE.get(cache_key)
     if kern is None:
-        kern = _FACTORIES[kind](dtype, *key)
+        kern = _QuietLaunch(_FACTORIES[kind](dtype, *key))
         _CACHE[cache_key] = kern
     return kern
 

@@ -490,6 +490,29 @@ def test_reductions_deterministic(cb, launch):
         assert L == runs[0][2]
 
 
+def test_launches_are_configured_without_the_low_occupancy_warning(cb, monkeypatch):
+    """Every kernel is launched through _QuietLaunch, which turns numba-cuda's
+    low-occupancy check off while the launch is configured and restores it."""
+    seen = []
+
+    class Kernel:
+        def __getitem__(self, launch):
+            seen.append((launch, cb._cuda_config.CUDA_LOW_OCCUPANCY_WARNINGS))
+            return "configured"
+
+    monkeypatch.setattr(cb._cuda_config, "CUDA_LOW_OCCUPANCY_WARNINGS", 1, raising=False)
+    assert cb._QuietLaunch(Kernel())[1, 32, 0, 8] == "configured"
+    assert seen == [((1, 32, 0, 8), 0)]
+    assert cb._cuda_config.CUDA_LOW_OCCUPANCY_WARNINGS == 1  # restored
+    x = cb.to_device(np.ones((2, 5)))
+    with warnings.catch_warnings():  # one-block grids: on a GPU numba-cuda would warn
+        warnings.simplefilter("error")
+        cb.backward_hidden(x, x, "relu", 1.0)
+        cb.input_grad(x, x)
+        assert cb.all_finite(x)
+    assert cb._CACHE and all(isinstance(k, cb._QuietLaunch) for k in cb._CACHE.values())
+
+
 def test_launch_constants_take_effect(cb, launch):
     """Kernels are built per shared-memory size: changing TPB/TILE builds new ones."""
     x = cb.to_device(np.ones((2, 5)))
