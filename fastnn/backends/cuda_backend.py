@@ -11,7 +11,8 @@ On a machine with an NVIDIA GPU and driver::
     pip install -e ".[test,cuda]"
     python -m pytest -m cuda tests/cuda
 
-(without ``NUMBA_ENABLE_CUDASIM``).  Without a GPU the same tests run under
+(without ``NUMBA_ENABLE_CUDASIM``), or ``bash .ci/gpu``, which also runs the main
+suite's ``cuda`` cases and times this backend (docs/benchmarks.md, "On a GPU").  Without a GPU the same tests run under
 Numba's CUDA simulator, which must be switched on before numba is imported::
 
     NUMBA_ENABLE_CUDASIM=1 python -m pytest -m cuda tests/cuda
