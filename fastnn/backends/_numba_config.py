@@ -171,6 +171,11 @@ COLD_COMPILE_SECONDS = 20
 _compile_log = logging.getLogger("fastnn.compile")
 
 
+def quiet():
+    """Whether ``FASTNN_QUIET`` (anything but empty or ``0``) silences the compile messages."""
+    return os.environ.get("FASTNN_QUIET", "").strip() not in ("", "0")
+
+
 class _FirstCompileMessage(numba.core.event.Listener):
     """Logs, once per process, a WARNING on ``fastnn.compile`` when Numba starts
     compiling one of fastnn's kernels: a kernel compiles only when the on-disk
@@ -187,7 +192,7 @@ class _FirstCompileMessage(numba.core.event.Listener):
         if not getattr(func, "__module__", "").startswith("fastnn."):
             return
         self.said = True
-        if os.environ.get("FASTNN_QUIET", "").strip() not in ("", "0"):
+        if quiet():
             return
         _compile_log.warning("compiling kernels, first run only, about %d s "
                              "(cached on disk for later runs)", COLD_COMPILE_SECONDS)

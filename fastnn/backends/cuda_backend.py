@@ -51,6 +51,7 @@ user of a small net on every step.  The warning about implicit host-to-device
 copies stays on: a host array reaching a kernel is a bug here.
 """
 
+import logging
 import math
 
 import numpy as np
@@ -65,6 +66,7 @@ from .. import _dropout
 from ..activations import LEAKY_SLOPE
 from ..errors import NoDeviceError, SaturationError
 from . import _interface
+from ._numba_config import quiet as _quiet
 from . import numpy_backend as _np_backend
 from ._numba_kernels import formulas
 from ._numba_kernels.formulas import CODES, IDENTITY, LEAKY_RELU, RELU, SIGMOID, SOFTMAX, TANH
@@ -93,6 +95,24 @@ _EPI_PLAIN, _EPI_BIAS_ACT, _EPI_AXPBY, _EPI_OFFSET_BIAS_ACT = range(4)
 
 #: Kernels built by the factories, keyed by (kind, dtype name, size, flags...).
 _CACHE = {}
+
+#: The "about N s" of the first-compile message: the first fit of a process took
+#: 4.4-7.4 s on an H200 (docs/benchmarks.md, "On a GPU"), almost all of it compiling.
+CUDA_COMPILE_SECONDS = 5
+#: Whether kernels compile here (the simulator runs their Python source instead).
+_COMPILES = not getattr(_cuda_config, "ENABLE_CUDASIM", 0)
+_said_compiling = [False]
+
+
+def _say_compiling():
+    """Log once per process, on ``fastnn.compile``, that the first kernels compile now
+    (numba-cuda keeps no disk cache of them); ``FASTNN_QUIET=1`` silences it."""
+    if _said_compiling[0] or not _COMPILES:
+        return
+    _said_compiling[0] = True
+    if not _quiet():
+        logging.getLogger("fastnn.compile").warning(
+            "compiling CUDA kernels, first use in this process, about %d s", CUDA_COMPILE_SECONDS)
 
 
 # --------------------------------------------------------------- device functions
@@ -542,6 +562,7 @@ def _kernel(kind, dtype, *key):
     cache_key = (kind, dtype.name) + key
     kern = _CACHE.get(cache_key)
     if kern is None:
+        _say_compiling()
         kern = _QuietLaunch(_FACTORIES[kind](dtype, *key))
         _CACHE[cache_key] = kern
     return kern

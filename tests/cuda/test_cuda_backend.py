@@ -513,6 +513,29 @@ def test_launches_are_configured_without_the_low_occupancy_warning(cb, monkeypat
     assert cb._CACHE and all(isinstance(k, cb._QuietLaunch) for k in cb._CACHE.values())
 
 
+@pytest.mark.parametrize("quiet", [None, "1"])
+def test_the_first_kernel_of_a_process_says_it_compiles(cb, monkeypatch, caplog, quiet):
+    """One WARNING on fastnn.compile when the first kernel is built (on a GPU it compiles
+    then, for seconds, with no disk cache); none for later kernels, none when quiet."""
+    monkeypatch.setattr(cb, "_COMPILES", True)  # under the simulator nothing compiles
+    monkeypatch.setattr(cb, "_said_compiling", [False])
+    monkeypatch.setattr(cb, "_CACHE", {})
+    if quiet is None:
+        monkeypatch.delenv("FASTNN_QUIET", raising=False)
+    else:
+        monkeypatch.setenv("FASTNN_QUIET", quiet)
+    x = cb.to_device(np.ones((2, 5)))
+    with caplog.at_level("WARNING", logger="fastnn.compile"):
+        cb.input_grad(x, x)
+        cb.all_finite(x)
+        cb.input_grad(x, x)
+    said = [r.getMessage() for r in caplog.records if r.name == "fastnn.compile"]
+    expected = [f"compiling CUDA kernels, first use in this process, about "
+                f"{cb.CUDA_COMPILE_SECONDS} s"]
+    assert said == ([] if quiet else expected)
+    assert len(cb._CACHE) >= 2
+
+
 def test_launch_constants_take_effect(cb, launch):
     """Kernels are built per shared-memory size: changing TPB/TILE builds new ones."""
     x = cb.to_device(np.ones((2, 5)))
