@@ -53,6 +53,7 @@ copies stays on: a host array reaching a kernel is a bug here.
 
 import logging
 import math
+import threading
 
 import numpy as np
 from numba import cuda, float64, from_dtype
@@ -538,22 +539,25 @@ class _QuietLaunch:
     has fewer than 128 blocks; here that is the size of the problem, not a
     mistake (module docstring).  The check runs when the configuration is made,
     so the setting ``CUDA_LOW_OCCUPANCY_WARNINGS`` is off for that moment only
-    and restored after; a launch configured by another thread in that moment
-    could miss its warning, nothing else.
+    and restored after, under a lock, so that fastnn's launches from several
+    threads always put the user's setting back; a launch of the user's own
+    configured by another thread in that moment could miss its warning.
     """
 
     __slots__ = ("kernel",)
+    _lock = threading.Lock()
 
     def __init__(self, kernel):
         self.kernel = kernel
 
     def __getitem__(self, launch):
-        old = getattr(_cuda_config, "CUDA_LOW_OCCUPANCY_WARNINGS", 0)
-        _cuda_config.CUDA_LOW_OCCUPANCY_WARNINGS = 0
-        try:
-            return self.kernel[launch]
-        finally:
-            _cuda_config.CUDA_LOW_OCCUPANCY_WARNINGS = old
+        with self._lock:
+            old = getattr(_cuda_config, "CUDA_LOW_OCCUPANCY_WARNINGS", 0)
+            _cuda_config.CUDA_LOW_OCCUPANCY_WARNINGS = 0
+            try:
+                return self.kernel[launch]
+            finally:
+                _cuda_config.CUDA_LOW_OCCUPANCY_WARNINGS = old
 
 
 def _kernel(kind, dtype, *key):

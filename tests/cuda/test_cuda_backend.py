@@ -513,6 +513,31 @@ def test_launches_are_configured_without_the_low_occupancy_warning(cb, monkeypat
     assert cb._CACHE and all(isinstance(k, cb._QuietLaunch) for k in cb._CACHE.values())
 
 
+def test_quiet_launches_from_several_threads_put_the_setting_back(cb, monkeypatch):
+    """Launches configured from many threads at once leave the user's setting as it was."""
+    import threading
+    import time
+
+    class Kernel:
+        def __getitem__(self, launch):
+            time.sleep(0)  # hand the GIL over mid-configuration
+            return launch
+
+    monkeypatch.setattr(cb._cuda_config, "CUDA_LOW_OCCUPANCY_WARNINGS", 1, raising=False)
+    quiet = cb._QuietLaunch(Kernel())
+
+    def launches():
+        for i in range(300):
+            assert quiet[i, 32] == (i, 32)
+
+    threads = [threading.Thread(target=launches) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert cb._cuda_config.CUDA_LOW_OCCUPANCY_WARNINGS == 1
+
+
 @pytest.mark.parametrize("quiet", [None, "1"])
 def test_the_first_kernel_of_a_process_says_it_compiles(cb, monkeypatch, caplog, quiet):
     """One WARNING on fastnn.compile when the first kernel is built (on a GPU it compiles
