@@ -66,7 +66,7 @@ except ImportError:  # pragma: no cover - depends on the numba-cuda release
 from .. import _dropout
 from ..activations import LEAKY_SLOPE
 from ..errors import NoDeviceError, SaturationError
-from . import _interface
+from . import _cuda_probe, _interface
 from ._numba_config import quiet as _quiet
 from . import numpy_backend as _np_backend
 from ._numba_kernels import formulas
@@ -77,6 +77,9 @@ if not cuda.is_available():
     raise NoDeviceError(
         "numba.cuda found no usable CUDA GPU/driver and the simulator is off "
         "(set NUMBA_ENABLE_CUDASIM=1 before numba is imported to simulate)")
+if not getattr(_cuda_config, "ENABLE_CUDASIM", 0):
+    # A numba-cuda that cannot compile with this NumPy: "broken", with the reason.
+    _cuda_probe.check_compiler()
 
 __all__ = [*_interface.CONSTANTS, *_interface.KERNELS]
 
