@@ -11,7 +11,9 @@ never here)::
 When neither is usable every test in this folder is skipped, with the reason.
 Under the simulator the fixture ``_simulator_as_strict_as_a_gpu`` makes it warn
 and refuse where numba-cuda does on a GPU (small grids, host arrays handed to a
-kernel, host-side item assignment, NumPy methods a device array lacks).
+kernel, host-side item assignment, NumPy methods a device array lacks), and at
+the end of the session compile every kernel it ran for a GPU (``ptx_check.py``;
+``pip install -e ".[test,cuda-test]"`` brings NVVM and NVRTC, no GPU needed).
 
 Tolerances come from ``tests/conftest.py`` (``tol`` / ``assert_close``, whose
 docstring derives them); the copy below is used only if that file does not
@@ -153,6 +155,14 @@ print(json.dumps(sorted(names)))
 """
 
 
+def _load_beside(name):
+    """The module ``name``.py of this folder (imported by path: no package here)."""
+    spec = importlib.util.spec_from_file_location(f"_fastnn_cuda_{name}", HERE / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def _real_device_array_attributes():
     env = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
     out = subprocess.run([sys.executable, "-c", _DEVICE_ARRAY_ATTRIBUTES], env=env, check=True,
@@ -180,12 +190,28 @@ def _simulator_as_strict_as_a_gpu():
     (a one-block kernel); and a device array has no ``astype`` or ``tolist``,
     which the simulator's stand-in forwards to NumPy.  This fixture makes the
     simulator warn and refuse the same way, so CI sees those mistakes.
+
+    The simulator also never compiles a kernel: the fixture records each kernel
+    the backend builds and the argument types of its launches, and when the
+    session ends compiles them all for a GPU (``ptx_check``, no GPU needed); a
+    kernel that does not compile fails the run.
     """
     if not SIMULATING:
         yield
         return
     from numba.cuda.simulator import kernel as sim_kernel
     from numba.cuda.simulator.cudadrv.devicearray import FakeCUDAArray
+
+    from fastnn.backends import cuda_backend
+
+    ptx = _load_beside("ptx_check")
+    recorder = ptx.Recorder()
+    real_kernel = cuda_backend._kernel
+
+    def recording_kernel(kind, dtype, *key):
+        quiet = real_kernel(kind, dtype, *key)
+        recorder.built(quiet.kernel, kind, np.dtype(dtype), key)
+        return quiet
 
     real = _real_device_array_attributes()
     configure, launch = sim_kernel.FakeCUDAKernel.__getitem__, sim_kernel.FakeCUDAKernel.__call__
@@ -202,6 +228,7 @@ def _simulator_as_strict_as_a_gpu():
 
     def strict_launch(self, *args):
         if not self._device and host_side():
+            recorder.launched(self, args)
             if any(isinstance(a, np.ndarray) and a.ndim > 0 for a in args):
                 _performance_warning("Host array used in CUDA kernel will incur copy "
                                      "overhead to/from device.", "CUDA_WARN_ON_IMPLICIT_COPY")
@@ -228,7 +255,13 @@ def _simulator_as_strict_as_a_gpu():
         mp.setattr(sim_kernel.FakeCUDAKernel, "__call__", strict_launch)
         mp.setattr(FakeCUDAArray, "__getattr__", strict_forward)
         mp.setattr(FakeCUDAArray, "__setitem__", strict_assign)
+        mp.setattr(cuda_backend, "_kernel", recording_kernel)
         yield
+    compiled, failures = ptx.compile_recorded(recorder)
+    if failures:
+        raise AssertionError(
+            f"{len(failures)} of the kernel launches the simulator ran do not compile for a "
+            f"GPU ({compiled} did):\n" + "\n".join(failures[:20]))
 
 
 @pytest.fixture(scope="session")
