@@ -104,8 +104,10 @@ def main(path):
     launches = pickle.loads(Path(path).read_bytes())
     _pretend_a_device()
     try:
-        from numba.cuda.cudadrv import nvrtc, nvvm  # noqa: F401 - the compiler libraries
-        nvvm.NVVM()
+        from numba.cuda.cudadrv import nvrtc, nvvm
+
+        nvvm.NVVM()                     # loads libnvvm
+        nvrtc._get_nvrtc_version()      # loads libnvrtc
     except Exception as exc:
         compiled, failures = 0, [
             f"the CUDA compiler libraries (NVVM, NVRTC) cannot be loaded ({type(exc).__name__}: "
