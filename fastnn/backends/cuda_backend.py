@@ -12,8 +12,9 @@ On a machine with an NVIDIA GPU and driver::
     python -m pytest -m cuda tests/cuda
 
 (without ``NUMBA_ENABLE_CUDASIM``), or ``bash .ci/gpu``, which also runs the main
-suite's ``cuda`` cases and times this backend (docs/benchmarks.md, "On a GPU").  Without a GPU the same tests run under
-Numba's CUDA simulator, which must be switched on before numba is imported::
+suite's ``cuda`` cases and times this backend (docs/benchmarks.md, "On a GPU").
+Without a GPU the same tests run under Numba's CUDA simulator, which must be
+switched on before numba is imported::
 
     NUMBA_ENABLE_CUDASIM=1 python -m pytest -m cuda tests/cuda
 
@@ -77,7 +78,9 @@ if not cuda.is_available():
     raise NoDeviceError(
         "numba.cuda found no usable CUDA GPU/driver and the simulator is off "
         "(set NUMBA_ENABLE_CUDASIM=1 before numba is imported to simulate)")
-if not getattr(_cuda_config, "ENABLE_CUDASIM", 0):
+#: Whether kernels compile here (the simulator runs their Python source instead).
+_COMPILES = not getattr(_cuda_config, "ENABLE_CUDASIM", 0)
+if _COMPILES:
     # A numba-cuda that cannot compile with this NumPy: "broken", with the reason.
     _cuda_probe.check_compiler()
 
@@ -103,8 +106,6 @@ _CACHE = {}
 #: The "about N s" of the first-compile message: the first fit of a process took
 #: 4.4-7.4 s on an H200 (docs/benchmarks.md, "On a GPU"), almost all of it compiling.
 CUDA_COMPILE_SECONDS = 5
-#: Whether kernels compile here (the simulator runs their Python source instead).
-_COMPILES = not getattr(_cuda_config, "ENABLE_CUDASIM", 0)
 _said_compiling = [False]
 
 
