@@ -134,9 +134,9 @@ def _fast_simulator():
         os.sched_setaffinity(0, cpus)
 
 
-def _load_beside(name):
-    """The module ``name``.py of this folder (imported by path: no package here)."""
-    spec = importlib.util.spec_from_file_location(f"_fastnn_cuda_{name}", HERE / f"{name}.py")
+def _load(path, name):
+    """The module at ``path``, imported by path as ``name`` (the test folders are no packages)."""
+    spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -162,7 +162,8 @@ def _simulator_as_strict_as_a_gpu():
     if not SIMULATING:
         yield
         return
-    strict, ptx = _load_beside("strict_simulator"), _load_beside("ptx_check")
+    strict = _load(HERE / "strict_simulator.py", "_fastnn_cuda_strict_simulator")
+    ptx = _load(HERE / "ptx_check.py", "_fastnn_cuda_ptx_check")
     recorder = ptx.Recorder()
     with pytest.MonkeyPatch.context() as mp:
         for target, name, value in strict.patches(recorder):
@@ -275,8 +276,4 @@ def tols(request):
 @pytest.fixture(scope="session")
 def naive():
     """tests/naive.py, the per-example float64 reference (for its error magnitudes)."""
-    path = HERE.parent / "naive.py"
-    spec = importlib.util.spec_from_file_location("_fastnn_tests_naive", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return _load(HERE.parent / "naive.py", "_fastnn_tests_naive")

@@ -21,6 +21,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+import numba
+
 ROOT = Path(__file__).resolve().parents[2]
 
 #: The compute capability compiled for (the H200 the backend was first run on).
@@ -41,8 +43,6 @@ class Recorder:
         """Record one launch of ``kernel`` (kernels no factory built are not the backend's)."""
         factory = getattr(kernel, "_fastnn_factory", None)
         if factory is not None:
-            import numba
-
             self.launches[factory].add(tuple(numba.typeof(a) for a in args))
 
 
