@@ -183,3 +183,32 @@ class TimeSgdUpdate(_Kernel):
     def time_sgd_update(self, backend, dtype):
         self.call()
         sync(self.bk)
+
+
+class TimeGatherRows:
+    """``gather_rows_into``: 256 shuffled rows of 784 out of 60000 (an MNIST-shape batch,
+    the first thing of every minibatch step), a fresh batch each call so that the rows
+    come from memory, not cache.  Host backends only (the minibatch kernels)."""
+
+    params = [BACKENDS, DTYPES]
+    param_names = ["backend", "dtype"]
+    number = 20
+    repeat = (3, 20, 10.0)
+    timeout = 300
+    N, N_X, BATCH = 60000, 784, 256
+
+    def setup(self, backend, dtype):
+        self.bk = require_backend(backend)
+        if not hasattr(self.bk, "gather_rows_into"):
+            raise NotImplementedError(f"{backend} has no minibatch kernels")
+        rng = np.random.default_rng(0)
+        self.XR = rng.standard_normal((self.N, self.N_X)).astype(dtype)
+        self.batches = rng.permutation(self.N)[:self.N // self.BATCH * self.BATCH]
+        self.batches = self.batches.reshape(-1, self.BATCH)
+        self.out = np.empty((self.BATCH, self.N_X), dtype)
+        self.k = 0
+        self.bk.gather_rows_into(self.XR, self.batches[0], self.out)   # compile / cache load
+
+    def time_gather_rows(self, backend, dtype):
+        self.k = (self.k + 1) % len(self.batches)
+        self.bk.gather_rows_into(self.XR, self.batches[self.k], self.out)
