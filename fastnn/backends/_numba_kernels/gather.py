@@ -22,7 +22,7 @@ def _copy_rows8(XR, idx, out, i):
     Each shuffled row is a separate run of cache misses; copying eight at once keeps
     eight runs of loads in flight instead of one (1.6x the row-by-row loop at MNIST
     shape, 256 rows of 784 float32 from 60000: ``benchmarks/bench_kernels.py``; sixteen
-    rows at once ran 2.5x slower than eight, their loop no longer vectorised)."""
+    rows at once ran 2.5x slower than eight)."""
     s0, s1, s2, s3 = XR[idx[i]], XR[idx[i + 1]], XR[idx[i + 2]], XR[idx[i + 3]]
     s4, s5, s6, s7 = XR[idx[i + 4]], XR[idx[i + 5]], XR[idx[i + 6]], XR[idx[i + 7]]
     d0, d1, d2, d3 = out[i], out[i + 1], out[i + 2], out[i + 3]
