@@ -117,15 +117,17 @@ def test_gather_columns_is_the_column_batch(name, dtype):
 @pytest.mark.parametrize("b", [1, 7, 8, 9, 16, 23])
 def test_gather_rows_into_is_the_row_batch(name, dtype, b):
     """gather_rows_into(XR, idx, out) is XR[idx] for batches of whole groups of rows copied
-    side by side, a short last group, and repeated indices; rows outside idx untouched."""
+    side by side, a short last group, and repeated indices, from row-major and column-major
+    examples; rows of out past the batch untouched."""
     bk = get_backend(name)
     rng = np.random.default_rng(b)
     XR = rng.standard_normal((40, 13)).astype(dtype)
-    for idx in (rng.permutation(40)[:b], rng.integers(0, 40, b)):
-        out = np.full((b + 2, 13), 7, dtype)
-        bk.gather_rows_into(XR, idx, out[:b])
-        np.testing.assert_array_equal(out[:b], XR[idx])
-        assert (out[b:] == 7).all()
+    for src in (XR, np.asfortranarray(XR)):         # rows contiguous, rows strided
+        for idx in (rng.permutation(40)[:b], rng.integers(0, 40, b)):
+            out = np.full((b + 2, 13), 7, dtype)
+            bk.gather_rows_into(src, idx, out[:b])
+            np.testing.assert_array_equal(out[:b], XR[idx])
+            assert (out[b:] == 7).all()
 
 
 @pytest.mark.parametrize("name", ["numpy"] + COMPILED)
