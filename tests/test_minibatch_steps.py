@@ -140,6 +140,70 @@ def test_a_divergent_compiled_step_raises_as_the_python_step(backend, dtype, lr,
         np.testing.assert_array_equal(model.params[k], ref_model.params[k], err_msg=k)
 
 
+@pytest.mark.parametrize("backend", NUMBA)
+@pytest.mark.parametrize("scaling, l2", [("deferred", 0.0), ("deferred", 0.01), ("absorbed", 0.0)])
+def test_a_gradient_that_overflows_under_a_finite_loss_stops_the_compiled_step(
+        backend, scaling, l2, monkeypatch):
+    """dW of the first layer overflows while every activation and the loss stay finite (a
+    feature of 3e38 behind zero weights, a wide second layer): the compiled steps stop at
+    the same step, for the same reason, with the same params as the Python steps, whether
+    their gradient check is counted in the dW epilogue (1/m, L2) or is a pass of its own.
+    The compiled call itself must stop there: the fit would locate the step anyway by
+    replaying the epoch from Python, so only the call's step count shows a missed check."""
+    def fit():
+        X, y = _data(np.float32, n_x=4, m=128, classes=3)
+        X[0] = 3e38
+        model = fastnn.Model([4, 5, 3], "relu", "softmax", dtype=np.float32, seed=1)
+        params = dict(model.params)
+        params["W1"] = np.full((5, 4), 0.01, np.float32)
+        params["W1"][:, 0] = 0
+        params["b1"] = np.full((5, 1), 0.1, np.float32)
+        params["W2"] = np.full((3, 5), 100, np.float32) * [[1], [-1], [0.5]]
+        model.params = {k: v.astype(np.float32) for k, v in params.items()}
+        with pytest.raises(DivergenceError) as info:
+            model.fit(X, y, epochs=1, batch_size=32, optimizer="sgd", lr=0.1, l2=l2,
+                      scaling=scaling, backend=backend, shuffle_seed=5, progress=False)
+        return model, info.value
+    runs = _count_compiled(monkeypatch)
+    model, err = fit()
+    assert runs == [0]     # the compiled call stopped at its first step, before the update
+    monkeypatch.undo()
+    _python_steps_only(monkeypatch)
+    ref_model, ref = fit()
+    assert (err.epoch, err.step, err.reason) == (ref.epoch, ref.step, ref.reason)
+    assert err.reason == "cost" and err.step == 1 and np.isfinite(err.cost), str(err)
+    for k in ref_model.params:
+        np.testing.assert_array_equal(model.params[k], ref_model.params[k], err_msg=k)
+
+
+@pytest.mark.parametrize("epilogue", ["scale", "scale_add", None])
+@pytest.mark.parametrize("bad", [None, ("dW", np.inf), ("dW", np.nan), ("db", -np.inf),
+                                 ("db", np.nan)])
+def test_the_counted_gradient_check_is_all_finite(epilogue, bad):
+    """The compiled steps' gradient check (a count from the dW epilogue's pass, then the
+    db; or, with no epilogue, a pass over G) says what all_finite(G) says, for a bad
+    entry in any layer's dW or db."""
+    shapes = [(6, 5), (6, 1), (3, 6), (3, 1)]
+    sizes = [a * b for a, b in shapes]
+    for layer in range(2):
+        G = np.random.default_rng(layer).standard_normal(sum(sizes)).astype(np.float32)
+        views = [v.reshape(s) for v, s in zip(np.split(G, np.cumsum(sizes)[:-1]), shapes)]
+        dWs, dbs = views[0::2], views[1::2]
+        if bad is not None:
+            which, value = bad
+            target = (dWs if which == "dW" else dbs)[layer].reshape(-1)
+            target[len(target) // 2] = value
+        count = -1
+        if epilogue == "scale":
+            count = sum(compiled._scale(dW.reshape(-1), np.float32(0.5)) for dW in dWs)
+        elif epilogue == "scale_add":
+            count = sum(compiled._scale_add(dW.reshape(-1), np.float32(0.5), dW.reshape(-1).copy(),
+                                            np.float32(0.1)) for dW in dWs)
+        want = bool(np.isfinite(G).all())
+        assert compiled._grads_finite(G, tuple(dbs), count) is want
+        assert want is (bad is None)
+
+
 SK_CASES = [
     dict(solver="adam", alpha=0.01),
     dict(solver="adam", alpha=0.0, activation="identity"),

@@ -8,7 +8,10 @@ Each step runs the kernels of one step of the engine's minibatch workspace
 are calls to the ``cblas_?gemm`` of the BLAS that NumPy itself loaded (passed
 in as a ctypes function, :mod:`fastnn.backends._blas`) with the transposition
 flags NumPy's ``matmul`` passes for the same operands.  So a step here is
-bitwise a workspace step (``tests/test_minibatch_steps.py``).
+bitwise a workspace step (``tests/test_minibatch_steps.py``).  The divergence
+check after a step is the workspace's (the loss, then ``all_finite`` of the flat
+gradients); where the dW epilogue (1/m, L2) runs, its pass counts the non-finite
+dW entries on the way and only the db are read again (:func:`_grads_finite`).
 
 The update rules (``RULE_*``) restate the optimizers' ``step_flat`` calls of
 the elementwise update kernels:
@@ -131,10 +134,13 @@ def _forward(gemm, Ws, bs, Xb, As, Z, hidden, slope):
 
 @jit
 def _backward_pass(gemm, Ws, Xb, As, dZs, dWs, dbs, hidden, slope, w_scale, scale, l2_scale):
-    """dW, db of every layer from dZs[L-1] (the output delta), as the workspace's step."""
+    """dW, db of every layer from dZs[L-1] (the output delta), as the workspace's step.
+    Returns how many blocks of the dW hold inf or NaN when the dW epilogue (1/m, L2) ran,
+    as a pass over every dW that counts them on the way, else -1 (not counted)."""
     L = len(Ws)
     b, n0 = Xb.shape
     one = Xb.dtype.type(1)
+    bad = 0 if (l2_scale or scale != 1) else -1
     for l in range(L - 1, -1, -1):
         W, dZ, dW = Ws[l], dZs[l], dWs[l]
         n, n_prev = W.shape
@@ -144,15 +150,31 @@ def _backward_pass(gemm, Ws, Xb, As, dZs, dWs, dbs, hidden, slope, w_scale, scal
             _gemm(gemm, _N, _T, n, n_prev, b, dZ, b, As[l - 1], b, dW, n_prev)
         flat = dW.reshape(dW.size)
         if l2_scale:
-            _scale_add(flat, scale, W.reshape(W.size), l2_scale)
+            bad += _scale_add(flat, scale, W.reshape(W.size), l2_scale)
         elif scale != 1:
-            _scale(flat, scale)
+            bad += _scale(flat, scale)
         if l > 0:
             dA = dZs[l - 1]
             _gemm(gemm, _T, _N, n_prev, b, n, W, n_prev, dZ, b, dA, b)
             partial = _partials(n_prev, b)
             _backward(dA, As[l - 1], hidden, one, slope, partial)
             reduce.finish_rows(partial, w_scale, dbs[l - 1])
+    return bad
+
+
+@jit
+def _grads_finite(G, dbs, bad_dW):
+    """Whether every entry of the flat gradients G (every dW and db) is finite, given the
+    dW epilogue's count ``bad_dW`` (-1: no epilogue ran, G is checked whole)."""
+    if bad_dW < 0:
+        return _finite(G)
+    if bad_dW > 0:
+        return False
+    for l in range(len(dbs)):
+        db = dbs[l]
+        if not _finite(db.reshape(db.size)):
+            return False
+    return True
 
 
 @jit
@@ -212,8 +234,9 @@ def minibatch_steps(gemm, dot, XR, YR, order, starts, Ws, bs, dWs, dbs, Xb, Yb, 
         lpart = _partials(1, b)
         _loss_softmax(Z, Yb, lpart)
         losses[s] = reduce.total(lpart)
-        _backward_pass(gemm, Ws, Xb, As, dZs, dWs, dbs, hidden, slope, w_scale, scale, l2_scale)
-        if check and not (np.isfinite(losses[s]) and _finite(G)):
+        bad_dW = _backward_pass(gemm, Ws, Xb, As, dZs, dWs, dbs, hidden, slope, w_scale, scale,
+                                l2_scale)
+        if check and not (np.isfinite(losses[s]) and _grads_finite(G, dbs, bad_dW)):
             return s, STEPS_NOT_FINITE
         _squares(Ws, squares_mode, dot, squares[s])
         _update(rule, P, G, S1, S2, n_fold, consts, per_step[s, 0], per_step[s, 1],

@@ -17,16 +17,24 @@ from .._numba_config import BLOCK, jit
 
 @jit
 def _scale_add_slice(g, scale, w, l2_scale):
-    """g = g * scale + l2_scale * w on 1-D slices."""
+    """g = g * scale + l2_scale * w on 1-D slices; nonzero when a result is inf or NaN."""
+    bad = 0
     for j in range(g.size):
-        g[j] = g[j] * scale + l2_scale * w[j]
+        v = g[j] * scale + l2_scale * w[j]
+        g[j] = v
+        bad |= (v - v) != 0
+    return bad
 
 
 @jit
 def _scale_slice(g, s):
-    """g *= s on a 1-D slice."""
+    """g *= s on a 1-D slice; nonzero when a result is inf or NaN."""
+    bad = 0
     for j in range(g.size):
-        g[j] *= s
+        v = g[j] * s
+        g[j] = v
+        bad |= (v - v) != 0
+    return bad
 
 
 @jit
@@ -76,19 +84,24 @@ def _count_nonfinite_slice(x):
 
 
 def scale_add(G, scale, W, l2_scale):
-    """G = G * scale + l2_scale * W (the dW epilogue: 1/m and L2)."""
+    """G = G * scale + l2_scale * W (the dW epilogue: 1/m and L2); returns how many blocks
+    of the result hold inf or NaN (0: G is finite, as ``all_finite`` would find)."""
     n = G.size
+    bad = 0
     for k in prange((n + BLOCK - 1) // BLOCK):
         j0, j1 = k * BLOCK, min(k * BLOCK + BLOCK, n)
-        _scale_add_slice(G[j0:j1], scale, W[j0:j1], l2_scale)
+        bad += _scale_add_slice(G[j0:j1], scale, W[j0:j1], l2_scale)
+    return bad
 
 
 def scale(G, s):
-    """G *= s."""
+    """G *= s; returns how many blocks of the result hold inf or NaN (0: G is finite)."""
     n = G.size
+    bad = 0
     for k in prange((n + BLOCK - 1) // BLOCK):
         j0, j1 = k * BLOCK, min(k * BLOCK + BLOCK, n)
-        _scale_slice(G[j0:j1], s)
+        bad += _scale_slice(G[j0:j1], s)
+    return bad
 
 
 def sgd(P, G, lr):
