@@ -15,6 +15,12 @@ from numba import prange
 from .._numba_config import BLOCK, jit
 
 
+@jit(inline="always")
+def _nonfinite(v):
+    """True when v is inf or NaN (v - v is NaN exactly then)."""
+    return (v - v) != 0
+
+
 @jit
 def _scale_add_slice(g, scale, w, l2_scale):
     """g = g * scale + l2_scale * w on 1-D slices; nonzero when a result is inf or NaN."""
@@ -22,7 +28,7 @@ def _scale_add_slice(g, scale, w, l2_scale):
     for j in range(g.size):
         v = g[j] * scale + l2_scale * w[j]
         g[j] = v
-        bad |= (v - v) != 0
+        bad |= _nonfinite(v)
     return bad
 
 
@@ -33,7 +39,7 @@ def _scale_slice(g, s):
     for j in range(g.size):
         v = g[j] * s
         g[j] = v
-        bad |= (v - v) != 0
+        bad |= _nonfinite(v)
     return bad
 
 
@@ -76,10 +82,10 @@ def _adam_folded_slice(p, g, mm, v, beta1, c1, beta2, c2, step, eps_t, g_scale, 
 
 @jit
 def _count_nonfinite_slice(x):
-    """Nonzero when a 1-D slice holds inf or NaN (x - x is NaN exactly then)."""
+    """Nonzero when a 1-D slice holds inf or NaN."""
     bad = 0
     for j in range(x.size):
-        bad |= (x[j] - x[j]) != 0
+        bad |= _nonfinite(x[j])
     return bad
 
 
