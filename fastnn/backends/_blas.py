@@ -55,17 +55,31 @@ def _numpy_blas_paths():
     return [p for p in found if os.path.realpath(p) in loaded]
 
 
+def _function(lib, name, restype, argtypes):
+    """The symbol ``name`` of ``lib`` as an instance of its own ctypes prototype, or None.
+
+    Numba's dispatcher keys the types of a call's arguments on a fingerprint of
+    each, and the fingerprint of a ctypes function is its Python type, not its
+    signature: every symbol read off a ``CDLL`` is a ``lib._FuncPtr``, so
+    ``?gemm`` and ``?dot`` passed to one compiled function would share a cached
+    type, match no compiled signature, and send every call through Numba's
+    Python-level typing (0.4 ms a call of the compiled steps).  A
+    ``CFUNCTYPE`` prototype is a class of its own for each signature.
+    """
+    try:
+        return ctypes.CFUNCTYPE(restype, *argtypes)((name, lib))
+    except AttributeError:
+        return None
+
+
 def _bind(lib, t, ctype, scalar):
     for pattern, int_t in _SYMBOLS:
-        try:
-            fn = getattr(lib, pattern.format(t=t))
-        except AttributeError:
-            continue
-        fn.restype = None
-        fn.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int, int_t, int_t, int_t, scalar,
-                       ctypes.c_void_p, int_t, ctypes.c_void_p, int_t, scalar, ctypes.c_void_p,
-                       int_t]
-        return fn
+        fn = _function(lib, pattern.format(t=t), None,
+                       [ctypes.c_int, ctypes.c_int, ctypes.c_int, int_t, int_t, int_t, scalar,
+                        ctypes.c_void_p, int_t, ctypes.c_void_p, int_t, scalar, ctypes.c_void_p,
+                        int_t])
+        if fn is not None:
+            return fn
     return None
 
 
@@ -84,13 +98,10 @@ def _make(fn, dtype):
 def _bind_dot(lib, t, scalar):
     """``cblas_?dot`` (the product ``np.vdot`` computes for contiguous vectors), or None."""
     for pattern, int_t in _SYMBOLS:
-        try:
-            fn = getattr(lib, pattern.format(t=t).replace("gemm", "dot"))
-        except AttributeError:
-            continue
-        fn.restype = scalar
-        fn.argtypes = [int_t, ctypes.c_void_p, int_t, ctypes.c_void_p, int_t]
-        return fn
+        fn = _function(lib, pattern.format(t=t).replace("gemm", "dot"), scalar,
+                       [int_t, ctypes.c_void_p, int_t, ctypes.c_void_p, int_t])
+        if fn is not None:
+            return fn
     return None
 
 
