@@ -372,3 +372,24 @@ def test_import_fastnn_does_not_import_sklearn():
             "cls = fastnn.MLPClassifier; assert 'sklearn' in sys.modules; "
             "assert cls is fastnn.sklearn.MLPClassifier and fastnn.MLPRegressor")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize("n", [1, 2, 7, 200, 1797])
+@pytest.mark.parametrize("seed", [0, 1, 12345])
+def test_the_epoch_shuffle_and_batches_are_scikit_learns(n, seed):
+    """The estimators' own shuffle and batch slices (theirs validate their parameters on every
+    epoch) give scikit-learn's ``utils.shuffle`` and ``utils.gen_batches``, and leave the
+    random state where scikit-learn's leaves it."""
+    from sklearn.utils import gen_batches, shuffle
+
+    from fastnn.sklearn._stochastic import _batches, _shuffled
+    idx = np.random.default_rng(seed).permutation(n)
+    ours, theirs = np.random.RandomState(seed), np.random.RandomState(seed)
+    for _ in range(3):
+        a, b = _shuffled(idx, ours), shuffle(idx, random_state=theirs)
+        assert a.dtype == b.dtype
+        np.testing.assert_array_equal(a, b)
+        idx = a
+    assert ours.randint(1 << 30) == theirs.randint(1 << 30)
+    for batch_size in (1, 3, 200, n, n + 5):
+        assert _batches(n, batch_size) == list(gen_batches(n, batch_size))
