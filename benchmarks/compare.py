@@ -1,6 +1,6 @@
 """fastnn against PyTorch and scikit-learn as their users run them, each in a process of its own.
 
-    python -m benchmarks.compare                         # mnist and cat, 3 rounds
+    python -m benchmarks.compare                         # mnist, small, cat: 3 rounds
     python -m benchmarks.compare --rounds 5 --json quiet.json
     python -m benchmarks.compare --quick                 # one round: a before/after check
     python -m benchmarks.compare --load 1 --baseline quiet.json   # beside 1 busy process
@@ -14,6 +14,10 @@ Work (float32, random data from a fixed teacher), the configs of
   course layout; ``fastnn.MLPClassifier((256, 128), batch_size=256,
   max_iter=1)`` against scikit-learn's; and ``gemm``, the matrix products of the
   same epoch alone, so that the epoch's distance from its GEMM floor can be read;
+- ``small``: scikit-learn's digits in shape (1797 x 64, random data), [64, 64, 10],
+  batch 200, Adam, 50 epochs, every epoch run (``n_iter_no_change`` past them):
+  ``Model.fit`` against idiomatic PyTorch, ``MLPClassifier`` against
+  scikit-learn's; a learner's first fits, where per-epoch costs show;
 - ``cat``: [12288, 20, 7, 5, 1], m = 209, 100 full-batch SGD steps:
   ``Model.fit(batch_size=None)`` against the same PyTorch contenders.
 
@@ -42,6 +46,7 @@ from .run_one import CONFIGS
 JOBS = {
     "mnist": ("fastnn-fit", "torch", "torch-course", "gemm", "fastnn-mlp", "sklearn-mlp"),
     "cat": ("fastnn-fit", "torch", "torch-course", "gemm"),
+    "small": ("fastnn-fit", "torch", "fastnn-mlp", "sklearn-mlp"),
     "tiny": ("fastnn-fit", "torch", "gemm", "fastnn-mlp", "sklearn-mlp"),  # a smoke test
 }
 NEEDS = {"torch": "torch", "torch-course": "torch", "sklearn-mlp": "sklearn"}
@@ -53,6 +58,8 @@ RATIOS = [
     ("mnist", "Model.fit vs PyTorch, course layout", "torch-course", "fastnn-fit", None, ">="),
     ("mnist", "MLPClassifier vs scikit-learn", "sklearn-mlp", "fastnn-mlp", 2.5, ">="),
     ("mnist", "Model.fit epoch / its GEMMs alone", "fastnn-fit", "gemm", 1.15, "<="),
+    ("small", "Model.fit vs idiomatic PyTorch", "torch", "fastnn-fit", None, ">="),
+    ("small", "MLPClassifier vs scikit-learn", "sklearn-mlp", "fastnn-mlp", None, ">="),
     ("cat", "Model.fit(batch_size=None) vs idiomatic PyTorch", "torch", "fastnn-fit", 5.0, ">="),
     ("cat", "Model.fit vs PyTorch, course layout", "torch-course", "fastnn-fit", None, ">="),
 ]
@@ -152,7 +159,7 @@ def markdown(summaries, rows, header, baseline=None, baseline_summaries=None):
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m benchmarks.compare",
                                      description=__doc__.split("\n")[0])
-    parser.add_argument("--configs", default="mnist,cat", help=f"of {sorted(JOBS)}")
+    parser.add_argument("--configs", default="mnist,small,cat", help=f"of {sorted(JOBS)}")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--quick", action="store_true",
                         help="one round (a before/after check; the README table uses 3)")

@@ -51,6 +51,11 @@ CONFIGS = {
     "cat": dict(dims=[12288, 20, 7, 5, 1], hidden="relu", output="sigmoid", m=209,
                 batch=None, optimizer="sgd", lr=0.0075, epochs=100,
                 work="cat net [12288,20,7,5,1], m = 209, 100 full-batch SGD steps"),
+    # scikit-learn's digits in shape (random data): what a learner's first fits look like,
+    # where per-epoch and per-call costs show.
+    "small": dict(dims=[64, 64, 10], hidden="relu", output="softmax", m=1797,
+                  batch=200, optimizer="adam", lr=0.001, epochs=50,
+                  work="digits' shape, 1797 x 64, [64,64,10], batch 200, Adam, 50 epochs"),
     # Small enough for the tests (well under a second of work).
     "tiny": dict(dims=[20, 16, 8, 3], hidden="relu", output="softmax", m=512,
                  batch=64, optimizer="adam", lr=0.001, epochs=1,
@@ -115,7 +120,8 @@ def _mlp_settings(spec):
                          f"not {spec['work']!r}")
     return dict(hidden_layer_sizes=tuple(spec["dims"][1:-1]), activation=spec["hidden"],
                 solver="adam", batch_size=spec["batch"], max_iter=spec["epochs"],
-                learning_rate_init=spec["lr"], random_state=0)
+                learning_rate_init=spec["lr"], random_state=0,
+                n_iter_no_change=spec["epochs"] + 1)  # every epoch runs
 
 
 def prepare_fastnn_mlp(spec, X, y, backend):
