@@ -10,7 +10,10 @@ parameter.  Three routes to it:
 - ``TimeTrainLoop``: the backend's whole-loop ``sgd_loop`` (compiled on Numba;
   what ``Model.fit`` runs for full-batch SGD), reported **per step**;
 - ``TimeCourseStep``: the course-style NumPy code (``common.course_step``), the
-  baseline series (it does not depend on a backend).
+  baseline series (it does not depend on a backend);
+- ``TimeFitEpoch``: one epoch of ``Model.fit`` with minibatches and Adam
+  (``common.FITS``): the compiled steps on the Numba backends and everything a
+  fit does around them (validation, the short last batch, per-call costs).
 
 The configs are ``common.CONFIGS``: planar (tiny), cat (12288 inputs), mnist,
 wide (2048-2048-2048, ~20 GFLOP a step, hundreds of ms on a laptop).
@@ -22,10 +25,11 @@ import time
 
 import numpy as np
 
+import fastnn
 from fastnn import engine
 
-from .common import (BACKENDS, CONFIGS, DTYPES, cached_data, course_step, require_backend,
-                     reset_peak_rss, sync)
+from .common import (BACKENDS, CONFIGS, DTYPES, FITS, cached_data, course_step, fit_data,
+                     require_backend, reset_peak_rss, sync)
 
 try:  # imported here so that asv's forkserver children inherit it
     import numba  # noqa: F401
@@ -140,6 +144,30 @@ class TimeCourseStep:
     def time_course_step(self, config, dtype):
         with np.errstate(all="ignore"):
             course_step(self.params_, self.X, self.Y, self.hidden, self.output)
+
+
+class TimeFitEpoch:
+    """One minibatch epoch of ``Model.fit`` (Adam, lr 1e-3, shuffled), the model trained on
+    from sample to sample."""
+    params = [list(FITS), BACKENDS, DTYPES]
+    param_names = ["fit", "backend", "dtype"]
+    repeat = (2, 10, 8.0)
+    number = 1
+    timeout = 600
+
+    def setup(self, fit, backend, dtype):
+        bk = require_backend(backend)
+        if np.dtype(dtype).type not in bk.DTYPES:
+            raise NotImplementedError(f"{backend} does not support {dtype}")
+        dims, _, self.batch = FITS[fit]
+        self.X, self.y = fit_data(fit, dtype)
+        self.model = fastnn.Model(dims, "relu", "softmax", dtype=dtype, seed=0)
+        self.backend = backend
+        self.time_epoch(fit, backend, dtype)  # compile or cache load, first touch
+
+    def time_epoch(self, fit, backend, dtype):
+        self.model.fit(self.X, self.y, epochs=1, batch_size=self.batch, optimizer="adam",
+                       lr=1e-3, backend=self.backend, shuffle_seed=0, progress=False)
 
 
 class PeakMemTrainStep:

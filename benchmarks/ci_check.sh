@@ -7,7 +7,9 @@
 #    subset on the current Python, against the installed fastnn, for the numpy
 #    and numba backends: one kernel class (both dtypes), one stability track
 #    (m = 100, depth 2, both scalings and dtypes) and the quality track (float32,
-#    both training runs, so the compiled sgd_loop is compiled and run).  asv exits 2 when any benchmark raised, which fails this script.
+#    both training runs, so the compiled sgd_loop is compiled and run) and one
+#    minibatch Model.fit epoch (digits' shape, float32, so the compiled steps run).
+#    asv exits 2 when any benchmark raised, which fails this script.
 #    Backends that are not available here are skipped (asv prints "skipped"),
 #    which is not a failure.
 #
@@ -41,6 +43,7 @@ python -m asv run -E existing:same --quick --show-stderr \
   --bench "bench_kernels\.TimeBackwardHidden\.time_backward_hidden\('(numpy|numba)'," \
   --bench "bench_stability\.TrackGradientError\.track_dW_rel_error\('(numpy|numba)', '(deferred|absorbed)', '(float32|float64)', 100, 2\)" \
   --bench "bench_quality\.TrackQuality\.track_test_accuracy\('(numpy|numba)', 'float32'," \
+  --bench "bench_training\.TimeFitEpoch\.time_epoch\('digits', '(numpy|numba)', 'float32'\)" \
   || { status=$?; echo "ci_check: asv run failed (exit $status): a benchmark raised; see above" >&2; exit "$status"; }
 
 echo "ci_check: benchmark suite OK ($((SECONDS - start)) s)"

@@ -159,6 +159,27 @@ def cached_data(config, dtype, seed=0):
     return make_data(config, dtype, seed)
 
 
+#: Minibatch fits (``bench_training.TimeFitEpoch``): name -> (layer_dims, m, batch); ReLU
+#: hidden layers, softmax output, Adam.  "digits" is scikit-learn's digits in shape, where
+#: the costs around an epoch's arithmetic show; "mnist" the compare script's MNIST epoch.
+FITS = {
+    "digits": ([64, 64, 10], 1797, 200),
+    "mnist": ([784, 256, 128, 10], 60000, 256),
+}
+
+
+@functools.lru_cache(maxsize=2)
+def fit_data(fit, dtype, seed=0):
+    """``(X, y)`` for a minibatch fit, built once per process: ``X`` ``(n_x, m)`` standard
+    normal, as ``data.T`` of row-major examples (the course's layout), integer labels
+    from a fixed random linear teacher.  Shared: do not modify them."""
+    dims, m, _ = FITS[fit]
+    rng = np.random.default_rng(seed)
+    data = rng.standard_normal((m, dims[0])).astype(dtype)
+    teacher = rng.standard_normal((dims[0], dims[-1]))
+    return data.T, (data.astype(np.float64) @ teacher).argmax(axis=1)
+
+
 def stability_dims(depth):
     """Layer sizes of the stability network with ``depth`` layers: 8 inputs,
     hidden layers of 16 units, one sigmoid output."""
