@@ -218,7 +218,7 @@ class MinibatchWorkspace:
         layers = (self.params[0::2], self.params[1::2], self.grads[0::2], self.grads[1::2],
                   self.P_flat, self.G_flat)
         work = (bufs["X"], bufs["Y"], bufs["A"], bufs["Z"], bufs["dZ"])
-        done, n, chunk = 0, len(starts), 16  # each call costs ~2 ms of argument typing
+        done, n, chunk = 0, len(starts), 16  # the first call times 16 steps
         while done < n:
             if done:
                 threads.refresh()   # a load that started meanwhile: the free cores

@@ -790,33 +790,45 @@ class _Trainer:
             self._end_epochs(1)
 
     def _compiled_steps(self, order, starts, epoch, applied, snap, replay):
-        """The epoch's full-size batches as compiled steps (``MinibatchWorkspace.run_steps``),
-        where the fit runs on the workspace and raises on divergence; the number of
-        steps run (0: none, the epoch steps from Python).  Their costs go to
-        ``applied``.  A step that failed (a loss or gradient that is not finite, or
-        a cost made non-finite by the L2 term) is located by :meth:`_locate`, which
-        replays the epoch from ``snap`` step by step and raises for it."""
+        """The epoch's batches as compiled steps (``MinibatchWorkspace.run_steps``): the
+        full-size ones, then the short last one (a call of its own size), where the fit
+        runs on the workspace and raises on divergence; the number of steps run (the
+        rest step from Python: none, or the last batch where the kernel declines it).
+        Their costs go to ``applied``.  A step that failed (a loss or gradient that is
+        not finite, or a cost made non-finite by the L2 term) is located by
+        :meth:`_locate`, which replays the epoch from ``snap`` step by step and raises
+        for it."""
         ws, o, model = self.ws, self.o, self.model
-        n_full = self.X.shape[1] // o.batch_size
+        m, b = self.X.shape[1], o.batch_size
+        n_full = m // b
         if ws is None or self.policy.skipping or n_full == 0:
             return 0
-        b = o.batch_size
         self.P = ws.adopt(self.P)
-
-        def on_chunk(losses, squares):
-            applied.extend((engine.cost_from_squares(float(loss), sq, b, o.l2), b)
-                           for loss, sq in zip(losses, squares))
-        done = ws.run_steps(self.XR, self.YR, order, np.asarray(starts[:n_full], np.int64), b,
-                            model.hidden, model.output, o.scaling, o.l2, self.opt, on_chunk,
-                            squares_mode=engine.SQUARES_PAIRWISE if o.l2 else engine.SQUARES_NONE)
-        if done is None:
+        groups = [(starts[:n_full], b)] + ([(starts[n_full:], m - n_full * b)] if m % b else [])
+        total, ran, stopped = 0, False, False
+        for group, size in groups:
+            def on_chunk(losses, squares, size=size):
+                applied.extend((engine.cost_from_squares(float(loss), sq, size, o.l2), size)
+                               for loss, sq in zip(losses, squares))
+            done = ws.run_steps(self.XR, self.YR, order, np.asarray(group, np.int64), size,
+                                model.hidden, model.output, o.scaling, o.l2, self.opt, on_chunk,
+                                squares_mode=engine.SQUARES_PAIRWISE if o.l2 else
+                                engine.SQUARES_NONE)
+            if done is None:
+                break
+            ran, total = True, total + done
+            if done < len(group):
+                stopped = True
+                break
+        if not ran:
             return 0
-        self.steps += done
+        self.steps += total
         self.policy.applied()
-        failed = next((i for i, (J, _) in enumerate(applied) if not math.isfinite(J)), done)
-        if failed < n_full:
+        failed = next((i for i, (J, _) in enumerate(applied) if not math.isfinite(J)),
+                      total if stopped else None)
+        if failed is not None:
             self._locate(snap, replay, epoch, failed + 2, None)
-        return done
+        return total
 
     def _locate(self, snap, batches, epoch, step, J):
         """on_divergence="raise": raise DivergenceError for the first step of this epoch

@@ -137,28 +137,38 @@ class _StochasticSolver:
     def _workspace_epoch(self, bk, ws, XR, YR, batch_size, sample_idx):
         """:meth:`_epoch` on the workspace: bitwise the same steps, nothing allocated per
         batch, one optimizer call per rule over the flat parameters; the full-size
-        batches as compiled steps where the backend has them (``run_steps``)."""
+        batches, then the short last one (a call of its own size), as compiled steps
+        where the backend has them (``run_steps``)."""
         opt, spec = self._optimizer, _spec(self)
         fold = opt.FOLDS_WEIGHT_EPILOGUE
         Ws = ws.params[0::2]
         n_samples = XR.shape[0]
-        losses = []  # each compiled step's loss times its batch size, in order
-
-        def on_chunk(loss_sums, squares):
-            losses.extend(_batch_loss_from(spec, float(loss), sq, batch_size) * batch_size
-                          for loss, sq in zip(loss_sums, squares))
-        n_full = n_samples // batch_size
         order = sample_idx if self.shuffle else np.arange(n_samples)
-        done = ws.run_steps(XR, YR, order, np.arange(n_full, dtype=np.int64) * batch_size,
-                            batch_size, spec.hidden, spec.output, spec.scaling, spec.alpha, opt,
-                            on_chunk, bare=fold,
-                            fold=_fold(spec, len(Ws), batch_size, YR.dtype) if fold else None,
-                            check=False,
-                            squares_mode=SQUARES_DOT if spec.alpha else SQUARES_NONE)
+        batches = _batches(n_samples, batch_size)
+        n_full = n_samples // batch_size
+        losses = []  # each compiled step's loss times its batch size, in order
+        done = 0
+        for first, count, size in ((0, n_full, batch_size),
+                                   (n_full, len(batches) - n_full, n_samples % batch_size)):
+            if not count:
+                continue
+
+            def on_chunk(loss_sums, squares, size=size):
+                losses.extend(_batch_loss_from(spec, float(loss), sq, size) * size
+                              for loss, sq in zip(loss_sums, squares))
+            ran = ws.run_steps(XR, YR, order, np.arange(first, first + count, dtype=np.int64)
+                               * batch_size, size, spec.hidden, spec.output, spec.scaling,
+                               spec.alpha, opt, on_chunk, bare=fold,
+                               fold=_fold(spec, len(Ws), size, YR.dtype) if fold else None,
+                               check=False,
+                               squares_mode=SQUARES_DOT if spec.alpha else SQUARES_NONE)
+            if ran is None:
+                break
+            done += ran
         accumulated_loss = 0.0
         for loss in losses:
             accumulated_loss += loss
-        for batch in _batches(n_samples, batch_size)[done or 0:]:
+        for batch in batches[done:]:
             idx = sample_idx[batch] if self.shuffle else batch
             m = batch.stop - batch.start
             loss_sum = ws.step(XR, YR, idx, spec.hidden, spec.output, spec.scaling, spec.alpha,
