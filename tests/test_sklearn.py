@@ -393,3 +393,21 @@ def test_the_epoch_shuffle_and_batches_are_scikit_learns(n, seed):
     assert ours.randint(1 << 30) == theirs.randint(1 << 30)
     for batch_size in (1, 3, 200, n, n + 5):
         assert _batches(n, batch_size) == list(gen_batches(n, batch_size))
+
+
+@pytest.mark.parametrize("labels", [np.arange(3), np.array([-1.0, 0.0, 7.0]),
+                                    np.array(["a", "bb", "c"]), np.array([True, False]),
+                                    np.array(["x", "y"], dtype=object)])
+@pytest.mark.parametrize("n", [1, 7, 360])
+def test_the_validation_accuracy_is_scikit_learns(labels, n):
+    """The classifier's early-stopping score (without accuracy_score's per-call target
+    checks) is scikit-learn's accuracy_score, value and type, for 1-D labels of each kind;
+    2-D (multilabel) targets and sample weights go through accuracy_score itself."""
+    from sklearn.metrics import accuracy_score
+
+    rng = np.random.default_rng(n)
+    y = labels[rng.integers(0, len(labels), n)]
+    for y_pred in (y.copy(), labels[rng.integers(0, len(labels), n)]):
+        ours = MLPClassifier._score_function(y, y_pred)
+        theirs = accuracy_score(y, y_pred)
+        assert type(ours) is type(theirs) and ours == theirs

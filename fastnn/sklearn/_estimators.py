@@ -82,6 +82,12 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
 
     @staticmethod
     def _score_function(y, y_pred, sample_weight=None):
+        if sample_weight is None and isinstance(y, np.ndarray) and y.ndim == 1 \
+                and isinstance(y_pred, np.ndarray) and y_pred.shape == y.shape:
+            # accuracy_score's value, an exact count of matches over n (one rounding),
+            # without its validation of the targets on every epoch of early stopping
+            # (about 0.5 ms, an epoch's time on digits)
+            return int(np.count_nonzero(y == y_pred)) / y.shape[0]
         return accuracy_score(y, y_pred, sample_weight=sample_weight)
 
     @available_if(_stochastic_solver)
