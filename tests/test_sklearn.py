@@ -411,3 +411,29 @@ def test_the_validation_accuracy_is_scikit_learns(labels, n):
         ours = MLPClassifier._score_function(y, y_pred)
         theirs = accuracy_score(y, y_pred)
         assert type(ours) is type(theirs) and ours == theirs
+
+
+@pytest.mark.parametrize("labels", [np.arange(5), np.array([-1.0, 0.0, 7.0, 9.0, 11.0]),
+                                    np.array(["a", "bb", "c", "d", "e"]),
+                                    np.array(["x", "y", "z", "u", "v"], dtype=object)])
+@pytest.mark.parametrize("k", [1, 2, 3, 5])
+def test_the_label_indicators_are_the_binarizers(labels, k):
+    """The classifier's indicator columns (without LabelBinarizer.transform's per-call
+    target checks) are ``transform(y).astype(bool)``, shape and values, for binarizers
+    fitted on 1, 2 (one column), 3 and 5 classes, on batches holding every class, a few
+    of them, one, and labels outside the classes."""
+    from sklearn.preprocessing import LabelBinarizer
+
+    from fastnn.sklearn._labels import _indicators
+    rng = np.random.default_rng(k)
+    classes = labels[:k]
+    binarizer = LabelBinarizer().fit(classes[rng.permutation(k)])
+    for y in (classes[rng.integers(0, k, 40)], classes[:2][rng.integers(0, min(k, 2), 9)],
+              classes[-1:].repeat(3), labels[rng.integers(0, 5, 30)]):
+        theirs = binarizer.transform(y).astype(bool)
+        if k >= 2 and np.isin(y, classes).all():  # the comparison itself, not transform
+            binarizer.transform = None
+        ours = _indicators(binarizer, y)
+        binarizer.__dict__.pop("transform", None)
+        assert ours.dtype == theirs.dtype and ours.shape == theirs.shape
+        np.testing.assert_array_equal(ours, theirs)
