@@ -437,3 +437,29 @@ def test_the_label_indicators_are_the_binarizers(labels, k):
         binarizer.__dict__.pop("transform", None)
         assert ours.dtype == theirs.dtype and ours.shape == theirs.shape
         np.testing.assert_array_equal(ours, theirs)
+
+
+@pytest.mark.parametrize("labels", [np.arange(5), np.array([-1.0, 0.0, 7.0, 9.0, 11.0]),
+                                    np.array(["a", "bb", "c", "d", "e"]),
+                                    np.array(["x", "y", "z", "u", "v"], dtype=object)])
+@pytest.mark.parametrize("k", [2, 3, 5])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_the_predicted_labels_are_the_binarizers(labels, k, dtype):
+    """The classifier's labels from its outputs (without inverse_transform's dispatch) are
+    ``LabelBinarizer.inverse_transform``'s, value and dtype: the first largest of tied
+    outputs, an output of exactly 0.5 (not above the threshold) with two classes."""
+    from sklearn.preprocessing import LabelBinarizer
+
+    from fastnn.sklearn._labels import _labels_of
+    rng = np.random.default_rng(k)
+    binarizer = LabelBinarizer().fit(labels[:k])
+    n_out = 1 if k == 2 else k
+    AL = rng.random((50, n_out)).astype(dtype)
+    AL[:5] = 0.5            # ties, and the binary threshold itself
+    AL[5:10, -1] = AL[5:10, 0]
+    AL = AL.ravel() if n_out == 1 else AL
+    theirs = binarizer.inverse_transform(AL)
+    binarizer.inverse_transform = None      # the path without it
+    ours = _labels_of(binarizer, AL)
+    assert ours.dtype == theirs.dtype and ours.shape == theirs.shape
+    np.testing.assert_array_equal(ours, theirs)

@@ -9,7 +9,7 @@ from sklearn.utils.validation import check_is_fitted
 from ._base import _BaseMLP
 from ._data import _validated_xy
 from ._docs import _ATTRS_DOC, _PARAMS_DOC
-from ._labels import _binarized, _class_weighted, _first_partial_fit
+from ._labels import _binarized, _class_weighted, _first_partial_fit, _labels_of
 from ._params import _check_choice, _check_class_weight
 from ._stochastic import _stochastic_solver
 
@@ -78,7 +78,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     def _predict_from_outputs(self, AL):
         if self.n_outputs_ == 1:
             AL = AL.ravel()
-        return self._label_binarizer.inverse_transform(AL)
+        return _labels_of(self._label_binarizer, AL)
 
     @staticmethod
     def _score_function(y, y_pred, sample_weight=None):

@@ -49,6 +49,21 @@ def _indicators(binarizer, y):
     return binarizer.transform(y).astype(bool)
 
 
+def _labels_of(binarizer, AL):
+    """``binarizer.inverse_transform(AL)``: for the outputs of a binary (``(n,)``) or
+    multiclass (``(n, n_classes)``) problem, the class of the first largest output or of an
+    output above 0.5 itself, without ``inverse_transform``'s array-API dispatch (about 0.06
+    ms a ``predict``).  Other outputs go through ``inverse_transform``."""
+    classes = binarizer.classes_
+    if (isinstance(AL, np.ndarray) and not binarizer.sparse_input_
+            and binarizer.neg_label == 0 and binarizer.pos_label == 1):
+        if binarizer.y_type_ == "multiclass" and AL.ndim == 2 and AL.shape[1] == len(classes):
+            return classes[np.argmax(AL, axis=1)]
+        if binarizer.y_type_ == "binary" and AL.ndim == 1 and len(classes) == 2:
+            return classes[(AL > 0.5).astype(np.intp)]
+    return binarizer.inverse_transform(AL)
+
+
 def _first_partial_fit(est, y, classes):
     """On ``partial_fit``'s first call, fit the binarizer on ``classes`` (or multilabel ``y``)."""
     if _check_partial_fit_first_call(est, classes):
