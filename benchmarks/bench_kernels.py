@@ -62,9 +62,7 @@ class _Kernel:
     timeout = 300
 
     def setup(self, backend, dtype):
-        self.bk = require_backend(backend)
-        if np.dtype(dtype).type not in self.bk.DTYPES:
-            raise NotImplementedError(f"{backend} does not support {dtype}")
+        self.bk = require_backend(backend, dtype)
         key = (type(self).__name__, backend, dtype)
         if key not in _arrays:
             host = _host_arrays(dtype)
@@ -198,7 +196,7 @@ class TimeGatherRows:
     N, N_X, BATCH = 60000, 784, 256
 
     def setup(self, backend, dtype):
-        self.bk = require_backend(backend)
+        self.bk = require_backend(backend, dtype)
         if not hasattr(self.bk, "gather_rows_into"):
             raise NotImplementedError(f"{backend} has no minibatch kernels")
         key = (type(self).__name__, dtype)

@@ -40,9 +40,7 @@ class TrackQuality:
     timeout = 600
 
     def setup(self, backend, dtype, run):
-        bk = require_backend(backend)
-        if np.dtype(dtype).type not in bk.DTYPES:
-            raise NotImplementedError(f"{backend} does not support {dtype}")
+        require_backend(backend, dtype)
         Xtr, ytr, Xte, yte, _ = digits_data(dtype)
         model = fastnn.Model([64, 32, 10], "relu", "softmax", dtype=dtype, seed=0)
         history = model.fit(Xtr, ytr, backend=backend, progress=False, **RUNS[run])

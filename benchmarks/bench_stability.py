@@ -160,13 +160,6 @@ def _grads(backend, scaling, dtype, m, depth):
     return [g[f"dW{l}"] for l in range(1, L + 1)], [g[f"db{l}"] for l in range(1, L + 1)]
 
 
-def _require(backend, dtype):
-    bk = require_backend(backend)
-    if np.dtype(dtype).type not in bk.DTYPES:
-        raise NotImplementedError(f"{backend} does not support {dtype}")
-    return bk
-
-
 class TrackGradientError:
     """Relative error of ``fastnn.gradients``' dW and db against the
     higher-precision reference, per backend, 1/m placement, dtype, m, depth.
@@ -183,7 +176,7 @@ class TrackGradientError:
     timeout = 900
 
     def setup(self, backend, scaling, dtype, m, depth):
-        _require(backend, dtype)
+        require_backend(backend, dtype)
         ref = reference(m, depth, dtype)
         dW, db = _grads(backend, scaling, dtype, m, depth)
         self.err_dW = rel_error(dW, ref["dW"])
@@ -208,7 +201,7 @@ class TrackScalingGap:
     timeout = 900
 
     def setup(self, backend, dtype, m, depth):
-        _require(backend, dtype)
+        require_backend(backend, dtype)
         dWd, dbd = _grads(backend, "deferred", dtype, m, depth)
         dWa, dba = _grads(backend, "absorbed", dtype, m, depth)
         wide = np.longdouble  # differences of float32/float64 values, exactly
@@ -264,7 +257,7 @@ class TrackOutputRoute:
     timeout = 300
 
     def setup(self, backend, dtype, one_minus_a):
-        bk = _require(backend, dtype)
+        bk = require_backend(backend, dtype)
         rdt = ref_dtype(dtype)
         dt = np.dtype(dtype)
         rng = np.random.default_rng(0)

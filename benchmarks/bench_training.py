@@ -75,9 +75,7 @@ class _Training:
     timeout = 600
 
     def _prepare(self, config, backend, dtype):
-        self.bk = require_backend(backend)
-        if np.dtype(dtype).type not in self.bk.DTYPES:
-            raise NotImplementedError(f"{backend} does not support {dtype}")
+        self.bk = require_backend(backend, dtype)
         _, self.hidden, self.output, _ = CONFIGS[config]
         self.Ws, self.bs, self.X, self.Y = _state(self.bk, config, dtype)
         self.lr = np.dtype(dtype).type(LR)
@@ -156,9 +154,7 @@ class TimeFitEpoch:
     timeout = 600
 
     def setup(self, fit, backend, dtype):
-        bk = require_backend(backend)
-        if np.dtype(dtype).type not in bk.DTYPES:
-            raise NotImplementedError(f"{backend} does not support {dtype}")
+        require_backend(backend, dtype)
         dims, _, self.batch = FITS[fit]
         self.X, self.y = fit_data(fit, dtype)
         self.model = fastnn.Model(dims, "relu", "softmax", dtype=dtype, seed=0)

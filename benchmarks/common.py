@@ -128,18 +128,22 @@ STABILITY_DEPTHS = [2, 5]
 SATURATION_LEVELS = [1e-3, 1e-6, 1e-8, 1e-12, 1e-17]
 
 
-def require_backend(name):
+def require_backend(name, dtype=None):
     """The backend module ``name``, or NotImplementedError (asv's "skip") when
     it does not run here: what ``not fastnn.available_backends()[name].available``
     says, checked for this one backend only (so a CPU benchmark never
-    initialises a CUDA driver), and also when this version of fastnn does not
-    register the name at all."""
+    initialises a CUDA driver), also when this version of fastnn does not
+    register the name at all, and when the backend does not support ``dtype``
+    (if given)."""
     from fastnn.backends import get_backend
     from fastnn.errors import BackendUnavailableError, FastnnValueError
     try:
-        return get_backend(name)
+        bk = get_backend(name)
     except (BackendUnavailableError, FastnnValueError) as exc:
         raise NotImplementedError(f"backend {name!r} is not available here: {exc}") from None
+    if dtype is not None and np.dtype(dtype).type not in bk.DTYPES:
+        raise NotImplementedError(f"{name} does not support {dtype}")
+    return bk
 
 
 def sync(bk):

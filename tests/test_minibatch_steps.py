@@ -142,6 +142,20 @@ def test_a_divergent_compiled_step_raises_as_the_python_step(backend, dtype, lr,
         np.testing.assert_array_equal(model.params[k], ref_model.params[k], err_msg=k)
 
 
+def _overflowing_model():
+    """A float32 [4, 5, 3] model under which a feature of 3e38 in an example overflows dW1
+    while every activation and the loss stay finite: zero weights from that feature,
+    active hidden units, a wide second layer."""
+    model = fastnn.Model([4, 5, 3], "relu", "softmax", dtype=np.float32, seed=1)
+    params = dict(model.params)
+    params["W1"] = np.full((5, 4), 0.01, np.float32)
+    params["W1"][:, 0] = 0
+    params["b1"] = np.full((5, 1), 0.1, np.float32)
+    params["W2"] = np.full((3, 5), 100, np.float32) * [[1], [-1], [0.5]]
+    model.params = {k: v.astype(np.float32) for k, v in params.items()}
+    return model
+
+
 @pytest.mark.parametrize("backend", NUMBA)
 @pytest.mark.parametrize("scaling, l2", [("deferred", 0.0), ("deferred", 0.01), ("absorbed", 0.0)])
 def test_a_gradient_that_overflows_under_a_finite_loss_stops_the_compiled_step(
@@ -155,13 +169,7 @@ def test_a_gradient_that_overflows_under_a_finite_loss_stops_the_compiled_step(
     def fit():
         X, y = _data(np.float32, n_x=4, m=128, classes=3)
         X[0] = 3e38
-        model = fastnn.Model([4, 5, 3], "relu", "softmax", dtype=np.float32, seed=1)
-        params = dict(model.params)
-        params["W1"] = np.full((5, 4), 0.01, np.float32)
-        params["W1"][:, 0] = 0
-        params["b1"] = np.full((5, 1), 0.1, np.float32)
-        params["W2"] = np.full((3, 5), 100, np.float32) * [[1], [-1], [0.5]]
-        model.params = {k: v.astype(np.float32) for k, v in params.items()}
+        model = _overflowing_model()
         with pytest.raises(DivergenceError) as info:
             model.fit(X, y, epochs=1, batch_size=32, optimizer="sgd", lr=0.1, l2=l2,
                       scaling=scaling, backend=backend, shuffle_seed=5, progress=False)
@@ -190,13 +198,7 @@ def test_a_short_last_batch_that_diverges_is_located_as_from_python(backend, mon
     def fit():
         X, y = _data(np.float32, n_x=4, m=m, classes=3)
         X[0, last] = 3e38
-        model = fastnn.Model([4, 5, 3], "relu", "softmax", dtype=np.float32, seed=1)
-        params = dict(model.params)
-        params["W1"] = np.full((5, 4), 0.01, np.float32)
-        params["W1"][:, 0] = 0
-        params["b1"] = np.full((5, 1), 0.1, np.float32)
-        params["W2"] = np.full((3, 5), 100, np.float32) * [[1], [-1], [0.5]]
-        model.params = {k: v.astype(np.float32) for k, v in params.items()}
+        model = _overflowing_model()
         with pytest.raises(DivergenceError) as info:
             model.fit(X, y, epochs=1, batch_size=b, optimizer="sgd", lr=0.1, backend=backend,
                       shuffle_seed=5, progress=False)
