@@ -77,6 +77,23 @@ class MinibatchWorkspace:
         return output not in HOST_OUTPUTS and all(callable(getattr(bk, name, None))
                                                   for name in MINIBATCH_KERNELS)
 
+    @staticmethod
+    def batch_groups(n_samples, batch_size):
+        """An epoch's batches by size, for :meth:`run_steps`: ``(starts, size)`` of the
+        full-size ones, then of the short last one when there is one.
+
+        Returns
+        -------
+        list of (ndarray of int64, int)
+            ``[(starts (n_samples // batch_size,), batch_size)]``, and
+            ``([start], n_samples % batch_size)`` when that is not 0.
+        """
+        n_full = n_samples // batch_size
+        groups = [(np.arange(n_full, dtype=np.int64) * batch_size, batch_size)]
+        if n_samples % batch_size:
+            groups.append((np.array([n_full * batch_size], np.int64), n_samples % batch_size))
+        return groups
+
     def split(self, flat):
         """Views of a flat ``(n_params,)`` array as ``[W[1], b[1], ..., W[L], b[L]]``."""
         views, w_at, b_at = [], 0, self.n_weights

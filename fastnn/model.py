@@ -767,8 +767,7 @@ class _Trainer:
             start_snap = None if skip else self.snapshot()
             replay = lambda n: (batch(order, s) for s in starts[:n])  # noqa: E731
             applied = []  # (J, batch size) of the steps applied this epoch
-            first = 0 if full else self._compiled_steps(order, starts, epoch, applied, start_snap,
-                                                        replay)
+            first = 0 if full else self._compiled_steps(order, epoch, applied, start_snap, replay)
             for step, start in enumerate(starts[first:], start=first + 1):
                 b = batch(order, start)
                 backup = self.snapshot() if skip else None
@@ -789,7 +788,7 @@ class _Trainer:
             self.epoch = epoch
             self._end_epochs(1)
 
-    def _compiled_steps(self, order, starts, epoch, applied, snap, replay):
+    def _compiled_steps(self, order, epoch, applied, snap, replay):
         """The epoch's batches as compiled steps (``MinibatchWorkspace.run_steps``): the
         full-size ones, then the short last one (a call of its own size), where the fit
         runs on the workspace and raises on divergence; the number of steps run (the
@@ -799,18 +798,15 @@ class _Trainer:
         :meth:`_locate`, which replays the epoch from ``snap`` step by step and raises
         for it."""
         ws, o, model = self.ws, self.o, self.model
-        m, b = self.X.shape[1], o.batch_size
-        n_full = m // b
-        if ws is None or self.policy.skipping or n_full == 0:
+        if ws is None or self.policy.skipping or self.X.shape[1] < o.batch_size:
             return 0
         self.P = ws.adopt(self.P)
-        groups = [(starts[:n_full], b)] + ([(starts[n_full:], m - n_full * b)] if m % b else [])
         total, ran, stopped = 0, False, False
-        for group, size in groups:
+        for group, size in ws.batch_groups(self.X.shape[1], o.batch_size):
             def on_chunk(losses, squares, size=size):
                 applied.extend((engine.cost_from_squares(float(loss), sq, size, o.l2), size)
                                for loss, sq in zip(losses, squares))
-            done = ws.run_steps(self.XR, self.YR, order, np.asarray(group, np.int64), size,
+            done = ws.run_steps(self.XR, self.YR, order, group, size,
                                 model.hidden, model.output, o.scaling, o.l2, self.opt, on_chunk,
                                 squares_mode=engine.SQUARES_PAIRWISE if o.l2 else
                                 engine.SQUARES_NONE)

@@ -144,21 +144,14 @@ class _StochasticSolver:
         Ws = ws.params[0::2]
         n_samples = XR.shape[0]
         order = sample_idx if self.shuffle else np.arange(n_samples)
-        batches = _batches(n_samples, batch_size)
-        n_full = n_samples // batch_size
         losses = []  # each compiled step's loss times its batch size, in order
         done = 0
-        for first, count, size in ((0, n_full, batch_size),
-                                   (n_full, len(batches) - n_full, n_samples % batch_size)):
-            if not count:
-                continue
-
+        for starts, size in ws.batch_groups(n_samples, batch_size):
             def on_chunk(loss_sums, squares, size=size):
                 losses.extend(_batch_loss_from(spec, float(loss), sq, size) * size
                               for loss, sq in zip(loss_sums, squares))
-            ran = ws.run_steps(XR, YR, order, np.arange(first, first + count, dtype=np.int64)
-                               * batch_size, size, spec.hidden, spec.output, spec.scaling,
-                               spec.alpha, opt, on_chunk, bare=fold,
+            ran = ws.run_steps(XR, YR, order, starts, size, spec.hidden, spec.output,
+                               spec.scaling, spec.alpha, opt, on_chunk, bare=fold,
                                fold=_fold(spec, len(Ws), size, YR.dtype) if fold else None,
                                check=False,
                                squares_mode=SQUARES_DOT if spec.alpha else SQUARES_NONE)
@@ -168,7 +161,7 @@ class _StochasticSolver:
         accumulated_loss = 0.0
         for loss in losses:
             accumulated_loss += loss
-        for batch in batches[done:]:
+        for batch in _batches(n_samples, batch_size)[done:]:
             idx = sample_idx[batch] if self.shuffle else batch
             m = batch.stop - batch.start
             loss_sum = ws.step(XR, YR, idx, spec.hidden, spec.output, spec.scaling, spec.alpha,
