@@ -115,6 +115,27 @@ def test_a_cold_cache_says_once_that_kernels_compile_and_a_warm_one_says_nothing
     assert _compile_messages(tmp_path) == []
 
 
+USER_COMPILE_PROBE = r"""
+import numba
+from fastnn.backends import get_backend
+get_backend("numba")                            # registers the compile message's listener
+ns = {}
+exec("def double(x):\n    return 2 * x", ns)   # no __name__ in its globals: __module__ is None
+assert ns["double"].__module__ is None
+print(numba.njit(ns["double"])(21))
+"""
+
+
+def test_a_users_function_without_a_module_compiles_beside_fastnn(tmp_path):
+    """The compile message's listener sees every Numba compile in the process, the
+    user's too; a function made by ``exec`` has ``__module__`` None."""
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path)}
+    out = subprocess.run([sys.executable, "-c", USER_COMPILE_PROBE], env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["42"] and "compiling kernels" not in out.stderr
+
+
 @pytest.mark.parametrize("quiet", ["1", "yes"])
 def test_fastnn_quiet_silences_the_compile_message(tmp_path, quiet):
     assert _compile_messages(tmp_path, quiet) == []

@@ -189,7 +189,7 @@ class _FirstCompileMessage(numba.core.event.Listener):
         if self.said:
             return
         func = getattr(event.data.get("dispatcher"), "py_func", None)
-        if not getattr(func, "__module__", "").startswith("fastnn."):
+        if not (getattr(func, "__module__", None) or "").startswith("fastnn."):  # None: exec'd
             return
         self.said = True
         if quiet():
