@@ -130,6 +130,43 @@ def test_bundled_data_without_scikit_learn_names_the_real_package(tmp_path):
     assert "fastnn[" not in proc.stderr
 
 
+@pytest.mark.parametrize("name", ["digits", "breast_cancer", "iris", "wine"])
+def test_bundled_data_read_from_the_file_is_scikit_learns(name):
+    """The bundled datasets, read from scikit-learn's data files without importing it, are
+    the arrays its loaders return (values, shapes, dtypes)."""
+    from sklearn import datasets
+
+    from fastnn.cli import _bundled_file
+    X, y = _bundled_file(name)
+    X_ref, y_ref = getattr(datasets, f"load_{name}")(return_X_y=True)
+    assert X.dtype == X_ref.dtype and y.dtype == y_ref.dtype
+    np.testing.assert_array_equal(X, X_ref)
+    np.testing.assert_array_equal(y, y_ref)
+
+
+def test_train_on_bundled_data_does_not_import_scikit_learn(tmp_path):
+    """Importing scikit-learn was most of a ``fastnn train`` run's start-up; the bundled
+    data are read from its files, and a fallback to its loaders when they are not found."""
+    probe = ("import sys; from fastnn.cli import _load_bundled; X, y = _load_bundled('digits'); "
+             "print(X.shape, 'sklearn' in sys.modules)")
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env,
+                         timeout=120, cwd=tmp_path)
+    assert out.stdout.split("\n")[0] == "(1797, 64) False", out.stderr
+
+
+def test_bundled_data_fall_back_to_scikit_learns_loader(monkeypatch):
+    from sklearn import datasets
+
+    from fastnn import cli
+    monkeypatch.setattr(cli, "BUNDLED_FILES", {**cli.BUNDLED_FILES, "iris": "no-such-file.csv"})
+    assert cli._bundled_file("iris") is None
+    X, y = cli._load_bundled("iris")
+    X_ref, y_ref = datasets.load_iris(return_X_y=True)
+    np.testing.assert_array_equal(X, X_ref)
+    np.testing.assert_array_equal(y, y_ref)
+
+
 def test_help_shows_defaults():
     train = run_cli("train", "--help")
     assert train.returncode == 0
