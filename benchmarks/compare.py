@@ -95,7 +95,8 @@ def ratios(summaries, rounds=None):
     ``value`` is the ratio of the medians.  With ``rounds`` (``{label: [seconds per
     round]}``), ``paired`` is the median over rounds of the ratio within each round
     (the two contenders ran minutes apart at most, under the same load).  ``noisy``:
-    either contender's spread is above :data:`NOISY_SPREAD`.
+    either contender's spread is above :data:`NOISY_SPREAD`; ``met`` is then None
+    (unclear) where the paired ratio's verdict differs from the medians' (``met_medians``).
     """
     rows = []
     for config, what, num, den, target, sense in RATIOS:
@@ -104,12 +105,17 @@ def ratios(summaries, rounds=None):
         if a is None or b is None:
             continue
         value = a["median"] / b["median"]
-        met = None if target is None else (value >= target if sense == ">=" else value <= target)
+        verdict = (lambda v: None if target is None else  # noqa: E731
+                   (v >= target if sense == ">=" else v <= target))
         paired = (statistics.median(x / y for x, y in zip(rounds[la], rounds[lb]))
                   if rounds else None)
+        noisy = max(a["spread"], b["spread"]) > NOISY_SPREAD
+        met = verdict(value)
+        if noisy and paired is not None and verdict(paired) != met:
+            met = None    # the rounds mixed machine states: neither ratio decides
         rows.append({"key": f"{config}: {what}", "value": value, "target": target, "sense": sense,
-                     "met": met, "num": a["median"], "den": b["median"], "paired": paired,
-                     "noisy": max(a["spread"], b["spread"]) > NOISY_SPREAD})
+                     "met": met, "met_medians": verdict(value), "num": a["median"],
+                     "den": b["median"], "paired": paired, "noisy": noisy})
     return rows
 
 
@@ -139,7 +145,8 @@ def markdown(summaries, rows, header, baseline=None, baseline_summaries=None):
     lines += ["", "| ratio | of medians | paired (per round) | target | met |", "|---|---|---|---|---|"]
     for r in rows:
         target = "-" if r["target"] is None else f"{r['sense']} {r['target']}x"
-        met = "-" if r["met"] is None else ("yes" if r["met"] else "**no**")
+        met = ("-" if r["target"] is None else "unclear (medians and pairs disagree)"
+               if r["met"] is None else "yes" if r["met"] else "**no**")
         paired = "-" if r.get("paired") is None else f"{r['paired']:.2f}x"
         noisy = f" (noisy: spread > {NOISY_SPREAD:.0%})" if r.get("noisy") else ""
         lines.append(f"| {r['key']} | {r['value']:.2f}x{noisy} | {paired} | {target} | {met} |")

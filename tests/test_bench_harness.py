@@ -149,6 +149,23 @@ def test_paired_ratio_and_noisy_flag():
     assert "noisy" in table and "5.00x" in table and "4.00x" in table
 
 
+def test_a_noisy_ratio_whose_pairs_disagree_is_unclear():
+    """Rounds that mixed the machine's states: the ratio of medians meets the target, the
+    per-round ratio does not; neither decides (0.89x of medians vs 1.23x paired was seen)."""
+    rounds = {"mnist fastnn-fit": [0.41, 0.80, 0.42, 0.75, 0.41],
+              "mnist gemm": [0.34, 0.47, 0.34, 0.48, 0.47]}
+    summaries = {k: harness.summarize(v) for k, v in rounds.items()}
+    rows = {r["key"]: r for r in compare.ratios(summaries, rounds)}
+    row = rows["mnist: Model.fit epoch / its GEMMs alone"]
+    assert row["noisy"] and row["met_medians"] is True and row["paired"] > 1.15
+    assert row["met"] is None
+    assert "unclear" in compare.markdown(summaries, [row], ["head"])
+    calm = {k: [v[0], v[0], v[2]] for k, v in rounds.items()}  # agreeing pairs: decided
+    row = {r["key"]: r for r in compare.ratios(
+        {k: harness.summarize(v) for k, v in calm.items()}, calm)}[row["key"]]
+    assert row["met"] is False
+
+
 def test_interrupted_rounds_keep_what_finished(monkeypatch):
     calls = []
 
