@@ -26,6 +26,7 @@ from sklearn.utils.estimator_checks import estimator_checks_generator  # noqa: E
 
 import fastnn  # noqa: E402
 from fastnn import MLPClassifier, MLPRegressor  # noqa: E402
+from conftest import backend_params  # noqa: E402
 from fastnn_suite import tol, trajectory_rtol  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
@@ -327,6 +328,28 @@ def test_early_stopping_validation_scores_like_sklearn():
 
 
 # ----------------------------------------------------------- backends, errors
+
+@pytest.mark.parametrize("backend", backend_params(["numpy", "numba", "numba-parallel"]))
+def test_prediction_reads_a_row_major_X_in_place(backend, monkeypatch):
+    """predict, predict_proba and score hand a C-contiguous X of the model's dtype to the
+    first layer as its transposed view, no copy (at 10000 x 784 float32 the copy took
+    longer than the products: predict_proba 48 ms with it, 28.5 ms without)."""
+    import fastnn.sklearn._base as base
+    X, y = _small_classification(n=120)
+    X = np.ascontiguousarray(X, dtype=np.float32)
+    est = MLPClassifier((8,), max_iter=2, random_state=0, backend=backend).fit(X, y)
+    expected = est.predict_proba(X)
+    seen, forward = [], base._forward
+
+    def spy(bk, Ws, bs, A0, *args):
+        seen.append(np.shares_memory(A0, X))
+        return forward(bk, Ws, bs, A0, *args)
+
+    monkeypatch.setattr(base, "_forward", spy)
+    np.testing.assert_array_equal(est.predict_proba(X), expected)
+    est.predict(X), est.score(X, y)
+    assert seen == [True, True, True]
+
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
 @pytest.mark.parametrize("solver", ["adam", "sgd"])

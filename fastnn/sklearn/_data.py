@@ -1,4 +1,6 @@
-"""Arrays at the scikit-learn boundary: row-major in, fastnn's column-major layout out."""
+"""Arrays at the scikit-learn boundary: row-major in, fastnn's column-major layout out
+(a full batch of X as the transposed view of the row-major array where the backend
+takes one: :func:`_full_batch`)."""
 
 import numpy as np
 import scipy.sparse as sp
@@ -46,10 +48,13 @@ def _sparse_as(X, dtype, fmt=None):
 
 
 def _full_batch(bk, X, dtype):
-    """All of row-major ``X`` as the first layer's input: device columns, or SparseRows."""
+    """All of row-major ``X`` as the first layer's input: its columns as the backend's
+    ``gather_columns`` gives them (on the host a transposed view of ``X``, no copy: the
+    products take it as it is), or SparseRows."""
     if sp.issparse(X):
         return SparseRows(_sparse_as(X, dtype))
-    return bk.to_device(_columns(X, dtype, "X"))
+    XR = _rows(X, dtype, "X")
+    return bk.gather_columns(XR, slice(0, XR.shape[0]))
 
 
 def _validated_xy(est, X, y, reset, **kwargs):
