@@ -380,10 +380,10 @@ class Model:
 
     def predict_proba(self, X, *, backend=None):
         """Output activations ``A[L]``, shape ``(n_L, m)``, in the model's dtype."""
-        from .network import forward
+        from .network import _outputs
         params = dict(zip(self._keys, self._check_state()))
-        X, _ = self._check_data(X)
-        return forward(params, X, hidden=self.hidden, output=self.output, backend=backend)[0]
+        X, _ = self._check_data(X, order="any")   # an F-ordered X is read in place
+        return _outputs(params, X, self.hidden, self.output, backend)
 
     def predict(self, X, *, backend=None):
         """Predictions for the columns of X.

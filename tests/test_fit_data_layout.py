@@ -10,6 +10,7 @@
   batch, a block of columns at a time) gives NumPy's copy byte for byte.
 * A checkpoint's data fingerprint does not depend on the layout: a run
   checkpointed with one layout resumes with the other.
+* ``Model.predict`` reads an F-contiguous X in place, with its C copy's outputs.
 """
 
 import importlib
@@ -408,3 +409,31 @@ def test_a_checkpoint_resumes_with_the_same_data_in_the_other_layout(tmp_path, b
     X[0, 0] += 1
     with pytest.raises(FastnnValueError, match="data"):
         _fit(X, Y, backend, np.float64, options, resume=path)
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+@pytest.mark.parametrize("backend", HOST)
+def test_predict_reads_an_F_ordered_X_in_place(backend, dtype, monkeypatch):
+    """Model.predict / predict_proba take the course's F-ordered X (``data.T``) as the first
+    layer's input without a C copy (the copy was 12 of a 43 ms predict at 10000 x 784),
+    with its C copy's outputs; a C-ordered X is read in place as before."""
+    from conftest import assert_close
+
+    network = importlib.import_module("fastnn.network")
+    model = fastnn.Model([13, 9, 4], "relu", "softmax", dtype=dtype, seed=3)
+    XF = np.random.default_rng(5).standard_normal((40, 13)).astype(dtype).T
+    XC = np.ascontiguousarray(XF)
+    expected = model.predict_proba(XC, backend=backend)
+    seen, forward = [], network._forward
+
+    def spy(bk, Ws, bs, A0, *args):
+        seen.append(np.shares_memory(A0, XF) or np.shares_memory(A0, XC))
+        return forward(bk, Ws, bs, A0, *args)
+
+    monkeypatch.setattr(network, "_forward", spy)
+    for X in (XF, XC):
+        got = model.predict_proba(X, backend=backend)
+        assert got.dtype == dtype and got.flags.c_contiguous
+        assert_close(got, expected, dtype, 13, magnitude=np.ones_like(expected))
+        np.testing.assert_array_equal(model.predict(X, backend=backend), expected.argmax(axis=0))
+    assert seen == [True, True, True, True]
