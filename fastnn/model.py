@@ -404,7 +404,7 @@ class Model:
     def score(self, X, Y, *, backend=None):
         """Accuracy (sigmoid, softmax; fraction of correct entries) or R^2 (identity)."""
         self._check_state()
-        X, Yc = self._check_data(X, Y)
+        X, Yc = self._check_data(X, Y, order="any")   # an F-ordered X is read in place
         pred = self.predict(X, backend=backend)
         if self.output == "softmax":
             return float(np.mean(pred == Yc.argmax(axis=0)))

@@ -414,7 +414,7 @@ def test_a_checkpoint_resumes_with_the_same_data_in_the_other_layout(tmp_path, b
 @pytest.mark.parametrize("dtype", FLOATS)
 @pytest.mark.parametrize("backend", HOST)
 def test_predict_reads_an_F_ordered_X_in_place(backend, dtype, monkeypatch):
-    """Model.predict / predict_proba take the course's F-ordered X (``data.T``) as the first
+    """Model.predict / predict_proba / score take the course's F-ordered X (``data.T``) as the first
     layer's input without a C copy (the copy was 12 of a 43 ms predict at 10000 x 784),
     with its C copy's outputs; a C-ordered X is read in place as before."""
     from conftest import assert_close
@@ -436,4 +436,5 @@ def test_predict_reads_an_F_ordered_X_in_place(backend, dtype, monkeypatch):
         assert got.dtype == dtype and got.flags.c_contiguous
         assert_close(got, expected, dtype, 13, magnitude=np.ones_like(expected))
         np.testing.assert_array_equal(model.predict(X, backend=backend), expected.argmax(axis=0))
-    assert seen == [True, True, True, True]
+        assert model.score(X, expected.argmax(axis=0), backend=backend) == 1.0
+    assert seen == [True] * 6
