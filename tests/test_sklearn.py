@@ -329,14 +329,16 @@ def test_early_stopping_validation_scores_like_sklearn():
 
 # ----------------------------------------------------------- backends, errors
 
+@pytest.mark.parametrize("order", ["C", "F"])
 @pytest.mark.parametrize("backend", backend_params(["numpy", "numba", "numba-parallel"]))
-def test_prediction_reads_a_row_major_X_in_place(backend, monkeypatch):
-    """predict, predict_proba and score hand a C-contiguous X of the model's dtype to the
-    first layer as its transposed view, no copy (at 10000 x 784 float32 the copy took
-    longer than the products: predict_proba 48 ms with it, 28.5 ms without)."""
+def test_prediction_reads_X_in_place(backend, order, monkeypatch):
+    """predict, predict_proba and score hand a C- or F-contiguous X of the model's dtype
+    (F: a DataFrame's values) to the first layer without a copy, as the transposed view
+    of its rows or its transpose (at 10000 x 784 float32 the copy took longer than the
+    products: predict_proba 48 ms with it, 28.5 ms without)."""
     import fastnn.sklearn._base as base
     X, y = _small_classification(n=120)
-    X = np.ascontiguousarray(X, dtype=np.float32)
+    X = np.asarray(X, dtype=np.float32, order=order)
     est = MLPClassifier((8,), max_iter=2, random_state=0, backend=backend).fit(X, y)
     expected = est.predict_proba(X)
     seen, forward = [], base._forward

@@ -48,11 +48,14 @@ def _sparse_as(X, dtype, fmt=None):
 
 
 def _full_batch(bk, X, dtype):
-    """All of row-major ``X`` as the first layer's input: its columns as the backend's
-    ``gather_columns`` gives them (on the host a transposed view of ``X``, no copy: the
-    products take it as it is), or SparseRows."""
+    """All of ``X`` (m, n) as the first layer's input, without a copy on the host where the
+    dtype is already right: a column-major ``X``'s transpose is the columns; a row-major
+    one's columns are the backend's ``gather_columns`` of its rows (a transposed view,
+    which the products take as it is); sparse, SparseRows."""
     if sp.issparse(X):
         return SparseRows(_sparse_as(X, dtype))
+    if X.flags.f_contiguous and not X.flags.c_contiguous:  # e.g. a DataFrame's values
+        return bk.to_device(_columns(X, dtype, "X"))         # its transpose: the columns
     XR = _rows(X, dtype, "X")
     return bk.gather_columns(XR, slice(0, XR.shape[0]))
 
