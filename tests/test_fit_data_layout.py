@@ -438,3 +438,23 @@ def test_predict_reads_an_F_ordered_X_in_place(backend, dtype, monkeypatch):
         np.testing.assert_array_equal(model.predict(X, backend=backend), expected.argmax(axis=0))
         assert model.score(X, expected.argmax(axis=0), backend=backend) == 1.0
     assert seen == [True] * 6
+
+
+def test_predict_checks_X_once(monkeypatch):
+    """Model.predict reads X for finiteness once (its own validation; the forward below it
+    does not repeat the pass), and a non-finite X still raises naming X."""
+    validation = importlib.import_module("fastnn._validation")
+    model = fastnn.Model([13, 9, 4], "relu", "softmax", dtype=np.float32, seed=3)
+    X = np.random.default_rng(5).standard_normal((13, 40)).astype(np.float32)
+    passes, all_finite = [], validation.all_finite
+
+    def spy(a):
+        passes.append(np.shares_memory(a, X))
+        return all_finite(a)
+
+    monkeypatch.setattr(validation, "all_finite", spy)
+    model.predict(X)
+    assert passes.count(True) == 1
+    X[3, 7] = np.nan
+    with pytest.raises(FastnnValueError, match="X"):
+        model.predict(X)
