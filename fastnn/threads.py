@@ -14,7 +14,8 @@ estimators' fits, the course's fast path, ``network.forward/backward/gradients``
 when a step's multiply-adds are below :data:`SMALL_GEMM_MULTIPLY_ADDS` it limits
 the BLAS NumPy loaded (threadpoolctl) and, on ``numba-parallel``, Numba's
 threads of the calling thread to one for the duration of the call, then puts
-them back.  The parallel kernels reduce in a fixed order whatever the thread
+them back (a step whose every product is below :data:`BLAS_SERIAL_MULTIPLY_ADDS`,
+which OpenBLAS runs on one thread by itself, leaves the BLAS alone).  The parallel kernels reduce in a fixed order whatever the thread
 count, so Numba's limit leaves results bitwise the same; OpenBLAS's products
 are not always so: for some shapes (a long inner dimension, e.g. ``dZ @ X.T``
 of a narrow layer over many examples) its result depends on the thread count
@@ -67,6 +68,14 @@ __all__ = ["SMALL_GEMM_MULTIPLY_ADDS", "step_multiply_adds", "policy_for", "poli
 #: A step with fewer multiply-adds than this runs on one thread.  Measured on 2
 #: cores (``python -m benchmarks.thread_policy``): see docs/benchmarks.md.
 SMALL_GEMM_MULTIPLY_ADDS = 1 << 24
+
+#: A product of fewer multiply-adds than this runs on one thread in OpenBLAS by itself:
+#: its matrix-vector threshold, ``m * n < 2304 * GEMM_MULTITHREAD_THRESHOLD`` (4) in
+#: ``interface/gemv.c`` (NumPy's ``matmul`` calls gemv for a one-row operand; gemm's own
+#: threshold is 65536 * 4, the dot product's 10000 entries).  A step whose every product
+#: is this small needs no BLAS limit, whose setting and restoring cost more than the
+#: products (~12 of a policy's 16 us; a planar-data step is ~0.1 ms).
+BLAS_SERIAL_MULTIPLY_ADDS = 2304 * 4
 
 #: Environment variables by which a user sets the BLAS's thread count.
 BLAS_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS",
@@ -200,6 +209,8 @@ class _Policy:
     def __init__(self, weights, batch, numba_too):
         self.args, self.numba_too = (weights, batch), numba_too
         self.n = threads_for(weights, batch)
+        self.serial_blas = (self.n == 1 and max((int(W.size) for W in weights), default=0)
+                            * int(batch) < BLAS_SERIAL_MULTIPLY_ADDS)
         self.blas, self.undo_numba, self.counted_at = False, None, time.monotonic()
 
     def __enter__(self):
@@ -214,7 +225,7 @@ class _Policy:
 
     def _apply(self):
         if self.n is not None:
-            self.blas = _enter_blas(self.n)
+            self.blas = False if self.serial_blas else _enter_blas(self.n)
             self.undo_numba = _enter_numba(self.n) if self.numba_too else None
 
     def _release(self):

@@ -33,6 +33,9 @@ def two_blas_threads(monkeypatch):
     # A quiet two-core machine, whatever else runs beside the tests.
     monkeypatch.setattr(threads, "busy_cores", lambda: 0)
     monkeypatch.setattr(threads, "_cores", lambda: 2)
+    # The limit is exercised on tiny steps here; OpenBLAS would run those on one thread
+    # by itself (test_a_step_of_tiny_products_leaves_the_blas_alone).
+    monkeypatch.setattr(threads, "BLAS_SERIAL_MULTIPLY_ADDS", 0)
     with threadpoolctl.threadpool_limits(2, user_api="blas"):
         yield
 
@@ -59,6 +62,27 @@ def test_a_small_step_runs_the_blas_on_one_thread_and_restores_it(backend, monke
     with threads.policy_for(get_backend(backend), Ws, batch):
         assert set(_blas_threads()) == {1}
     assert set(_blas_threads()) == {2}
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba", "numba-parallel"])
+def test_a_step_of_tiny_products_leaves_the_blas_alone(backend, monkeypatch):
+    """A step whose every product has fewer multiply-adds than OpenBLAS's own one-thread
+    threshold sets no BLAS limit (setting it cost more than the products); Numba's threads
+    are still limited on numba-parallel; one product at the threshold brings the limit back."""
+    monkeypatch.setattr(threads, "BLAS_SERIAL_MULTIPLY_ADDS", 2304 * 4)
+    entered = []
+    enter_blas = threads._enter_blas
+    monkeypatch.setattr(threads, "_enter_blas", lambda n=1: entered.append(n) or enter_blas(n))
+    bk = get_backend(backend)
+    with threads.policy_for(bk, _weights(2, 4, 1), 400):   # 3200 and 1600 multiply-adds
+        assert set(_blas_threads()) == {2}
+        if backend == "numba-parallel":
+            import numba
+            assert numba.get_num_threads() == 1
+    assert entered == []
+    with threads.policy_for(bk, _weights(2, 4, 1), 1152):  # 4 x 2 x 1152 = 9216
+        assert set(_blas_threads()) == {1}
+    assert entered == [1] and set(_blas_threads()) == {2}
 
 
 def test_a_step_at_the_threshold_is_left_alone(monkeypatch):
@@ -275,6 +299,7 @@ def test_a_blas_loaded_after_the_first_policy_is_limited_too():
         "import numpy as np, threadpoolctl\n"
         "from fastnn import threads\n"
         "from fastnn.backends import get_backend\n"
+        "threads.BLAS_SERIAL_MULTIPLY_ADDS = 0\n"
         "bk, Ws = get_backend('numpy'), [np.zeros((3, 5), np.float32)]\n"
         "with threadpoolctl.threadpool_limits(2, user_api='blas'):\n"
         "    with threads.policy_for(bk, Ws, 4):\n"
