@@ -378,12 +378,24 @@ class Model:
         for k, arr in zip(keys, P):
             self.params[k] = np.array(bk.to_host(arr), copy=True)
 
-    def predict_proba(self, X, *, backend=None):
-        """Output activations ``A[L]``, shape ``(n_L, m)``, in the model's dtype."""
+    def _outputs(self, X, Y, backend):
+        """``(A[L], Y)`` for ``X`` and ``Y`` validated once (an F-ordered ``X`` is read in
+        place), after the model's own state."""
         from .network import _outputs
         params = dict(zip(self._keys, self._check_state()))
-        X, _ = self._check_data(X, order="any")   # an F-ordered X is read in place
-        return _outputs(params, X, self.hidden, self.output, backend)
+        X, Y = self._check_data(X, Y, order="any")
+        return _outputs(params, X, self.hidden, self.output, backend), Y
+
+    def _predictions(self, A):
+        if self.output == "sigmoid":
+            return (A > 0.5).astype(np.int64)
+        if self.output == "softmax":
+            return A.argmax(axis=0)
+        return A
+
+    def predict_proba(self, X, *, backend=None):
+        """Output activations ``A[L]``, shape ``(n_L, m)``, in the model's dtype."""
+        return self._outputs(X, None, backend)[0]
 
     def predict(self, X, *, backend=None):
         """Predictions for the columns of X.
@@ -394,18 +406,12 @@ class Model:
             sigmoid: 0/1 integers ``(n_L, m)`` (``A > 0.5``); softmax: class
             indices ``(m,)``; identity: ``A[L]``, ``(n_L, m)``.
         """
-        A = self.predict_proba(X, backend=backend)
-        if self.output == "sigmoid":
-            return (A > 0.5).astype(np.int64)
-        if self.output == "softmax":
-            return A.argmax(axis=0)
-        return A
+        return self._predictions(self._outputs(X, None, backend)[0])
 
     def score(self, X, Y, *, backend=None):
         """Accuracy (sigmoid, softmax; fraction of correct entries) or R^2 (identity)."""
-        self._check_state()
-        X, Yc = self._check_data(X, Y, order="any")   # an F-ordered X is read in place
-        pred = self.predict(X, backend=backend)
+        A, Yc = self._outputs(X, Y, backend)
+        pred = self._predictions(A)
         if self.output == "softmax":
             return float(np.mean(pred == Yc.argmax(axis=0)))
         if self.output == "sigmoid":

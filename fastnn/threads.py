@@ -15,8 +15,9 @@ when a step's multiply-adds are below :data:`SMALL_GEMM_MULTIPLY_ADDS` it limits
 the BLAS NumPy loaded (threadpoolctl) and, on ``numba-parallel``, Numba's
 threads of the calling thread to one for the duration of the call, then puts
 them back (a step whose every product is below :data:`BLAS_SERIAL_MULTIPLY_ADDS`,
-which OpenBLAS runs on one thread by itself, leaves the BLAS alone).  The parallel kernels reduce in a fixed order whatever the thread
-count, so Numba's limit leaves results bitwise the same; OpenBLAS's products
+which OpenBLAS runs on one thread by itself, leaves the BLAS alone).  The parallel
+kernels reduce in a fixed order whatever the thread count, so Numba's limit leaves
+results bitwise the same; OpenBLAS's products
 are not always so: for some shapes (a long inner dimension, e.g. ``dZ @ X.T``
 of a narrow layer over many examples) its result depends on the thread count
 in the last bits, so a limited run can differ from an unlimited one there
